@@ -1,0 +1,77 @@
+#pragma once
+// Array: a concrete value (a feed or a fetch result). Cheap to copy: copies share one immutable
+// buffer; kernels write new arrays.
+#include <cstdint>
+#include <memory>
+#include <variant>
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "framework/errors.hpp"
+#include "framework/types.hpp"
+
+namespace kiln {
+
+namespace detail {
+using ArrayStorage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int32_t>,
+                                  xt::xarray<std::int64_t>, xt::xarray<bool>>;
+}
+
+class Array {
+ public:
+  /// An empty Array: what fetching an Operation returns.
+  Array() = default;
+  template <class T>
+  Array(xt::xarray<T> value)  // NOLINT: implicit like a feed value
+      : data_(std::make_shared<detail::ArrayStorage>(std::move(value))) {}
+  template <class T, std::size_t N>
+  Array(const xt::xtensor<T, N>& value)  // NOLINT
+      : Array(xt::xarray<T>(value)) {}
+  Array(float v) : Array(xt::xarray<float>(v)) {}               // NOLINT
+  Array(double v) : Array(xt::xarray<double>(v)) {}             // NOLINT
+  Array(std::int32_t v) : Array(xt::xarray<std::int32_t>(v)) {} // NOLINT
+  Array(std::int64_t v) : Array(xt::xarray<std::int64_t>(v)) {} // NOLINT
+  Array(bool v) : Array(xt::xarray<bool>(v)) {}                 // NOLINT
+
+  bool empty() const { return data_ == nullptr; }
+  /// Throws InvalidArgumentError when empty.
+  DType dtype() const;
+  Shape shape() const;
+  std::int64_t size() const;
+  /// The value as T; throws InvalidArgumentError when empty or of another dtype.
+  template <class T>
+  const xt::xarray<T>& as() const {
+    check_dtype(dtype_of<T>());
+    return std::get<xt::xarray<T>>(*data_);
+  }
+  /// The single element of a size-1 array.
+  template <class T>
+  T scalar() const {
+    const auto& a = as<T>();
+    if (a.size() != 1)
+      throw InvalidArgumentError("Array::scalar: array of shape " + shape().to_string() +
+                                 " is not a single value");
+    return *a.data();
+  }
+  /// Writable access for kernels; copies first when the buffer is shared.
+  template <class T>
+  xt::xarray<T>& mutable_as() {
+    check_dtype(dtype_of<T>());
+    if (data_.use_count() > 1) data_ = std::make_shared<detail::ArrayStorage>(*data_);
+    return std::get<xt::xarray<T>>(*data_);
+  }
+  /// The value converted to double (any dtype), for tests and reports.
+  xt::xarray<double> to_double() const;
+  /// Same underlying buffer (used by tests of copy semantics).
+  bool shares_buffer_with(const Array& o) const { return data_ == o.data_; }
+
+ private:
+  void check_dtype(DType want) const;
+  std::shared_ptr<detail::ArrayStorage> data_;
+};
+
+/// An uninitialized array of the given dtype and fully defined dimensions.
+Array make_array(DType dtype, const std::vector<std::size_t>& shape);
+
+}  // namespace kiln

@@ -1,0 +1,15 @@
+#pragma once
+// The Boost.Graph seam: ordering and pruning of the ops a run needs, cycle checks.
+#include <vector>
+
+#include "framework/graph.hpp"
+
+namespace kiln::detail {
+
+/// The ops needed to compute `targets` (following data and control inputs, not past `cut` ops,
+/// whose outputs are all fed), in an order where every op follows its inputs.
+/// Throws InvalidArgumentError naming ops on a dependency cycle.
+std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
+                                   const std::vector<bool>& cut);
+
+}  // namespace kiln::detail

@@ -1,0 +1,344 @@
+#include "framework/kernels/conv2d.hpp"
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+
+#include "framework/errors.hpp"
+#include "framework/kernels/gemm.hpp"
+
+namespace kiln::kernels {
+
+using i64 = std::int64_t;
+
+Padding parse_padding(std::string_view s) {
+  if (s == "SAME") return Padding::same;
+  if (s == "VALID") return Padding::valid;
+  throw InvalidArgumentError("padding must be \"SAME\" or \"VALID\", got \"" + std::string(s) +
+                             "\"");
+}
+
+WindowDim window_dim(i64 in, i64 window, i64 stride, i64 dilation, Padding padding) {
+  if (in < 0 || window < 1 || stride < 1 || dilation < 1) {
+    throw InvalidArgumentError(
+        "window_dim: need in >= 0 and window, stride, dilation >= 1; got in=" + std::to_string(in) +
+        " window=" + std::to_string(window) + " stride=" + std::to_string(stride) +
+        " dilation=" + std::to_string(dilation));
+  }
+  const i64 effective = (window - 1) * dilation + 1;
+  WindowDim d;
+  if (padding == Padding::valid) {
+    // TF's GetWindowedOutputSize: (in - e + stride) / stride with C++ truncation.
+    d.out = (in - effective + stride) / stride;
+    if (d.out < 0) {
+      throw InvalidArgumentError("window_dim: VALID window of effective size " +
+                                 std::to_string(effective) + " does not fit an input of size " +
+                                 std::to_string(in));
+    }
+    return d;
+  }
+  // SAME: out = ceil(in / stride); pad so that the last window ends at the input's end, the
+  // odd pixel going after (bottom/right), as TF does.
+  d.out = (in + stride - 1) / stride;
+  const i64 total = std::max<i64>((d.out - 1) * stride + effective - in, 0);
+  d.pad_before = total / 2;
+  d.pad_after = total - d.pad_before;
+  return d;
+}
+
+Conv2DGeometry make_conv2d_geometry(Conv2DGeometry spec, Padding padding) {
+  const WindowDim h = window_dim(spec.in_h, spec.kernel_h, spec.stride_h, spec.dilation_h, padding);
+  const WindowDim w = window_dim(spec.in_w, spec.kernel_w, spec.stride_w, spec.dilation_w, padding);
+  spec.out_h = h.out;
+  spec.out_w = w.out;
+  spec.pad_top = h.pad_before;
+  spec.pad_left = w.pad_before;
+  validate(spec);
+  return spec;
+}
+
+void validate(const Conv2DGeometry& g) {
+  const bool ok = g.batch >= 0 && g.in_h >= 0 && g.in_w >= 0 && g.in_c >= 0 && g.out_h >= 0 &&
+                  g.out_w >= 0 && g.out_c >= 0 && g.kernel_h >= 1 && g.kernel_w >= 1 &&
+                  g.stride_h >= 1 && g.stride_w >= 1 && g.dilation_h >= 1 && g.dilation_w >= 1 &&
+                  g.pad_top >= 0 && g.pad_left >= 0;
+  if (!ok) {
+    throw InvalidArgumentError(
+        "conv2d: invalid geometry: batch=" + std::to_string(g.batch) + " in=[" +
+        std::to_string(g.in_h) + "," + std::to_string(g.in_w) + "," + std::to_string(g.in_c) +
+        "] out=[" + std::to_string(g.out_h) + "," + std::to_string(g.out_w) + "," +
+        std::to_string(g.out_c) + "] kernel=[" + std::to_string(g.kernel_h) + "," +
+        std::to_string(g.kernel_w) + "] strides=[" + std::to_string(g.stride_h) + "," +
+        std::to_string(g.stride_w) + "] dilations=[" + std::to_string(g.dilation_h) + "," +
+        std::to_string(g.dilation_w) + "] pads=[" + std::to_string(g.pad_top) + "," +
+        std::to_string(g.pad_left) + "]");
+  }
+}
+
+namespace {
+
+// The outputs o in [0, out) whose tap o * stride + offset lies inside [0, in):
+// o >= ceil(-offset / stride) and o < ceil((in - offset) / stride).
+struct Range {
+  i64 lo, hi;
+};
+Range valid_outputs(i64 out, i64 stride, i64 offset, i64 in) {
+  const i64 lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const i64 hi = in - offset <= 0 ? 0 : std::min(out, (in - offset + stride - 1) / stride);
+  return {std::min(lo, out), std::max(hi, std::min(lo, out))};
+}
+
+// Sizes of the per-image matrix product: P output pixels, K = kernel_h * kernel_w * in_c taps.
+struct Dims {
+  i64 images;     // gemm calls (1 when the whole batch forms one product)
+  i64 pixels;     // P: rows (NHWC) or columns (NCHW) of the column matrix per call
+  i64 taps;       // K
+  i64 in_image;   // input elements per call
+  i64 out_image;  // output elements per call
+  bool direct;    // the column matrix is the input itself (1x1 kernel, stride 1, no padding)
+};
+
+Dims dims_of(const Conv2DGeometry& g) {
+  Dims d;
+  d.images = g.batch;
+  d.pixels = g.out_h * g.out_w;
+  d.taps = g.kernel_h * g.kernel_w * g.in_c;
+  d.in_image = g.in_h * g.in_w * g.in_c;
+  d.out_image = g.out_h * g.out_w * g.out_c;
+  // A 1x1 kernel with stride 1 and no padding reads pixel p for output p: im2col would copy x.
+  d.direct = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+             g.pad_top == 0 && g.pad_left == 0 && g.out_h == g.in_h && g.out_w == g.in_w;
+  if (d.direct && !g.channels_first && d.images > 0) {
+    // NHWC images are consecutive [P, in_c] blocks: the batch is one [batch * P, in_c] matrix.
+    d.pixels *= d.images;
+    d.in_image *= d.images;
+    d.out_image *= d.images;
+    d.images = 1;
+  }
+  return d;
+}
+
+template <class T>
+T* workspace_for(const Dims& d, std::vector<T>& workspace) {
+  if (d.direct) return nullptr;
+  const auto need = static_cast<std::size_t>(d.pixels * d.taps);
+  if (workspace.size() < need) workspace.resize(need);
+  return workspace.data();
+}
+
+// im2col reads x and writes col; col2im (kAccumulate) reads col and adds into x.
+template <bool kAccumulate, class T>
+using XPtr = std::conditional_t<kAccumulate, T*, const T*>;
+template <bool kAccumulate, class T>
+using ColPtr = std::conditional_t<kAccumulate, const T*, T*>;
+
+// NHWC column matrix col[P, K]: row p = oh * out_w + ow holds, for each tap (i, j), the in_c
+// channels of input pixel (oh*sh - pt + i*dh, ow*sw - pl + j*dw), i.e. column (i*kw + j)*in_c + c
+// matches filter row (i, j, c). Off-image taps are zero. With kAccumulate the same index map runs
+// backwards (col2im): x[pixel] += col[p, tap], which is the adjoint of the copy.
+// Within one kernel row i, the in-image taps are j in [jlo, jhi) (valid_outputs with stride dw);
+// with dw == 1 they are adjacent pixels, so x and col share one contiguous run of
+// (jhi - jlo) * in_c values: one copy per kernel row instead of one per tap.
+template <bool kAccumulate, class T>
+void im2col_nhwc(const Conv2DGeometry& g, XPtr<kAccumulate, T> x, ColPtr<kAccumulate, T> col) {
+  const i64 c_n = g.in_c;
+  const i64 krow_len = g.kernel_w * c_n;
+  const i64 row_len = g.kernel_h * krow_len;
+  for (i64 oh = 0; oh < g.out_h; ++oh) {
+    for (i64 ow = 0; ow < g.out_w; ++ow) {
+      auto* row = col + (oh * g.out_w + ow) * row_len;
+      const i64 iw0 = ow * g.stride_w - g.pad_left;  // input column of tap j = 0
+      const Range rj = valid_outputs(g.kernel_w, g.dilation_w, iw0, g.in_w);
+      for (i64 i = 0; i < g.kernel_h; ++i) {
+        const i64 ih = oh * g.stride_h - g.pad_top + i * g.dilation_h;
+        auto* krow = row + i * krow_len;
+        const bool row_inside = ih >= 0 && ih < g.in_h;
+        if constexpr (!kAccumulate) {
+          const i64 lo = row_inside ? rj.lo * c_n : krow_len;
+          std::fill_n(krow, lo, T(0));
+          std::fill(krow + std::max(lo, rj.hi * c_n), krow + krow_len, T(0));
+        }
+        if (!row_inside || rj.hi <= rj.lo) continue;
+        auto* xrow = x + ih * g.in_w * c_n;
+        if (g.dilation_w == 1) {
+          const i64 n = (rj.hi - rj.lo) * c_n;
+          auto* src = xrow + (iw0 + rj.lo) * c_n;
+          auto* dst = krow + rj.lo * c_n;
+          if constexpr (kAccumulate) {
+            for (i64 e = 0; e < n; ++e) src[e] += dst[e];
+          } else {
+            std::copy_n(src, n, dst);
+          }
+          continue;
+        }
+        for (i64 j = rj.lo; j < rj.hi; ++j) {
+          auto* src = xrow + (iw0 + j * g.dilation_w) * c_n;
+          auto* dst = krow + j * c_n;
+          if constexpr (kAccumulate) {
+            for (i64 c = 0; c < c_n; ++c) src[c] += dst[c];
+          } else {
+            std::copy_n(src, c_n, dst);
+          }
+        }
+      }
+    }
+  }
+}
+
+// NCHW column matrix col[K, P]: row (i*kw + j)*in_c + c (the filter's row order) holds, for each
+// output pixel p = oh * out_w + ow, input x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] (zero when
+// off-image). Rows are contiguous in p, so stride-1 taps copy runs of the input row. kAccumulate
+// runs the map backwards (col2im, the adjoint).
+template <bool kAccumulate, class T>
+void im2col_nchw(const Conv2DGeometry& g, XPtr<kAccumulate, T> x, ColPtr<kAccumulate, T> col) {
+  const i64 pixels = g.out_h * g.out_w;
+  const i64 plane = g.in_h * g.in_w;
+  for (i64 i = 0; i < g.kernel_h; ++i) {
+    const i64 h_off = i * g.dilation_h - g.pad_top;
+    const Range rh = valid_outputs(g.out_h, g.stride_h, h_off, g.in_h);
+    for (i64 j = 0; j < g.kernel_w; ++j) {
+      const i64 w_off = j * g.dilation_w - g.pad_left;
+      const Range rw = valid_outputs(g.out_w, g.stride_w, w_off, g.in_w);
+      for (i64 c = 0; c < g.in_c; ++c) {
+        auto* row = col + ((i * g.kernel_w + j) * g.in_c + c) * pixels;
+        auto* xc = x + c * plane;
+        if constexpr (!kAccumulate) {
+          // Rows of out-of-image taps are zero; within a row only [rw.lo, rw.hi) reads x.
+          std::fill_n(row, rh.lo * g.out_w, T(0));
+          std::fill(row + rh.hi * g.out_w, row + pixels, T(0));
+        }
+        for (i64 oh = rh.lo; oh < rh.hi; ++oh) {
+          auto* dst = row + oh * g.out_w;
+          auto* src = xc + (oh * g.stride_h + h_off) * g.in_w;  // input row of this oh
+          if constexpr (kAccumulate) {
+            for (i64 ow = rw.lo; ow < rw.hi; ++ow) src[ow * g.stride_w + w_off] += dst[ow];
+          } else {
+            std::fill_n(dst, rw.lo, T(0));
+            for (i64 ow = rw.lo; ow < rw.hi; ++ow) dst[ow] = src[ow * g.stride_w + w_off];
+            std::fill(dst + rw.hi, dst + g.out_w, T(0));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void im2col(const Conv2DGeometry& g, const T* x, T* col) {
+  if (g.channels_first) {
+    im2col_nchw<false, T>(g, x, col);
+  } else {
+    im2col_nhwc<false, T>(g, x, col);
+  }
+}
+
+// dx = col2im(col): zero dx, then scatter-add every column entry into its input pixel.
+template <class T>
+void col2im(const Conv2DGeometry& g, const T* col, T* dx) {
+  std::fill_n(dx, g.in_h * g.in_w * g.in_c, T(0));
+  if (g.channels_first) {
+    im2col_nchw<true, T>(g, dx, col);
+  } else {
+    im2col_nhwc<true, T>(g, dx, col);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y,
+                    std::vector<T>& workspace) {
+  validate(g);
+  const Dims d = dims_of(g);
+  T* ws = workspace_for(d, workspace);
+  for (i64 n = 0; n < d.images; ++n) {
+    const T* xn = x + n * d.in_image;
+    T* yn = y + n * d.out_image;
+    const T* col = xn;
+    if (!d.direct) {
+      im2col(g, xn, ws);
+      col = ws;
+    }
+    if (g.channels_first) {
+      // y_n[out_c, P] = filter^T[out_c, K] * col[K, P]  (filter stored [K, out_c]).
+      gemm(true, false, g.out_c, d.pixels, d.taps, T(1), filter, g.out_c, col, d.pixels, T(0), yn,
+           d.pixels);
+    } else {
+      // y_n[P, out_c] = col[P, K] * filter[K, out_c].
+      gemm(false, false, d.pixels, g.out_c, d.taps, T(1), col, d.taps, filter, g.out_c, T(0), yn,
+           g.out_c);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy, T* dx,
+                           std::vector<T>& workspace) {
+  validate(g);
+  const Dims d = dims_of(g);
+  T* ws = workspace_for(d, workspace);
+  for (i64 n = 0; n < d.images; ++n) {
+    const T* dyn = dy + n * d.out_image;
+    T* dxn = dx + n * d.in_image;
+    // y = col * filter is linear in col, so dcol = dy * filter^T; then dx = col2im(dcol), the
+    // adjoint of im2col. In the direct case col is x itself and dcol is dx.
+    T* dcol = d.direct ? dxn : ws;
+    if (g.channels_first) {
+      // dcol[K, P] = filter[K, out_c] * dy_n[out_c, P].
+      gemm(false, false, d.taps, d.pixels, g.out_c, T(1), filter, g.out_c, dyn, d.pixels, T(0),
+           dcol, d.pixels);
+    } else {
+      // dcol[P, K] = dy_n[P, out_c] * filter^T[out_c, K].
+      gemm(false, true, d.pixels, d.taps, g.out_c, T(1), dyn, g.out_c, filter, g.out_c, T(0), dcol,
+           d.taps);
+    }
+    if (!d.direct) col2im(g, dcol, dxn);
+  }
+}
+
+template <class T>
+void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T* dfilter,
+                            std::vector<T>& workspace) {
+  validate(g);
+  const Dims d = dims_of(g);
+  if (d.images == 0) {
+    std::fill_n(dfilter, g.filter_size(), T(0));
+    return;
+  }
+  T* ws = workspace_for(d, workspace);
+  for (i64 n = 0; n < d.images; ++n) {
+    const T* xn = x + n * d.in_image;
+    const T* dyn = dy + n * d.out_image;
+    const T* col = xn;
+    if (!d.direct) {
+      im2col(g, xn, ws);
+      col = ws;
+    }
+    // dfilter = sum over images of col_n^T dy_n; the first image overwrites (beta = 0).
+    const T beta = n == 0 ? T(0) : T(1);
+    if (g.channels_first) {
+      // dfilter[K, out_c] += col[K, P] * dy_n^T[P, out_c].
+      gemm(false, true, d.taps, g.out_c, d.pixels, T(1), col, d.pixels, dyn, d.pixels, beta,
+           dfilter, g.out_c);
+    } else {
+      // dfilter[K, out_c] += col^T[K, P] * dy_n[P, out_c].
+      gemm(true, false, d.taps, g.out_c, d.pixels, T(1), col, d.taps, dyn, g.out_c, beta, dfilter,
+           g.out_c);
+    }
+  }
+}
+
+template void conv2d_forward<float>(const Conv2DGeometry&, const float*, const float*, float*,
+                                    std::vector<float>&);
+template void conv2d_forward<double>(const Conv2DGeometry&, const double*, const double*, double*,
+                                     std::vector<double>&);
+template void conv2d_backprop_input<float>(const Conv2DGeometry&, const float*, const float*,
+                                           float*, std::vector<float>&);
+template void conv2d_backprop_input<double>(const Conv2DGeometry&, const double*, const double*,
+                                            double*, std::vector<double>&);
+template void conv2d_backprop_filter<float>(const Conv2DGeometry&, const float*, const float*,
+                                            float*, std::vector<float>&);
+template void conv2d_backprop_filter<double>(const Conv2DGeometry&, const double*, const double*,
+                                             double*, std::vector<double>&);
+
+}  // namespace kiln::kernels

@@ -1,0 +1,91 @@
+#pragma once
+// Elementwise kernels on contiguous buffers. Floating types go through xsimd batches; the functor
+// must accept both T and xsimd::batch<T> (a generic lambda). Other types run a scalar loop.
+// Broadcasting follows NumPy: shapes are right-aligned, size-1 dimensions stretch.
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+namespace kiln::kernels {
+
+template <class T>
+inline constexpr bool kSimd = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
+/// y[i] = f(x[i]).
+template <class T, class R, class F>
+void map_unary(const T* x, R* y, std::size_t n, F f) {
+  std::size_t i = 0;
+  if constexpr (kSimd<T> && std::is_same_v<T, R> && std::is_invocable_v<F, xsimd::batch<T>>) {
+    constexpr std::size_t w = xsimd::batch<T>::size;
+    for (; i + w <= n; i += w) f(xsimd::batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+  }
+  for (; i < n; ++i) y[i] = static_cast<R>(f(x[i]));
+}
+
+/// y[i] = f(a[i], b[i]), with either side optionally a single broadcast value (a_step/b_step 0).
+template <class T, class R, class F>
+void map_binary(const T* a, std::size_t a_step, const T* b, std::size_t b_step, R* y, std::size_t n, F f) {
+  std::size_t i = 0;
+  if constexpr (kSimd<T> && std::is_same_v<T, R> &&
+                std::is_invocable_v<F, xsimd::batch<T>, xsimd::batch<T>>) {
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    if (a_step && b_step) {
+      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
+    } else if (a_step) {
+      const B bv(*b);
+      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), bv).store_unaligned(y + i);
+    } else if (b_step) {
+      const B av(*a);
+      for (; i + w <= n; i += w) f(av, B::load_unaligned(b + i)).store_unaligned(y + i);
+    }
+  }
+  for (; i < n; ++i) y[i] = static_cast<R>(f(a[i * a_step], b[i * b_step]));
+}
+
+/// NumPy broadcast of two shapes (the caller has checked compatibility).
+std::vector<std::size_t> broadcast_shape(const std::vector<std::size_t>& a, const std::vector<std::size_t>& b);
+
+/// Element strides of `in` (right-aligned into `out`), 0 along broadcast dimensions.
+std::vector<std::size_t> broadcast_strides(const std::vector<std::size_t>& in, const std::vector<std::size_t>& out);
+
+/// y = f(a, b) over the broadcast shape `out`. Rows along the last dimension run through
+/// map_binary, so the common cases (same shape, a scalar, a trailing-axis vector) stay vectorised.
+template <class T, class R, class F>
+void broadcast_binary(const T* a, const std::vector<std::size_t>& sa, const T* b, const std::vector<std::size_t>& sb,
+                      R* y, const std::vector<std::size_t>& out, F f) {
+  std::size_t total = 1;
+  for (auto d : out) total *= d;
+  if (total == 0) return;
+  if (sa == sb) return map_binary(a, 1, b, 1, y, total, f);
+  std::size_t na = 1, nb = 1;
+  for (auto d : sa) na *= d;
+  for (auto d : sb) nb *= d;
+  if (na == 1) return map_binary(a, 0, b, 1, y, total, f);
+  if (nb == 1) return map_binary(a, 1, b, 0, y, total, f);
+  const auto st_a = broadcast_strides(sa, out);
+  const auto st_b = broadcast_strides(sb, out);
+  const std::size_t r = out.size();
+  const std::size_t inner = out[r - 1];
+  const std::size_t ia = st_a[r - 1], ib = st_b[r - 1];
+  std::vector<std::size_t> idx(r, 0);
+  std::size_t off_a = 0, off_b = 0;
+  for (std::size_t row = 0; row < total / inner; ++row) {
+    map_binary(a + off_a, ia, b + off_b, ib, y + row * inner, inner, f);
+    // Advance the multi-index over all but the last dimension.
+    for (std::size_t d = r - 1; d-- > 0;) {
+      ++idx[d];
+      off_a += st_a[d];
+      off_b += st_b[d];
+      if (idx[d] < out[d]) break;
+      off_a -= st_a[d] * out[d];
+      off_b -= st_b[d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace kiln::kernels

@@ -1,0 +1,30 @@
+#pragma once
+// Helpers shared by the op family files (internal).
+#include <string>
+#include <vector>
+
+#include "framework/op_registry.hpp"
+#include "framework/ops.hpp"
+
+namespace kiln::detail {
+
+/// Output spec list of one tensor.
+inline std::vector<TensorSpec> one(DType t, Shape s) { return {TensorSpec{t, std::move(s)}}; }
+
+/// Requires `n` inputs.
+void expect_inputs(const InferenceContext& c, int n);
+/// Requires all inputs to share the first input's dtype (TypeError otherwise).
+void expect_same_dtype(const InferenceContext& c);
+/// Resolves a possibly negative axis against rank; ValueError when out of range.
+int resolve_axis(int axis, int rank, const char* what = "axis");
+
+/// Reduces a broadcast gradient back to the static/dynamic shape of `x` (identity when equal).
+Tensor reduce_to_shape_of(const Tensor& grad, const Tensor& x);
+
+/// Builds the op and returns its only output.
+inline Tensor build1(const std::string& type, const std::vector<Tensor>& inputs, std::any attrs,
+                     const std::string& name) {
+  return build_op(type, inputs, std::move(attrs), name).output(0);
+}
+
+}  // namespace kiln::detail

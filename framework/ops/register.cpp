@@ -1,0 +1,17 @@
+#include "framework/ops/register.hpp"
+
+#include "framework/op_registry.hpp"
+
+namespace kiln {
+void register_all_ops(OpRegistry& r) {
+  register_constant_ops(r);
+  register_random_ops(r);
+  register_math_ops(r);
+  register_array_ops(r);
+  register_reduction_ops(r);
+  register_linalg_ops(r);
+  register_nn_ops(r);
+  register_state_ops(r);
+  register_control_flow_ops(r);
+}
+}  // namespace kiln

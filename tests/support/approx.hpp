@@ -1,0 +1,28 @@
+#pragma once
+// Test helpers: approximate comparison of arrays, and a one-line gradient check.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "autodiff/gradient_checker.hpp"
+#include "framework/array.hpp"
+
+namespace kiln::testing {
+
+/// Every element of `actual` within atol + rtol*|expected| of `expected`, shapes equal.
+inline bool allclose(const Array& actual, const xt::xarray<double>& expected, double rtol = 1e-5, double atol = 1e-6) {
+  const auto a = actual.to_double();
+  if (a.shape() != expected.shape()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(std::abs(a.data()[i] - expected.data()[i]) <= atol + rtol * std::abs(expected.data()[i]))) return false;
+  return true;
+}
+
+/// CHECKs that the symbolic gradient of y matches central differences within `tol`.
+inline void check_grad(const Tensor& y, const FeedDict& xs, double tol = 1e-6, GradientCheckOptions options = {}) {
+  const auto r = check_gradients(y, xs, options);
+  INFO(r.report);
+  CHECK(r.max_error < tol);
+}
+
+}  // namespace kiln::testing
