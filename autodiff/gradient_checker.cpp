@@ -5,6 +5,7 @@
 
 #include "autodiff/gradients.hpp"
 #include "framework/errors.hpp"
+#include "framework/op_registry.hpp"
 #include "framework/ops.hpp"
 
 namespace kiln {
@@ -19,7 +20,34 @@ Array from_double(const xt::xarray<double>& v, DType dtype) {
   });
 }
 
+std::set<std::string>& checked_types() {
+  static std::set<std::string> types;
+  return types;
+}
+
+// Records the types of the ops on a path from one of xs to y.
+void record_checked_types(const Tensor& y, const std::vector<Tensor>& xs) {
+  Graph& g = y.graph();
+  std::vector<char> from_x(static_cast<std::size_t>(g.num_nodes()), 0);
+  for (auto& x : xs) from_x[static_cast<std::size_t>(x.op().node()->id)] = 1;
+  for (int i = 0; i < g.num_nodes(); ++i)
+    for (auto& in : g.node(i)->inputs)
+      if (from_x[static_cast<std::size_t>(in.node->id)]) from_x[static_cast<std::size_t>(i)] = 1;
+  std::vector<char> seen(from_x.size(), 0);
+  std::vector<const detail::Node*> stack{y.op().node()};
+  while (!stack.empty()) {
+    const auto* n = stack.back();
+    stack.pop_back();
+    if (seen[static_cast<std::size_t>(n->id)] || !from_x[static_cast<std::size_t>(n->id)]) continue;
+    seen[static_cast<std::size_t>(n->id)] = 1;
+    checked_types().insert(n->def->type);
+    for (auto& in : n->inputs) stack.push_back(in.node);
+  }
+}
+
 }  // namespace
+
+const std::set<std::string>& gradient_checked_op_types() { return checked_types(); }
 
 GradientCheckResult check_gradients(const Tensor& y, const FeedDict& xs_and_values, const GradientCheckOptions& options) {
   Graph& g = y.graph();
@@ -38,6 +66,7 @@ GradientCheckResult check_gradients(const Tensor& y, const FeedDict& xs_and_valu
   const Shape yshape = y0.shape();
   const Tensor grad_y = placeholder(y.dtype(), yshape, "check_gradients_grad_y");
   const auto grads = gradients({y}, xs, {grad_y});
+  record_checked_types(y, xs);
 
   GradientCheckResult result;
   std::ostringstream worst;

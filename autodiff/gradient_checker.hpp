@@ -11,6 +11,7 @@
 // (y(x + h e_i) - y(x - h e_i)) / 2h, both through a Session (so the graph's own kernels run).
 // Any dtype works; float64 gives tight errors. Extra feeds (e.g. a boolean `training`) are passed
 // through. Throws ValueError when an x is not a float tensor.
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,5 +33,9 @@ struct GradientCheckOptions {
 
 GradientCheckResult check_gradients(const Tensor& y, const FeedDict& xs_and_values,
                                     const GradientCheckOptions& options = {});
+
+/// Op types whose gradients some check_gradients call has exercised in this process (every op on a
+/// path from an x to y): the registry coverage test compares it with the differentiable ops.
+const std::set<std::string>& gradient_checked_op_types();
 
 }  // namespace kiln

@@ -80,7 +80,12 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
   for (std::size_t i = 0; i < ys.size(); ++i) {
     const Tensor& y = ys[i];
     if (!is_floating(y.dtype())) continue;
-    contribute(y.ref(), grad_ys.empty() ? ones_like(y, "grad_ys_" + std::to_string(i)) : grad_ys[i]);
+    // A constant when y's shape is known, so the gradient does not keep y's inputs alive.
+    const std::string name = "grad_ys_" + std::to_string(i);
+    const Tensor seed = !grad_ys.empty()                  ? grad_ys[i]
+                        : y.shape().is_fully_defined() ? ones(y.shape(), y.dtype(), name)
+                                                         : ones_like(y, name);
+    contribute(y.ref(), seed);
   }
   const auto summed = [&](const Node* node, std::size_t index) -> std::optional<Tensor> {
     auto it = contributions.find(node);
@@ -117,7 +122,10 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
         throw LookupError("No gradient defined for operation '" + node->name + "' (op type: " + node->def->type + ")");
       if (!node->def->accepts_missing_output_grads)
         for (std::size_t k = 0; k < dy.size(); ++k)
-          if (!dy[k] && is_floating(node->output_dtypes[k])) dy[k] = zeros_like(op.output(static_cast<int>(k)));
+          if (!dy[k] && is_floating(node->output_dtypes[k])) {
+            const Tensor out = op.output(static_cast<int>(k));
+            dy[k] = out.shape().is_fully_defined() ? zeros(out.shape(), out.dtype()) : zeros_like(out);
+          }
       OptionalTensors dx;
       {
         name_scope grad_scope(node->name + "_grad");

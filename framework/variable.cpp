@@ -141,14 +141,17 @@ variable_scope::variable_scope(const std::string& name, const VariableScopeOptio
       base = options.default_name + "_" + std::to_string(idx);
     }
   }
-  name_ = parent.name.empty() ? base : parent.name + "/" + base;
+  name_ = parent.name.empty() || options.absolute ? base : parent.name + "/" + base;
   ++g_->var_scope_counts_[name_];
   Graph::VarScope s{name_, parent.reuse, parent.auto_reuse};
   if (options.reuse == Reuse::reuse) s.reuse = true;
   if (options.reuse == Reuse::auto_reuse) s.auto_reuse = true;
   g_->var_scope_stack_.push_back(s);
   g_->var_scope_initializers_.push_back(options.initializer);
-  if (options.auxiliary_name_scope) g_->name_scope_ = g_->unique_name(base) + "/";
+  if (options.auxiliary_name_scope) {
+    const auto slash = base.rfind('/');
+    g_->name_scope_ = g_->unique_name(slash == std::string::npos ? base : base.substr(slash + 1)) + "/";
+  }
   name_scope_ = g_->name_scope_;
 }
 

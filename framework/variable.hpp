@@ -37,6 +37,9 @@ struct VariableScopeOptions {
   Initializer initializer;
   /// Also open a name scope of the same name (TF's auxiliary_name_scope).
   bool auxiliary_name_scope = true;
+  /// The name is a full scope name, not relative to the enclosing scope (re-entering a captured
+  /// scope, as layers do on later calls).
+  bool absolute = false;
 };
 
 /// RAII `with tf.variable_scope(name, reuse=...)`. Re-entering a name restarts its sub-scope

@@ -1,9 +1,15 @@
-// Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, and the rest of
-// the shape-manipulating family.
+// Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, transpose,
+// expand_dims, squeeze, concat, stack, slice, size, rank, tile, one_hot, and the internal gradient
+// ops ConcatGrad and SliceGrad. Static shapes use -1 for unknown dimensions throughout; kernels
+// copy contiguous rows along the last axis.
+#include <algorithm>
 #include <numeric>
 
 #include "framework/kernels/elementwise.hpp"
 #include "framework/ops/common.hpp"
+
+// g++ 12 warns about OpDef fields left to their defaults in designated initializers.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace kiln {
 
@@ -42,6 +48,217 @@ Tensor shape_constant(const std::vector<std::int64_t>& dims) {
   return constant(Array(std::move(s)), "shape");
 }
 
+/// g reshaped to the shape of x: a constant target when x's shape is fully defined, else shape(x).
+Tensor reshape_like(const Tensor& g, const Tensor& x) {
+  return x.shape().is_fully_defined() ? reshape(g, x.shape()) : reshape(g, shape(x));
+}
+
+using Dims = std::vector<std::size_t>;
+
+template <class V>
+std::string list_text(const V& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+Dims dims_of(const Array& a) {
+  const Shape s = a.shape();
+  return {s.dims().begin(), s.dims().end()};
+}
+
+std::size_t product(Dims::const_iterator first, Dims::const_iterator last) {
+  return std::accumulate(first, last, std::size_t{1}, std::multiplies<>());
+}
+
+Dims strides_of(const Dims& d) {
+  Dims s(d.size(), 1);
+  for (std::size_t i = d.size(); i-- > 1;) s[i - 1] = s[i] * d[i];
+  return s;
+}
+
+std::size_t dot(const Dims& idx, const Dims& strides) {
+  return std::inner_product(idx.begin(), idx.end(), strides.begin(), std::size_t{0});
+}
+
+/// Calls f(idx) for each multi-index idx over dims[0 .. r-2], in row-major order: each call is one
+/// contiguous row along the last axis. A scalar is one row; an empty array has none.
+template <class F>
+void for_each_row(const Dims& dims, F f) {
+  if (std::find(dims.begin(), dims.end(), std::size_t{0}) != dims.end()) return;
+  Dims idx(dims.empty() ? 0 : dims.size() - 1, 0);
+  for (;;) {
+    f(static_cast<const Dims&>(idx));
+    std::size_t d = idx.size();
+    while (d > 0 && ++idx[d - 1] == dims[d - 1]) idx[--d] = 0;
+    if (d == 0) return;
+  }
+}
+
+/// dst (row-major, dims `out`) gathered from src with per-axis source strides `st` (0 along
+/// broadcast axes): each output row reads src with the stride of the last axis.
+template <class T>
+void gather_rows(const T* src, const Dims& out, const Dims& st, T* dst) {
+  const std::size_t len = out.empty() ? 1 : out.back(), step = st.empty() ? 0 : st.back();
+  for_each_row(out, [&](const Dims& idx) {
+    const T* row = src + dot(idx, st);
+    for (std::size_t j = 0; j < len; ++j) *dst++ = row[j * step];
+  });
+}
+
+[[noreturn]] void bad_input(const KernelContext& c, const std::string& what) {
+  throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): " + what);
+}
+
+/// A possibly negative axis resolved against the run-time rank.
+std::size_t runtime_axis(const KernelContext& c, int axis, std::size_t rank) {
+  const auto r = static_cast<int>(rank);
+  if (axis < -r || axis >= r) bad_input(c, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
+}
+
+template <class T>
+Array copy_with_dims(const xt::xarray<T>& x, const Dims& dims) {
+  xt::xarray<T> y = xt::xarray<T>::from_shape(dims);
+  std::copy(x.data(), x.data() + x.size(), y.data());
+  return Array(std::move(y));
+}
+
+struct TransposeAttrs {
+  std::vector<int> perm;  // empty: reverse (only when the rank is unknown at build time)
+};
+struct AxisAttrs {
+  int axis = 0;
+};
+struct SqueezeAttrs {
+  std::vector<int> axes;
+};
+struct ConcatGradAttrs {
+  int axis = 0;
+  bool pack = false;  // the xs lack the axis (stack's gradient): each takes one index of it
+};
+struct SliceAttrs {
+  std::vector<std::int64_t> begin, size;
+};
+struct TileAttrs {
+  std::vector<std::int64_t> multiples;
+};
+struct OneHotAttrs {
+  std::int64_t depth = 0;
+  DType dtype = float32;
+};
+
+/// begin/size of a slice resolved against the run-time dims (size -1: to the end).
+Dims slice_window(const KernelContext& c, const SliceAttrs& a, const Dims& full) {
+  if (a.begin.size() != full.size())
+    bad_input(c, "slice of " + std::to_string(a.begin.size()) + " dimensions of a rank " + std::to_string(full.size()) + " tensor");
+  Dims size(full.size());
+  for (std::size_t d = 0; d < full.size(); ++d) {
+    const auto b = static_cast<std::size_t>(a.begin[d]);
+    size[d] = a.size[d] < 0 ? (b <= full[d] ? full[d] - b : 0) : static_cast<std::size_t>(a.size[d]);
+    if (b + size[d] > full[d])
+      bad_input(c, "slice [" + std::to_string(b) + ", " + std::to_string(b + size[d]) + ") of dimension " +
+                       std::to_string(d) + " exceeds its size " + std::to_string(full[d]));
+  }
+  return size;
+}
+
+/// Visits the window begin + [0, size) of an array of dims `full`, one contiguous row at a time:
+/// f(offset in full, offset in the window, row length).
+template <class F>
+void for_each_window_row(const Dims& full, const std::vector<std::int64_t>& begin, const Dims& size, F f) {
+  const Dims st = strides_of(full);
+  Dims b(begin.begin(), begin.end());
+  const std::size_t len = size.empty() ? 1 : size.back(), last = b.empty() ? 0 : b.back();
+  std::size_t w = 0;
+  for_each_row(size, [&](const Dims& idx) {
+    std::size_t off = last;
+    for (std::size_t d = 0; d < idx.size(); ++d) off += (b[d] + idx[d]) * st[d];
+    f(off, w, len);
+    w += len;
+  });
+}
+
+/// Concat / stack viewed as rows: with the inputs' dims (after inserting the stacked axis for
+/// pack) equal except along `axis`, out = [outer, sum_i chunk_i] where input i contributes a
+/// contiguous chunk of dims_i[axis] * inner elements per outer index. Returns the output dims.
+struct ConcatLayout {
+  Dims out;
+  std::size_t outer = 1;
+  std::vector<std::size_t> chunks;
+};
+ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& parts, int axis, bool pack) {
+  const std::size_t r = parts[0].size() + (pack ? 1 : 0);
+  const std::size_t a = runtime_axis(c, axis, r);
+  ConcatLayout l;
+  for (Dims d : parts) {
+    if (pack) d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
+    if (l.out.empty()) l.out = d, l.out[a] = 0;
+    bool same = d.size() == r;
+    for (std::size_t k = 0; same && k < r; ++k) same = k == a || d[k] == l.out[k];
+    if (!same) bad_input(c, "inputs must have equal dimensions except along axis " + std::to_string(a));
+    l.out[a] += d[a];
+    l.chunks.push_back(product(d.begin() + static_cast<std::ptrdiff_t>(a), d.end()));
+  }
+  l.outer = product(l.out.begin(), l.out.begin() + static_cast<std::ptrdiff_t>(a));
+  return l;
+}
+
+template <class T>
+void concat_kernel(KernelContext& c, int axis, bool pack) {
+  std::vector<Dims> parts;
+  for (int i = 0; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
+  const ConcatLayout l = concat_layout(c, parts, axis, pack);
+  xt::xarray<T> y = xt::xarray<T>::from_shape(l.out);
+  T* dst = y.data();
+  for (std::size_t o = 0; o < l.outer; ++o)
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const T* src = c.input_as<T>(static_cast<int>(i)).data() + o * l.chunks[i];
+      dst = std::copy(src, src + l.chunks[i], dst);
+    }
+  c.set_output(0, std::move(y));
+}
+
+/// The gradients of concat's (stack's) inputs through one ConcatGrad op.
+OptionalTensors concat_grad(const Tensor& g, const std::vector<Tensor>& xs, int axis, bool pack) {
+  std::vector<Tensor> inputs{g};
+  inputs.insert(inputs.end(), xs.begin(), xs.end());
+  const auto outs = build_op("ConcatGrad", inputs, ConcatGradAttrs{axis, pack}).outputs();
+  return OptionalTensors(outs.begin(), outs.end());
+}
+
+/// Static shape of concat along `axis`: dims merged across inputs, the axis summed.
+Shape concat_shape(const InferenceContext& c, int axis) {
+  int r = -1;
+  for (const Shape& s : c.shapes)
+    if (s.has_rank()) {
+      if (r >= 0 && s.rank() != r)
+        throw ValueError("Shape must be rank " + std::to_string(r) + " but is rank " + std::to_string(s.rank()));
+      r = s.rank();
+    }
+  if (r < 0) return Shape::unknown();
+  if (r == 0) throw ValueError("Can't concatenate scalars (use stack instead)");
+  const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
+  std::vector<std::int64_t> out(static_cast<std::size_t>(r), -1);
+  std::int64_t sum = 0;
+  for (const Shape& s : c.shapes) {
+    if (!s.has_rank()) {
+      sum = -1;
+      continue;
+    }
+    for (std::size_t d = 0; d < out.size(); ++d) {
+      const std::int64_t v = s.dims()[d];
+      if (d == a) sum = (sum < 0 || v < 0) ? -1 : sum + v;
+      else if (out[d] < 0) out[d] = v;
+      else if (v >= 0 && v != out[d])
+        throw ValueError("Dimension " + std::to_string(d) + " in both shapes must be equal, but are " +
+                         std::to_string(out[d]) + " and " + std::to_string(v));
+    }
+  }
+  out[a] = sum;
+  return Shape(out);
+}
+
 }  // namespace
 
 Tensor identity(const Tensor& x, const std::string& name) { return detail::build1("Identity", {x}, {}, name); }
@@ -59,6 +276,37 @@ Tensor reshape(const Tensor& x, const Tensor& shape, const std::string& name) {
 Tensor reshape(const Tensor& x, const Shape& shape, const std::string& name) {
   if (!shape.has_rank()) throw ValueError("reshape of '" + x.name() + "': the target shape must have a known rank");
   return reshape(x, shape_constant(shape.dims()), name);
+}
+
+Tensor transpose(const Tensor& x, std::vector<int> perm, const std::string& name) {
+  if (perm.empty() && x.shape().has_rank())
+    for (int i = x.shape().rank(); i-- > 0;) perm.push_back(i);
+  return detail::build1("Transpose", {x}, TransposeAttrs{std::move(perm)}, name);
+}
+Tensor expand_dims(const Tensor& x, int axis, const std::string& name) {
+  return detail::build1("ExpandDims", {x}, AxisAttrs{axis}, name);
+}
+Tensor squeeze(const Tensor& x, std::vector<int> axes, const std::string& name) {
+  return detail::build1("Squeeze", {x}, SqueezeAttrs{std::move(axes)}, name);
+}
+Tensor concat(const std::vector<Tensor>& xs, int axis, const std::string& name) {
+  if (xs.empty()) throw ValueError("concat" + (name.empty() ? "" : " '" + name + "'") + ": needs at least one tensor");
+  return detail::build1("ConcatV2", xs, AxisAttrs{axis}, name);
+}
+Tensor stack(const std::vector<Tensor>& xs, int axis, const std::string& name) {
+  if (xs.empty()) throw ValueError("stack" + (name.empty() ? "" : " '" + name + "'") + ": needs at least one tensor");
+  return detail::build1("Pack", xs, AxisAttrs{axis}, name);
+}
+Tensor slice(const Tensor& x, std::vector<std::int64_t> begin, std::vector<std::int64_t> size, const std::string& name) {
+  return detail::build1("Slice", {x}, SliceAttrs{std::move(begin), std::move(size)}, name);
+}
+Tensor size(const Tensor& x, const std::string& name) { return detail::build1("Size", {x}, {}, name); }
+Tensor rank(const Tensor& x, const std::string& name) { return detail::build1("Rank", {x}, {}, name); }
+Tensor tile(const Tensor& x, std::vector<std::int64_t> multiples, const std::string& name) {
+  return detail::build1("Tile", {x}, TileAttrs{std::move(multiples)}, name);
+}
+Tensor one_hot(const Tensor& indices, std::int64_t depth, DType dtype, const std::string& name) {
+  return detail::build1("OneHot", {indices}, OneHotAttrs{depth, dtype}, name);
 }
 
 void register_array_ops(OpRegistry& r) {
@@ -99,9 +347,7 @@ void register_array_ops(OpRegistry& r) {
              throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " + c.input(0).shape().to_string() +
                                         " to the requested shape");
            xt::xarray<T> y = xt::xarray<T>::from_shape(target);
-           const T zero{};
-           kernels::broadcast_binary(x.data(), sx, &zero, std::vector<std::size_t>{}, y.data(), target,
-                                     [](auto a, auto) { return a; });
+           gather_rows(x.data(), target, kernels::broadcast_strides(sx, target), y.data());
            c.set_output(0, std::move(y));
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
@@ -145,7 +391,8 @@ void register_array_ops(OpRegistry& r) {
          .shape_fn = [](const InferenceContext& c) {
            detail::expect_inputs(c, 2);
            Shape target = static_shape_of(c, 1);
-           if (!target.has_rank()) return detail::one(c.dtypes[0], target);
+           // A run-time target: its dims are unknown (-1 here does not mean "inferred").
+           if (!target.has_rank() || !c.constant_values[1]) return detail::one(c.dtypes[0], target);
            std::vector<std::int64_t> d = target.dims();
            const auto unknown = std::count(d.begin(), d.end(), -1);
            if (unknown > 1) throw ValueError("at most one dimension of the target shape may be -1, got " + target.to_string());
@@ -188,10 +435,353 @@ void register_array_ops(OpRegistry& r) {
            c.set_output(0, std::move(y));
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const Tensor x = op.inputs()[0];
-           if (x.shape().is_fully_defined()) return OptionalTensors{reshape(*dy[0], x.shape()), std::nullopt};
-           return OptionalTensors{reshape(*dy[0], shape(x)), std::nullopt};
+           return OptionalTensors{reshape_like(*dy[0], op.inputs()[0]), std::nullopt};
          }});
+
+  // Transpose: output axis k is input axis perm[k], so its source stride is x's stride of perm[k];
+  // each output row is gathered with the stride of perm[r-1]. The gradient applies the inverse perm.
+  r.add({.type = "Transpose",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const auto& perm = c.attrs<TransposeAttrs>().perm;
+           std::vector<char> seen(perm.size(), 0);
+           for (int p : perm) {
+             if (p < 0 || p >= static_cast<int>(perm.size()) || seen[static_cast<std::size_t>(p)])
+               throw ValueError("perm " + list_text(perm) + " is not a permutation");
+             seen[static_cast<std::size_t>(p)] = 1;
+           }
+           const Shape& s = c.shapes[0];
+           if (!s.has_rank())
+             return detail::one(c.dtypes[0], perm.empty() ? Shape::unknown() : Shape::unknown_of_rank(static_cast<int>(perm.size())));
+           if (static_cast<int>(perm.size()) != s.rank())
+             throw ValueError("perm " + list_text(perm) + " does not match rank " + std::to_string(s.rank()));
+           std::vector<std::int64_t> out;
+           for (int p : perm) out.push_back(s.dims()[static_cast<std::size_t>(p)]);
+           return detail::one(c.dtypes[0], Shape(out));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           const auto& x = c.input_as<T>(0);
+           const Dims in = dims_of(c.input(0)), in_st = strides_of(in);
+           std::vector<int> perm = c.attrs<TransposeAttrs>().perm;
+           if (perm.empty())
+             for (auto i = static_cast<int>(in.size()); i-- > 0;) perm.push_back(i);
+           if (perm.size() != in.size()) bad_input(c, "perm " + list_text(perm) + " does not match rank " + std::to_string(in.size()));
+           Dims out(in.size()), st(in.size());
+           for (std::size_t k = 0; k < in.size(); ++k)
+             out[k] = in[static_cast<std::size_t>(perm[k])], st[k] = in_st[static_cast<std::size_t>(perm[k])];
+           xt::xarray<T> y = xt::xarray<T>::from_shape(out);
+           gather_rows(x.data(), out, st, y.data());
+           c.set_output(0, std::move(y));
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const auto& perm = op.attrs<TransposeAttrs>().perm;
+           std::vector<int> inverse(perm.size());
+           for (std::size_t i = 0; i < perm.size(); ++i) inverse[static_cast<std::size_t>(perm[i])] = static_cast<int>(i);
+           return OptionalTensors{transpose(*dy[0], inverse)};
+         }});
+
+  // ExpandDims and Squeeze only change the dims: the data is copied as is and the gradient is dy
+  // reshaped back to x's (static or run-time) shape.
+  const GradFn reshape_back = [](const Operation& op, const OptionalTensors& dy) {
+    return OptionalTensors{reshape_like(*dy[0], op.inputs()[0])};
+  };
+  r.add({.type = "ExpandDims",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const Shape& s = c.shapes[0];
+           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
+           auto d = s.dims();
+           d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1), 1);
+           return detail::one(c.dtypes[0], Shape(d));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           Dims d = dims_of(c.input(0));
+           const auto a = runtime_axis(c, c.attrs<AxisAttrs>().axis, d.size() + 1);
+           d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
+           c.set_output(0, copy_with_dims(c.input_as<T>(0), d));
+         }),
+         .gradient = reshape_back});
+  r.add({.type = "Squeeze",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const Shape& s = c.shapes[0];
+           const auto& axes = c.attrs<SqueezeAttrs>().axes;
+           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
+           const auto& d = s.dims();
+           std::vector<char> drop(d.size(), 0);
+           if (axes.empty()) {
+             // Which dims are 1 is known only when all are.
+             if (!s.is_fully_defined()) return detail::one(c.dtypes[0], Shape::unknown());
+             for (std::size_t k = 0; k < d.size(); ++k) drop[k] = d[k] == 1;
+           }
+           for (int a : axes) {
+             const auto k = static_cast<std::size_t>(detail::resolve_axis(a, s.rank()));
+             if (d[k] >= 0 && d[k] != 1)
+               throw ValueError("Can not squeeze dim[" + std::to_string(k) + "], expected a dimension of 1, got " + std::to_string(d[k]));
+             drop[k] = 1;
+           }
+           std::vector<std::int64_t> out;
+           for (std::size_t k = 0; k < d.size(); ++k)
+             if (!drop[k]) out.push_back(d[k]);
+           return detail::one(c.dtypes[0], Shape(out));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           const Dims in = dims_of(c.input(0));
+           const auto& axes = c.attrs<SqueezeAttrs>().axes;
+           std::vector<char> drop(in.size(), 0);
+           for (std::size_t k = 0; k < in.size(); ++k) drop[k] = axes.empty() && in[k] == 1;
+           for (int a : axes) {
+             const auto k = runtime_axis(c, a, in.size());
+             if (in[k] != 1)
+               bad_input(c, "Can not squeeze dim[" + std::to_string(k) + "], expected a dimension of 1, got " + std::to_string(in[k]));
+             drop[k] = 1;
+           }
+           Dims out;
+           for (std::size_t k = 0; k < in.size(); ++k)
+             if (!drop[k]) out.push_back(in[k]);
+           c.set_output(0, copy_with_dims(c.input_as<T>(0), out));
+         }),
+         .gradient = reshape_back});
+
+  // Concat: per index of the axes before `axis`, the inputs' contiguous chunks one after another.
+  // The gradient slices dy back into pieces (ConcatGrad when their extents are known only at run
+  // time).
+  r.add({.type = "ConcatV2",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_same_dtype(c);
+           return detail::one(c.dtypes[0], concat_shape(c, c.attrs<AxisAttrs>().axis));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, false);
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const auto xs = op.inputs();
+           const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
+           const bool static_pieces = r > 0 && std::all_of(xs.begin(), xs.end(), [&](const Tensor& x) {
+             return x.shape().has_rank() && x.shape()[axis] >= 0;
+           });
+           if (!static_pieces) return concat_grad(*dy[0], xs, axis, false);
+           const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
+           std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0), size(static_cast<std::size_t>(r), -1);
+           OptionalTensors dx;
+           for (const Tensor& x : xs) {
+             size[a] = x.shape()[axis];
+             dx.push_back(slice(*dy[0], begin, size));
+             begin[a] += size[a];
+           }
+           return dx;
+         }});
+  // Pack: concat of the inputs each given a size-1 axis. The gradient unstacks dy: piece i is dy
+  // sliced at index i of the axis, reshaped to x_i's shape.
+  r.add({.type = "Pack",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_same_dtype(c);
+           Shape s = Shape::unknown();
+           for (const Shape& o : c.shapes) s = s.merge_with(o);
+           if (!s.has_rank()) return detail::one(c.dtypes[0], s);
+           auto d = s.dims();
+           d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1), c.num_inputs());
+           return detail::one(c.dtypes[0], Shape(d));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, true);
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const auto xs = op.inputs();
+           const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
+           if (r < 0) return concat_grad(*dy[0], xs, axis, true);
+           const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
+           std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0), size(static_cast<std::size_t>(r), -1);
+           size[a] = 1;
+           OptionalTensors dx;
+           for (const Tensor& x : xs) {
+             dx.push_back(reshape_like(slice(*dy[0], begin, size), x));
+             ++begin[a];
+           }
+           return dx;
+         }});
+  // ConcatGrad(g, x_0, ..., x_{n-1}): the inverse of concat (with pack: of stack) along the axis;
+  // output i is g's chunk of x_i's extent, shaped like x_i. Its gradient concatenates (stacks) the
+  // outputs' gradients back.
+  r.add({.type = "ConcatGrad",
+         .shape_fn = [](const InferenceContext& c) {
+           std::vector<TensorSpec> out;
+           for (std::size_t i = 1; i < c.shapes.size(); ++i) out.push_back({c.dtypes[0], c.shapes[i]});
+           return out;
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           const auto& a = c.attrs<ConcatGradAttrs>();
+           std::vector<Dims> parts;
+           for (int i = 1; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
+           const ConcatLayout l = concat_layout(c, parts, a.axis, a.pack);
+           if (l.out != dims_of(c.input(0)))
+             bad_input(c, "the gradient " + c.input(0).shape().to_string() + " does not match the concatenated pieces");
+           std::vector<xt::xarray<T>> ys;
+           for (const Dims& p : parts) ys.push_back(xt::xarray<T>::from_shape(p));
+           const T* src = c.input_as<T>(0).data();
+           for (std::size_t o = 0; o < l.outer; ++o)
+             for (std::size_t i = 0; i < ys.size(); src += l.chunks[i++]) std::copy(src, src + l.chunks[i], ys[i].data() + o * l.chunks[i]);
+           for (std::size_t i = 0; i < ys.size(); ++i) c.set_output(static_cast<int>(i), std::move(ys[i]));
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const auto& a = op.attrs<ConcatGradAttrs>();
+           std::vector<Tensor> gs;
+           for (const auto& g : dy) gs.push_back(*g);
+           OptionalTensors dx(op.inputs().size());
+           dx[0] = a.pack ? stack(gs, a.axis) : concat(gs, a.axis);
+           return dx;
+         }});
+
+  // Slice: the window begin + [0, size) (size -1: to the end), copied row by row. The gradient
+  // pads dy back into zeros of x's run-time shape (SliceGrad), whose own gradient slices again.
+  r.add({.type = "Slice",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const auto& a = c.attrs<SliceAttrs>();
+           const Shape& s = c.shapes[0];
+           if (a.begin.size() != a.size.size())
+             throw ValueError("begin " + list_text(a.begin) + " and size " + list_text(a.size) + " differ in length");
+           if (s.has_rank() && s.rank() != static_cast<int>(a.begin.size()))
+             throw ValueError("Shape must be rank " + std::to_string(a.begin.size()) + " but is rank " + std::to_string(s.rank()));
+           std::vector<std::int64_t> out;
+           for (std::size_t d = 0; d < a.begin.size(); ++d) {
+             const std::int64_t b = a.begin[d], n = a.size[d], dim = s.has_rank() ? s.dims()[d] : -1;
+             if (b < 0 || n < -1 || (dim >= 0 && (n < 0 ? b > dim : b + n > dim)))
+               throw ValueError("slice begin " + list_text(a.begin) + ", size " + list_text(a.size) + " is out of bounds in dimension " +
+                                std::to_string(d));
+             out.push_back(n >= 0 ? n : dim >= 0 ? dim - b : -1);
+           }
+           return detail::one(c.dtypes[0], Shape(out));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           const auto& a = c.attrs<SliceAttrs>();
+           const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
+           const T* x = c.input_as<T>(0).data();
+           xt::xarray<T> y = xt::xarray<T>::from_shape(size);
+           for_each_window_row(full, a.begin, size, [&](std::size_t off, std::size_t w, std::size_t len) {
+             std::copy(x + off, x + off + len, y.data() + w);
+           });
+           c.set_output(0, std::move(y));
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           return OptionalTensors{detail::build1("SliceGrad", {*dy[0], op.inputs()[0]}, op.attrs<SliceAttrs>(), "")};
+         }});
+  r.add({.type = "SliceGrad",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 2);
+           return detail::one(c.dtypes[0], c.shapes[1]);
+         },
+         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
+           const auto& a = c.attrs<SliceAttrs>();
+           const Dims full = dims_of(c.input(1)), size = slice_window(c, a, full);
+           if (dims_of(c.input(0)) != size) bad_input(c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
+           const T* g = c.input_as<T>(0).data();
+           xt::xarray<T> y = xt::zeros<T>(full);
+           for_each_window_row(full, a.begin, size, [&](std::size_t off, std::size_t w, std::size_t len) {
+             std::copy(g + w, g + w + len, y.data() + off);
+           });
+           c.set_output(0, std::move(y));
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const auto& a = op.attrs<SliceAttrs>();
+           return OptionalTensors{slice(*dy[0], a.begin, a.size), std::nullopt};
+         }});
+
+  const auto int_scalar = [](const InferenceContext& c) {
+    detail::expect_inputs(c, 1);
+    return detail::one(int32, Shape{});
+  };
+  r.add({.type = "Size",
+         .shape_fn = int_scalar,
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           c.set_output(0, static_cast<std::int32_t>(c.input(0).size()));
+         }),
+         .not_differentiable = true});
+  r.add({.type = "Rank",
+         .shape_fn = int_scalar,
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           c.set_output(0, static_cast<std::int32_t>(c.input_as<T>(0).dimension()));
+         }),
+         .not_differentiable = true});
+
+  // Tile: y[i] = x[i mod dims(x)] on each axis, so each output row repeats one input row
+  // m_{r-1} times. The gradient views dy as [m_0, d_0, m_1, d_1, ...] and sums over the m axes.
+  r.add({.type = "Tile",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const auto& m = c.attrs<TileAttrs>().multiples;
+           const Shape& s = c.shapes[0];
+           if (std::any_of(m.begin(), m.end(), [](std::int64_t v) { return v < 0; }))
+             throw ValueError("multiples " + list_text(m) + " must be non-negative");
+           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown_of_rank(static_cast<int>(m.size())));
+           if (s.rank() != static_cast<int>(m.size()))
+             throw ValueError("multiples " + list_text(m) + " do not match rank " + std::to_string(s.rank()));
+           std::vector<std::int64_t> out;
+           for (std::size_t d = 0; d < m.size(); ++d) out.push_back(s.dims()[d] < 0 ? -1 : s.dims()[d] * m[d]);
+           return detail::one(c.dtypes[0], Shape(out));
+         },
+         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+           const auto& x = c.input_as<T>(0);
+           const auto& m = c.attrs<TileAttrs>().multiples;
+           const Dims in = dims_of(c.input(0)), st = strides_of(in);
+           if (m.size() != in.size()) bad_input(c, "multiples " + list_text(m) + " do not match rank " + std::to_string(in.size()));
+           Dims out(in.size());
+           for (std::size_t d = 0; d < in.size(); ++d) out[d] = in[d] * static_cast<std::size_t>(m[d]);
+           xt::xarray<T> y = xt::xarray<T>::from_shape(out);
+           T* dst = y.data();
+           const std::size_t len = in.empty() ? 1 : in.back(), reps = m.empty() ? 1 : static_cast<std::size_t>(m.back());
+           for_each_row(out, [&](const Dims& idx) {
+             std::size_t off = 0;
+             for (std::size_t d = 0; d < idx.size(); ++d) off += (idx[d] % in[d]) * st[d];
+             for (std::size_t k = 0; k < reps; ++k) dst = std::copy(x.data() + off, x.data() + off + len, dst);
+           });
+           c.set_output(0, std::move(y));
+         }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           const Tensor x = op.inputs()[0];
+           const auto& m = op.attrs<TileAttrs>().multiples;
+           if (m.empty()) return OptionalTensors{*dy[0]};
+           std::vector<int> axes;
+           std::vector<std::int64_t> split;
+           for (std::size_t d = 0; d < m.size(); ++d) {
+             axes.push_back(static_cast<int>(2 * d));
+             split.insert(split.end(), {m[d], x.shape().has_rank() ? x.shape().dims()[d] : -1});
+           }
+           const Tensor view = x.shape().is_fully_defined()
+                                   ? reshape(*dy[0], Shape(split))
+                                   : reshape(*dy[0], reshape(stack({shape_constant(m), shape(x)}, 1), Shape{-1}));
+           return OptionalTensors{reduce_sum(view, axes)};
+         }});
+
+  // OneHot: y[..., j] = (indices[...] == j); an index outside [0, depth) gives a row of zeros (TF).
+  r.add({.type = "OneHot",
+         .shape_fn = [](const InferenceContext& c) {
+           detail::expect_inputs(c, 1);
+           const auto& a = c.attrs<OneHotAttrs>();
+           if (c.dtypes[0] != int32 && c.dtypes[0] != int64)
+             throw TypeError(std::string("indices must be int32 or int64, got ") + dtype_name(c.dtypes[0]));
+           if (a.depth < 0) throw ValueError("depth must be non-negative, got " + std::to_string(a.depth));
+           const Shape& s = c.shapes[0];
+           if (!s.has_rank()) return detail::one(a.dtype, s);
+           auto d = s.dims();
+           d.push_back(a.depth);
+           return detail::one(a.dtype, Shape(d));
+         },
+         .kernels = kernels_for<std::int32_t, std::int64_t>([]<class I>(KernelContext& c) {
+           const auto& idx = c.input_as<I>(0);
+           const auto& a = c.attrs<OneHotAttrs>();
+           Dims out = dims_of(c.input(0));
+           out.push_back(static_cast<std::size_t>(a.depth));
+           c.set_output(0, visit_dtype(a.dtype, [&]<class T>() {
+             xt::xarray<T> y = xt::zeros<T>(out);
+             for (std::size_t i = 0; i < idx.size(); ++i) {
+               const std::int64_t j = idx.data()[i];
+               if (j >= 0 && j < a.depth) y.data()[i * out.back() + static_cast<std::size_t>(j)] = T(1);
+             }
+             return Array(std::move(y));
+           }));
+         }),
+         .not_differentiable = true});
 }
 
 }  // namespace kiln

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up, build, and run every test: the release build (g++) and the test suite again under
+# ASan + UBSan (clang, UBSan fatal). Ends with `tests: N passed, N failed`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh || exit 1
+if [ ! -f build-asan/build.ninja ]; then
+  CXX=clang++ meson setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+    -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all -Dwerror=true >/dev/null || exit 1
+fi
+ninja -C build-asan -j"$(nproc)" tests/kiln_tests || exit 1
+
+log=$(mktemp)
+status=0
+meson test -C build -v --suite fast --suite slow >"$log" 2>&1 || status=1
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan -v --suite fast >>"$log" 2>&1 || status=1
+grep -E '^\[doctest\] (test cases|Status)|FAILED|ERROR|Sanitizer|runtime error' "$log" | head -200
+[ $status -eq 0 ] || tail -n 60 "$log"
+passed=$(grep -E '^\[doctest\] test cases:' "$log" | awk -F'|' '{gsub(/[^0-9]/,"",$2); s+=$2} END {print s+0}')
+failed=$(grep -E '^\[doctest\] test cases:' "$log" | awk -F'|' '{gsub(/[^0-9]/,"",$3); s+=$3} END {print s+0}')
+rm -f "$log"
+echo "tests: ${passed} passed, ${failed} failed"
+exit $status
