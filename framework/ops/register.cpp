@@ -11,6 +11,8 @@ void register_all_ops(OpRegistry& r) {
   register_reduction_ops(r);
   register_linalg_ops(r);
   register_nn_ops(r);
+  register_batch_norm_ops(r);
+  register_conv_ops(r);
   register_state_ops(r);
   register_control_flow_ops(r);
 }

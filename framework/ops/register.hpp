@@ -10,6 +10,8 @@ void register_array_ops(OpRegistry& r);
 void register_reduction_ops(OpRegistry& r);
 void register_linalg_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
+void register_batch_norm_ops(OpRegistry& r);
+void register_conv_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_control_flow_ops(OpRegistry& r);
 void register_all_ops(OpRegistry& r);

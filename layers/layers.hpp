@@ -1,0 +1,3 @@
+#pragma once
+// All layers (namespace kiln::layers).
+#include "layers/layer.hpp"
