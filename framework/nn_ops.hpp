@@ -53,10 +53,12 @@ Tensor sparse_softmax_cross_entropy_with_logits(const Tensor& labels, const Tens
 /// labels [N, C] (a distribution per row, same dtype as logits), logits [N, C] -> loss [N] =
 /// -sum(labels * log_softmax(logits), -1). Op "SoftmaxCrossEntropyWithLogits"; gradients flow to
 /// logits and labels (TF v2). Shape mismatch: ValueError; dtype mismatch: TypeError.
-Tensor softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits, const std::string& name = "");
+Tensor softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits,
+                                         const std::string& name = "");
 /// Elementwise max(x, 0) - x * z + log(1 + exp(-|x|)) for logits x and labels z of the same shape
 /// and dtype (composed: softplus(x) - x * z). Different static shapes: ValueError.
-Tensor sigmoid_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits, const std::string& name = "");
+Tensor sigmoid_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits,
+                                         const std::string& name = "");
 /// sum(t^2) / 2 as a scalar ("L2Loss").
 Tensor l2_loss(const Tensor& t, const std::string& name = "");
 
@@ -75,14 +77,14 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
                            double variance_epsilon, const std::string& name = "");
 
 // ---- bias and dropout
-/// x (rank >= 2) + bias (1-D, [C]) along the channel dimension: the last one for "NHWC", dimension 1
-/// for "NCHW" ("BiasAdd"; gradient "BiasAddGrad", the sum over all but the channel dimension).
+/// x (rank >= 2) + bias (1-D, [C]) along the channel dimension: the last one for "NHWC", dimension
+/// 1 for "NCHW" ("BiasAdd"; gradient "BiasAddGrad", the sum over all but the channel dimension).
 /// bias not 1-D, a size mismatch or another data_format: ValueError.
 Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_format = "NHWC",
                 const std::string& name = "");
 /// Keeps each element with probability keep = 1 - rate, scaled by 1 / keep; drops it (0) otherwise.
-/// Composed: mask = floor(keep + uniform[0, 1)), y = x / keep * mask; new mask each run, seeded like
-/// random_uniform. noise_shape (empty: x's shape; -1 entries: x's run-time dimension) must
+/// Composed: mask = floor(keep + uniform[0, 1)), y = x / keep * mask; new mask each run, seeded
+/// like random_uniform. noise_shape (empty: x's shape; -1 entries: x's run-time dimension) must
 /// broadcast to x's shape, e.g. {-1, 1, 1, C} drops whole channels of NHWC. rate == 0 returns x.
 /// rate outside [0, 1), x not float, or noise_shape not broadcastable: ValueError.
 Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_shape = {},

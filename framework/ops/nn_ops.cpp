@@ -14,16 +14,21 @@ namespace kiln {
 
 namespace {
 
-Tensor in(const Operation& op, int i = 0) { return op.inputs()[static_cast<std::size_t>(i)]; }
-Tensor build2(const char* type, const Tensor& a, const Tensor& b) { return detail::build1(type, {a, b}, {}, ""); }
-const std::string& type_of(const KernelContext& c) { return c.node().def->type; }
-std::string where_in(const KernelContext& c) { return type_of(c) + " '" + c.op_name() + "': "; }
+Tensor in(const Operation& op, int i = 0) {
+  return op.inputs()[static_cast<std::size_t>(i)];
+}
+Tensor build2(const char* type, const Tensor& a, const Tensor& b) {
+  return detail::build1(type, {a, b}, {}, "");
+}
+// "Type 'name': ", the prefix of a kernel's run-time errors.
+std::string where_in(const KernelContext& c) {
+  return c.node().def->type + " '" + c.op_name() + "': ";
+}
 
 template <class T>
 xt::xarray<T> like(const xt::xarray<T>& x) {
   return xt::xarray<T>::from_shape(x.shape());
 }
-std::vector<std::int64_t> dims_vec(const Shape& s) { return s.dims(); }
 
 // Lane-wise choice for the generic kernel functors: a ternary on scalars, xsimd::select on batches.
 template <class T>
@@ -31,7 +36,8 @@ T sel(bool c, T a, T b) {
   return c ? a : b;
 }
 template <class T, class A>
-xsimd::batch<T, A> sel(const xsimd::batch_bool<T, A>& c, const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) {
+xsimd::batch<T, A> sel(const xsimd::batch_bool<T, A>& c, const xsimd::batch<T, A>& a,
+                       const xsimd::batch<T, A>& b) {
   return xsimd::select(c, a, b);
 }
 template <class V>
@@ -48,7 +54,8 @@ V k(double v) {  // a constant as a scalar or a batch of the functor's argument 
 }
 
 // An OpDef by assignment (g++ 12 flags designated initializers that skip members).
-OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes> kernels, GradFn gradient) {
+OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes> kernels,
+               GradFn gradient) {
   OpDef d;
   d.type = type;
   d.shape_fn = std::move(shape_fn);
@@ -76,7 +83,8 @@ std::vector<TensorSpec> pair_shape(const InferenceContext& c) {
   detail::expect_inputs(c, 2);
   detail::expect_same_dtype(c);
   if (!c.shapes[0].is_compatible_with(c.shapes[1]))
-    throw ValueError("inputs must have the same shape, got " + c.shapes[0].to_string() + " and " + c.shapes[1].to_string());
+    throw ValueError("inputs must have the same shape, got " + c.shapes[0].to_string() + " and " +
+                     c.shapes[1].to_string());
   return detail::one(c.dtypes[0], c.shapes[0].merge_with(c.shapes[1]));
 }
 
@@ -96,8 +104,9 @@ std::array<Kernel, kNumDTypes> binary_kernels(F f) {
     const auto& a = c.input_as<T>(0);
     const auto& b = c.input_as<T>(1);
     if (a.shape() != b.shape())
-      throw InvalidArgumentError(where_in(c) + "inputs must have the same shape, got " + c.input(0).shape().to_string() +
-                                 " and " + c.input(1).shape().to_string());
+      throw InvalidArgumentError(where_in(c) + "inputs must have the same shape, got " +
+                                 c.input(0).shape().to_string() + " and " +
+                                 c.input(1).shape().to_string());
     xt::xarray<T> y = like(a);
     kernels::map_binary(a.data(), 1, b.data(), 1, y.data(), a.size(), f);
     c.set_output(0, std::move(y));
@@ -123,8 +132,10 @@ std::vector<TensorSpec> softmax_shape(const InferenceContext& c) {
 // log_softmax = (x - m) - log s (subtracting m first keeps the small log s term exact in float).
 // A "line" is one whole row (inner == 1, m a single value) or one inner block (m one per position).
 template <class T>
-void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner, bool log) {
-  const std::size_t len = inner == 1 ? n : inner, lines = inner == 1 ? 1 : n, step = inner == 1 ? 0 : 1;
+void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner,
+                   bool log) {
+  const std::size_t len = inner == 1 ? n : inner, lines = inner == 1 ? 1 : n,
+                    step = inner == 1 ? 0 : 1;
   std::vector<T> m(inner), t(inner), e(log ? len : 0);
   std::vector<double> s(inner);
   const auto sub = [](auto a, auto b) { return a - b; };
@@ -161,7 +172,8 @@ void softmax_kernel(KernelContext& c, bool log) {
   const int rank = static_cast<int>(x.dimension());
   const int axis = c.attrs<AxisAttrs>().axis;
   if (rank == 0 || axis < -rank || axis >= rank)
-    throw InvalidArgumentError(where_in(c) + "axis " + std::to_string(axis) + " is out of range for logits of shape " +
+    throw InvalidArgumentError(where_in(c) + "axis " + std::to_string(axis) +
+                               " is out of range for logits of shape " +
                                c.input(0).shape().to_string());
   const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank : axis);
   std::size_t outer = 1, inner = 1;
@@ -172,11 +184,12 @@ void softmax_kernel(KernelContext& c, bool log) {
   c.set_output(0, std::move(y));
 }
 
-// ---- cross entropies: class axis last; inputs (logits, labels) in TF's order, outputs (loss, backprop)
+// ---- cross entropies: classes on the last axis; TF's inputs (logits, labels), outputs
+// (loss, backprop)
 
 std::vector<TensorSpec> xent_outputs(DType t, const Shape& logits) {
   if (!logits.has_rank()) return {{t, Shape::unknown()}, {t, logits}};
-  auto d = dims_vec(logits);
+  auto d = logits.dims();
   d.pop_back();
   return {{t, Shape(d)}, {t, logits}};
 }
@@ -186,23 +199,25 @@ std::vector<TensorSpec> sparse_xent_shape(const InferenceContext& c) {
   if (!is_integer(c.dtypes[1]))
     throw TypeError(std::string("labels must be int32 or int64, got ") + dtype_name(c.dtypes[1]));
   const Shape &x = c.shapes[0], &t = c.shapes[1];
-  if (x.rank() == 0) throw ValueError("logits must have rank >= 1 (classes on the last axis), got a scalar");
+  if (x.rank() == 0)
+    throw ValueError("logits must have rank >= 1 (classes on the last axis), got a scalar");
   if (x.has_rank() && t.has_rank() && t.rank() != x.rank() - 1)
     throw ValueError("Rank mismatch: rank of labels (received " + std::to_string(t.rank()) +
-                     ") should equal rank of logits minus 1 (received " + std::to_string(x.rank()) + ")");
+                     ") should equal rank of logits minus 1 (received " + std::to_string(x.rank()) +
+                     ")");
   if (!x.has_rank()) {
     if (!t.has_rank()) return xent_outputs(c.dtypes[0], x);
-    auto d = dims_vec(t);
+    auto d = t.dims();
     d.push_back(-1);
     return xent_outputs(c.dtypes[0], Shape(d));
   }
-  auto d = dims_vec(x);
+  auto d = x.dims();
   const std::int64_t classes = d.back();
   d.pop_back();
   if (!Shape(d).is_compatible_with(t))
-    throw ValueError("labels of shape " + t.to_string() + " do not match logits of shape " + x.to_string() +
-                     " without its last (class) dimension");
-  d = dims_vec(Shape(d).merge_with(t));
+    throw ValueError("labels of shape " + t.to_string() + " do not match logits of shape " +
+                     x.to_string() + " without its last (class) dimension");
+  d = Shape(d).merge_with(t).dims();
   d.push_back(classes);
   return xent_outputs(c.dtypes[0], Shape(d));
 }
@@ -211,10 +226,11 @@ std::vector<TensorSpec> dense_xent_shape(const InferenceContext& c) {
   detail::expect_inputs(c, 2);
   detail::expect_same_dtype(c);
   if (!c.shapes[0].is_compatible_with(c.shapes[1]))
-    throw ValueError("logits and labels must have the same shape, got " + c.shapes[0].to_string() + " and " +
-                     c.shapes[1].to_string());
+    throw ValueError("logits and labels must have the same shape, got " + c.shapes[0].to_string() +
+                     " and " + c.shapes[1].to_string());
   const Shape s = c.shapes[0].merge_with(c.shapes[1]);
-  if (s.rank() == 0) throw ValueError("logits must have rank >= 1 (classes on the last axis), got a scalar");
+  if (s.rank() == 0)
+    throw ValueError("logits must have rank >= 1 (classes on the last axis), got a scalar");
   return xent_outputs(c.dtypes[0], s);
 }
 
@@ -225,20 +241,24 @@ void sparse_xent(KernelContext& c) {
   const auto& x = c.input_as<T>(0);
   const auto& t = c.input_as<L>(1);
   const auto xs = x.shape();
-  if (x.dimension() == 0 || t.dimension() + 1 != x.dimension() || !std::equal(t.shape().begin(), t.shape().end(), xs.begin()))
+  if (x.dimension() == 0 || t.dimension() + 1 != x.dimension() ||
+      !std::equal(t.shape().begin(), t.shape().end(), xs.begin()))
     throw InvalidArgumentError(where_in(c) + "labels of shape " + c.input(1).shape().to_string() +
                                " do not match logits of shape " + c.input(0).shape().to_string());
   const std::size_t classes = xs.back(), rows = t.size();
   for (std::size_t r = 0; r < rows; ++r)
     if (t.data()[r] < 0 || static_cast<std::size_t>(t.data()[r]) >= classes)
-      throw InvalidArgumentError(where_in(c) + "received a label value of " + std::to_string(t.data()[r]) +
-                                 " which is outside the valid range of [0, " + std::to_string(classes) + ")");
+      throw InvalidArgumentError(
+          where_in(c) + "received a label value of " + std::to_string(t.data()[r]) +
+          " which is outside the valid range of [0, " + std::to_string(classes) + ")");
   xt::xarray<T> loss = xt::xarray<T>::from_shape(t.shape());
   xt::xarray<T> back = like(x);
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
-  for (std::size_t r = 0; r < rows; ++r) loss.data()[r] = -back.data()[r * classes + static_cast<std::size_t>(t.data()[r])];
+  for (std::size_t r = 0; r < rows; ++r)
+    loss.data()[r] = -back.data()[r * classes + static_cast<std::size_t>(t.data()[r])];
   kernels::map_unary(back.data(), back.data(), back.size(), [](auto a) { return xsimd::exp(a); });
-  for (std::size_t r = 0; r < rows; ++r) back.data()[r * classes + static_cast<std::size_t>(t.data()[r])] -= T(1);
+  for (std::size_t r = 0; r < rows; ++r)
+    back.data()[r * classes + static_cast<std::size_t>(t.data()[r])] -= T(1);
   c.set_output(0, std::move(loss));
   c.set_output(1, std::move(back));
 }
@@ -251,7 +271,8 @@ void dense_xent(KernelContext& c) {
   const auto& l = c.input_as<T>(1);
   if (x.shape() != l.shape() || x.dimension() == 0)
     throw InvalidArgumentError(where_in(c) + "logits and labels must have the same shape, got " +
-                               c.input(0).shape().to_string() + " and " + c.input(1).shape().to_string());
+                               c.input(0).shape().to_string() + " and " +
+                               c.input(1).shape().to_string());
   const std::size_t classes = x.shape().back(), rows = classes ? x.size() / classes : 0;
   std::vector<std::size_t> loss_shape(x.shape().begin(), x.shape().end() - 1);
   xt::xarray<T> loss = xt::xarray<T>::from_shape(loss_shape);
@@ -266,7 +287,8 @@ void dense_xent(KernelContext& c) {
       total -= static_cast<double>(lr[j]) * b[j];
       sum += lr[j];
     }
-    for (std::size_t j = 0; j < classes; ++j) b[j] = static_cast<T>(sum * std::exp(static_cast<double>(b[j]))) - lr[j];
+    for (std::size_t j = 0; j < classes; ++j)
+      b[j] = static_cast<T>(sum * std::exp(static_cast<double>(b[j]))) - lr[j];
     loss.data()[r] = static_cast<T>(total);
   }
   c.set_output(0, std::move(loss));
@@ -279,10 +301,13 @@ struct BiasAddAttrs {
   std::string data_format;
 };
 
-int channel_dim(const std::string& data_format, int rank) { return data_format == "NCHW" ? 1 : rank - 1; }
+int channel_dim(const std::string& data_format, int rank) {
+  return data_format == "NCHW" ? 1 : rank - 1;
+}
 
 void check_data_format(const std::string& f) {
-  if (f != "NHWC" && f != "NCHW") throw ValueError("data_format must be \"NHWC\" or \"NCHW\", got \"" + f + "\"");
+  if (f != "NHWC" && f != "NCHW")
+    throw ValueError("data_format must be \"NHWC\" or \"NCHW\", got \"" + f + "\"");
 }
 
 std::int64_t channels_of(const InferenceContext& c) {
@@ -299,14 +324,16 @@ std::vector<TensorSpec> bias_add_shape(const InferenceContext& c) {
   detail::expect_same_dtype(c);
   const std::int64_t ch = channels_of(c);
   const Shape& b = c.shapes[1];
-  if (b.has_rank() && b.rank() != 1) throw ValueError("bias must be 1-D, got shape " + b.to_string());
+  if (b.has_rank() && b.rank() != 1)
+    throw ValueError("bias must be 1-D, got shape " + b.to_string());
   const std::int64_t nb = b.has_rank() ? b[0] : -1;
   if (ch >= 0 && nb >= 0 && ch != nb)
-    throw ValueError("bias of size " + std::to_string(nb) + " must match the channel dimension (" + std::to_string(ch) +
-                     ") of the input");
+    throw ValueError("bias of size " + std::to_string(nb) + " must match the channel dimension (" +
+                     std::to_string(ch) + ") of the input");
   if (!c.shapes[0].has_rank()) return detail::one(c.dtypes[0], c.shapes[0]);
-  auto d = dims_vec(c.shapes[0]);
-  d[static_cast<std::size_t>(channel_dim(c.attrs<BiasAddAttrs>().data_format, c.shapes[0].rank()))] = ch >= 0 ? ch : nb;
+  auto d = c.shapes[0].dims();
+  d[static_cast<std::size_t>(
+      channel_dim(c.attrs<BiasAddAttrs>().data_format, c.shapes[0].rank()))] = ch >= 0 ? ch : nb;
   return detail::one(c.dtypes[0], Shape(d));
 }
 
@@ -317,7 +344,8 @@ template <class T>
 Layout bias_layout(const KernelContext& c, const xt::xarray<T>& x) {
   const auto& f = c.attrs<BiasAddAttrs>().data_format;
   if (x.dimension() < 2)
-    throw InvalidArgumentError(where_in(c) + "input must be at least 2-D, got shape " + c.input(0).shape().to_string());
+    throw InvalidArgumentError(where_in(c) + "input must be at least 2-D, got shape " +
+                               c.input(0).shape().to_string());
   const auto ch = static_cast<std::size_t>(channel_dim(f, static_cast<int>(x.dimension())));
   Layout l{1, x.shape()[ch], 1};
   for (std::size_t d = 0; d < x.dimension(); ++d)
@@ -333,7 +361,8 @@ void bias_add_kernel(KernelContext& c) {
   const Layout l = bias_layout(c, x);
   if (b.dimension() != 1 || b.size() != l.channels)
     throw InvalidArgumentError(where_in(c) + "bias of shape " + c.input(1).shape().to_string() +
-                               " must match the channel dimension of the input of shape " + c.input(0).shape().to_string());
+                               " must match the channel dimension of the input of shape " +
+                               c.input(0).shape().to_string());
   xt::xarray<T> y = like(x);
   const auto add = [](auto p, auto q) { return p + q; };
   for (std::size_t o = 0; o < l.outer; ++o) {
@@ -342,7 +371,8 @@ void bias_add_kernel(KernelContext& c) {
       kernels::map_binary(x.data() + base, 1, b.data(), 1, y.data() + base, l.channels, add);
     else
       for (std::size_t ch = 0; ch < l.channels; ++ch)
-        kernels::map_binary(x.data() + base + ch * l.inner, 1, b.data() + ch, 0, y.data() + base + ch * l.inner, l.inner, add);
+        kernels::map_binary(x.data() + base + ch * l.inner, 1, b.data() + ch, 0,
+                            y.data() + base + ch * l.inner, l.inner, add);
   }
   c.set_output(0, std::move(y));
 }
@@ -369,16 +399,18 @@ struct NoiseAttrs {
 };
 
 // The noise shape from x's dimensions (static, possibly -1, or run-time).
-std::vector<std::int64_t> noise_dims(const std::vector<std::int64_t>& noise, const std::vector<std::int64_t>& x) {
+std::vector<std::int64_t> noise_dims(const std::vector<std::int64_t>& noise,
+                                     const std::vector<std::int64_t>& x) {
   if (noise.empty()) return x;
   if (noise.size() > x.size())
-    throw ValueError("noise_shape of rank " + std::to_string(noise.size()) + " does not broadcast to x of rank " +
-                     std::to_string(x.size()));
+    throw ValueError("noise_shape of rank " + std::to_string(noise.size()) +
+                     " does not broadcast to x of rank " + std::to_string(x.size()));
   std::vector<std::int64_t> d = noise;
   const std::size_t off = x.size() - noise.size();
   for (std::size_t i = 0; i < d.size(); ++i) {
     const std::int64_t xd = x[off + i];
-    if (d[i] == -1) d[i] = xd;
+    if (d[i] == -1)
+      d[i] = xd;
     else if (d[i] != 1 && xd >= 0 && d[i] != xd)
       throw ValueError("noise_shape dimension " + std::to_string(i) + " (" + std::to_string(d[i]) +
                        ") does not broadcast to x's dimension " + std::to_string(xd));
@@ -389,11 +421,14 @@ std::vector<std::int64_t> noise_dims(const std::vector<std::int64_t>& noise, con
 std::vector<TensorSpec> noise_shape_fn(const InferenceContext& c) {
   detail::expect_inputs(c, 1);
   const auto& noise = c.attrs<NoiseAttrs>().shape;
-  if (!c.shapes[0].has_rank()) return detail::one(c.dtypes[0], noise.empty() ? Shape::unknown() : Shape::unknown_of_rank(static_cast<int>(noise.size())));
-  return detail::one(c.dtypes[0], Shape(noise_dims(noise, dims_vec(c.shapes[0]))));
+  if (!c.shapes[0].has_rank())
+    return detail::one(c.dtypes[0], noise.empty()
+                                        ? Shape::unknown()
+                                        : Shape::unknown_of_rank(static_cast<int>(noise.size())));
+  return detail::one(c.dtypes[0], Shape(noise_dims(noise, c.shapes[0].dims())));
 }
 
-// Uniform from the generator's top bits: 24 for float, 53 for double, so a value never rounds up to 1.
+// Uniform [0, 1) from the generator's top 24 (float) or 53 (double) bits: never rounds up to 1.
 template <class T>
 void noise_kernel(KernelContext& c) {
   const Shape xs = c.input(0).shape();
@@ -420,47 +455,68 @@ void noise_kernel(KernelContext& c) {
 
 namespace nn {
 
-Tensor relu(const Tensor& features, const std::string& name) { return detail::build1("Relu", {features}, {}, name); }
-Tensor relu6(const Tensor& features, const std::string& name) { return detail::build1("Relu6", {features}, {}, name); }
-Tensor elu(const Tensor& features, const std::string& name) { return detail::build1("Elu", {features}, {}, name); }
-Tensor sigmoid(const Tensor& x, const std::string& name) { return detail::build1("Sigmoid", {x}, {}, name); }
-Tensor tanh(const Tensor& x, const std::string& name) { return detail::build1("Tanh", {x}, {}, name); }
-Tensor softplus(const Tensor& features, const std::string& name) { return detail::build1("Softplus", {features}, {}, name); }
+Tensor relu(const Tensor& features, const std::string& name) {
+  return detail::build1("Relu", {features}, {}, name);
+}
+Tensor relu6(const Tensor& features, const std::string& name) {
+  return detail::build1("Relu6", {features}, {}, name);
+}
+Tensor elu(const Tensor& features, const std::string& name) {
+  return detail::build1("Elu", {features}, {}, name);
+}
+Tensor sigmoid(const Tensor& x, const std::string& name) {
+  return detail::build1("Sigmoid", {x}, {}, name);
+}
+Tensor tanh(const Tensor& x, const std::string& name) {
+  return detail::build1("Tanh", {x}, {}, name);
+}
+Tensor softplus(const Tensor& features, const std::string& name) {
+  return detail::build1("Softplus", {features}, {}, name);
+}
 Tensor softmax(const Tensor& logits, int axis, const std::string& name) {
   return detail::build1("Softmax", {logits}, AxisAttrs{axis}, name);
 }
 Tensor log_softmax(const Tensor& logits, int axis, const std::string& name) {
   return detail::build1("LogSoftmax", {logits}, AxisAttrs{axis}, name);
 }
-Tensor sparse_softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits, const std::string& name) {
+Tensor sparse_softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits,
+                                                const std::string& name) {
   return build_op("SparseSoftmaxCrossEntropyWithLogits", {logits, labels}, {}, name).output(0);
 }
-Tensor softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits, const std::string& name) {
+Tensor softmax_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits,
+                                         const std::string& name) {
   return build_op("SoftmaxCrossEntropyWithLogits", {logits, labels}, {}, name).output(0);
 }
 
 // TF's stable form max(x, 0) - x z + log(1 + exp(-|x|)) is softplus(x) - x z.
-Tensor sigmoid_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits, const std::string& name) {
+Tensor sigmoid_cross_entropy_with_logits(const Tensor& labels, const Tensor& logits,
+                                         const std::string& name) {
   const std::string op = name.empty() ? "logistic_loss" : name;
   if (labels.dtype() != logits.dtype())
-    throw TypeError("sigmoid_cross_entropy_with_logits '" + op + "': labels of dtype " + dtype_name(labels.dtype()) +
-                    " do not match logits of dtype " + dtype_name(logits.dtype()));
+    throw TypeError("sigmoid_cross_entropy_with_logits '" + op + "': labels of dtype " +
+                    dtype_name(labels.dtype()) + " do not match logits of dtype " +
+                    dtype_name(logits.dtype()));
   if (!labels.shape().is_compatible_with(logits.shape()))
-    throw ValueError("sigmoid_cross_entropy_with_logits '" + op + "': logits and labels must have the same shape, got " +
+    throw ValueError("sigmoid_cross_entropy_with_logits '" + op +
+                     "': logits and labels must have the same shape, got " +
                      logits.shape().to_string() + " and " + labels.shape().to_string());
   name_scope ns(op);
   return softplus(logits) - logits * labels;
 }
 
-Tensor l2_loss(const Tensor& t, const std::string& name) { return detail::build1("L2Loss", {t}, {}, name); }
+Tensor l2_loss(const Tensor& t, const std::string& name) {
+  return detail::build1("L2Loss", {t}, {}, name);
+}
 
-std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims, const std::string& name) {
+std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims,
+                                  const std::string& name) {
   const int rank = x.shape().rank();
   if (rank >= 0) {
     try {
       for (int& a : axes) a = detail::resolve_axis(a, rank);
     } catch (const ValueError& e) {
-      throw ValueError("moments on '" + x.name() + "' of shape " + x.shape().to_string() + ": " + e.what());
+      throw ValueError("moments on '" + x.name() + "' of shape " + x.shape().to_string() + ": " +
+                       e.what());
     }
     if (axes.empty())
       for (int a = 0; a < rank; ++a) axes.push_back(a);
@@ -475,34 +531,40 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
   return {mean, variance};
 }
 
-Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const std::optional<Tensor>& offset,
-                           const std::optional<Tensor>& scale, double variance_epsilon, const std::string& name) {
+Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
+                           const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
+                           double variance_epsilon, const std::string& name) {
   name_scope ns(name.empty() ? "batchnorm" : name);
   Tensor inv = rsqrt(variance + variance_epsilon);
   if (scale) inv = inv * *scale;
   return x * inv + (offset ? *offset - mean * inv : -(mean * inv));
 }
 
-Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_format, const std::string& name) {
+Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_format,
+                const std::string& name) {
   return detail::build1("BiasAdd", {x, bias}, BiasAddAttrs{data_format}, name);
 }
 
-Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_shape, std::optional<std::int64_t> seed,
-               const std::string& name) {
+Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_shape,
+               std::optional<std::int64_t> seed, const std::string& name) {
   const std::string op = name.empty() ? "dropout" : name;
   if (!(rate >= 0 && rate < 1))
-    throw ValueError("dropout '" + op + "': rate must be in the range [0, 1), got " + std::to_string(rate));
+    throw ValueError("dropout '" + op + "': rate must be in the range [0, 1), got " +
+                     std::to_string(rate));
   if (!is_floating(x.dtype()))
-    throw ValueError("dropout '" + op + "': x has to be a floating point tensor since it is scaled, got a " +
+    throw ValueError("dropout '" + op +
+                     "': x has to be a floating point tensor since it is scaled, got a " +
                      dtype_name(x.dtype()) + " tensor");
   if (rate == 0) return x;
   name_scope ns(op);
-  const Operation noise = build_op("RandomUniformLike", {x}, NoiseAttrs{std::move(noise_shape)}, "random_uniform");
+  const Operation noise =
+      build_op("RandomUniformLike", {x}, NoiseAttrs{std::move(noise_shape)}, "random_uniform");
   // The seed as random_ops.cpp derives it (TF1's get_seed): op seed and/or graph seed, else none.
   if (const auto graph_seed = noise.graph().seed(); graph_seed || seed) {
     const auto g = static_cast<std::uint64_t>(graph_seed.value_or(87654321));
     const auto o = static_cast<std::uint64_t>(seed.value_or(noise.node()->id));
-    noise.node()->seed = g * 0x9E3779B97F4A7C15ull ^ (o + 0x632BE59BD9B4E019ull + (g << 6) + (g >> 2));
+    noise.node()->seed =
+        g * 0x9E3779B97F4A7C15ull ^ (o + 0x632BE59BD9B4E019ull + (g << 6) + (g >> 2));
   }
   const double keep = 1 - rate;
   const Tensor mask = detail::build1("Floor", {noise.output(0) + keep}, {}, "Floor");
@@ -525,118 +587,159 @@ void register_nn_ops(OpRegistry& r) {
 
   // Relu: y = max(x, 0); dx = ReluGrad(dy, y) (TF passes the output: y > 0 exactly where x > 0).
   // ReluGrad(g, f) = g [f > 0] is linear in g and piecewise constant in f.
-  unary("Relu", [](auto x) { return xsimd::max(x, k<decltype(x)>(0)); },
-        [](Op op, G dy) { return OptionalTensors{build2("ReluGrad", *dy[0], op.output(0))}; });
-  binary("ReluGrad", [](auto g, auto f) { return sel(f > k<decltype(f)>(0), g, k<decltype(g)>(0)); },
-         [](Op op, G dy) { return OptionalTensors{build2("ReluGrad", *dy[0], in(op, 1)), zeros_like(in(op, 1))}; });
+  unary(
+      "Relu", [](auto x) { return xsimd::max(x, k<decltype(x)>(0)); },
+      [](Op op, G dy) { return OptionalTensors{build2("ReluGrad", *dy[0], op.output(0))}; });
+  binary(
+      "ReluGrad", [](auto g, auto f) { return sel(f > k<decltype(f)>(0), g, k<decltype(g)>(0)); },
+      [](Op op, G dy) {
+        return OptionalTensors{build2("ReluGrad", *dy[0], in(op, 1)), zeros_like(in(op, 1))};
+      });
 
   // Relu6: y = min(max(x, 0), 6); Relu6Grad(g, x) = g [0 < x < 6].
-  unary("Relu6", [](auto x) { return xsimd::min(xsimd::max(x, k<decltype(x)>(0)), k<decltype(x)>(6)); },
-        [](Op op, G dy) { return OptionalTensors{build2("Relu6Grad", *dy[0], in(op))}; });
-  binary("Relu6Grad",
-         [](auto g, auto f) {
-           using V = decltype(g);
-           return sel(f > k<V>(0), sel(f < k<V>(6), g, k<V>(0)), k<V>(0));
-         },
-         [](Op op, G dy) { return OptionalTensors{build2("Relu6Grad", *dy[0], in(op, 1)), zeros_like(in(op, 1))}; });
+  unary(
+      "Relu6",
+      [](auto x) { return xsimd::min(xsimd::max(x, k<decltype(x)>(0)), k<decltype(x)>(6)); },
+      [](Op op, G dy) { return OptionalTensors{build2("Relu6Grad", *dy[0], in(op))}; });
+  binary(
+      "Relu6Grad",
+      [](auto g, auto f) {
+        using V = decltype(g);
+        return sel(f > k<V>(0), sel(f < k<V>(6), g, k<V>(0)), k<V>(0));
+      },
+      [](Op op, G dy) {
+        return OptionalTensors{build2("Relu6Grad", *dy[0], in(op, 1)), zeros_like(in(op, 1))};
+      });
 
-  // Elu: y = x if x > 0 else exp(x) - 1, so dy/dx = 1 or y + 1: EluGrad(g, y) = g if y > 0 else g (y + 1).
-  // EluGrad's own gradient: (EluGrad(dz, y), dz g where y < 0).
-  unary("Elu", [](auto x) { return sel(x > k<decltype(x)>(0), x, xsimd::expm1(x)); },
-        [](Op op, G dy) { return OptionalTensors{build2("EluGrad", *dy[0], op.output(0))}; });
-  binary("EluGrad", [](auto g, auto y) { using V = decltype(g); return sel(y > k<V>(0), g, g * (y + k<V>(1))); },
-         [](Op op, G dy) {
-           const Tensor g = in(op, 0), y = in(op, 1), dz = *dy[0];
-           return OptionalTensors{build2("EluGrad", dz, y), where(less(y, scalar_like(0, y)), dz * g, zeros_like(y))};
-         });
+  // Elu: y = x if x > 0 else exp(x) - 1, so dy/dx = 1 or y + 1: EluGrad(g, y) = g if y > 0 else g
+  // (y + 1). EluGrad's own gradient: (EluGrad(dz, y), dz g where y < 0).
+  unary(
+      "Elu", [](auto x) { return sel(x > k<decltype(x)>(0), x, xsimd::expm1(x)); },
+      [](Op op, G dy) { return OptionalTensors{build2("EluGrad", *dy[0], op.output(0))}; });
+  binary(
+      "EluGrad",
+      [](auto g, auto y) {
+        using V = decltype(g);
+        return sel(y > k<V>(0), g, g * (y + k<V>(1)));
+      },
+      [](Op op, G dy) {
+        const Tensor g = in(op, 0), y = in(op, 1), dz = *dy[0];
+        return OptionalTensors{build2("EluGrad", dz, y),
+                               where(less(y, scalar_like(0, y)), dz * g, zeros_like(y))};
+      });
 
   // Sigmoid: y = 1 / (1 + exp(-x)) (exp overflow gives exactly 0); dy/dx = y (1 - y).
   // SigmoidGrad(y, g) = g y (1 - y); its gradient: (dz g (1 - 2y), SigmoidGrad(y, dz)).
-  unary("Sigmoid", [](auto x) { using V = decltype(x); return k<V>(1) / (k<V>(1) + xsimd::exp(-x)); },
-        [](Op op, G dy) { return OptionalTensors{build2("SigmoidGrad", op.output(0), *dy[0])}; });
-  binary("SigmoidGrad", [](auto y, auto g) { return g * y * (k<decltype(y)>(1) - y); }, [](Op op, G dy) {
-    const Tensor y = in(op, 0), g = in(op, 1), dz = *dy[0];
-    return OptionalTensors{dz * g * (1.0 - 2.0 * y), build2("SigmoidGrad", y, dz)};
-  });
+  unary(
+      "Sigmoid",
+      [](auto x) {
+        using V = decltype(x);
+        return k<V>(1) / (k<V>(1) + xsimd::exp(-x));
+      },
+      [](Op op, G dy) { return OptionalTensors{build2("SigmoidGrad", op.output(0), *dy[0])}; });
+  binary(
+      "SigmoidGrad", [](auto y, auto g) { return g * y * (k<decltype(y)>(1) - y); },
+      [](Op op, G dy) {
+        const Tensor y = in(op, 0), g = in(op, 1), dz = *dy[0];
+        return OptionalTensors{dz * g * (1.0 - 2.0 * y), build2("SigmoidGrad", y, dz)};
+      });
 
-  // Tanh: dy/dx = 1 - y^2. TanhGrad(y, g) = g (1 - y^2); its gradient: (-2 dz g y, TanhGrad(y, dz)).
-  unary("Tanh", [](auto x) { return xsimd::tanh(x); },
-        [](Op op, G dy) { return OptionalTensors{build2("TanhGrad", op.output(0), *dy[0])}; });
-  binary("TanhGrad", [](auto y, auto g) { return g * (k<decltype(y)>(1) - y * y); }, [](Op op, G dy) {
-    const Tensor y = in(op, 0), g = in(op, 1), dz = *dy[0];
-    return OptionalTensors{-2.0 * dz * g * y, build2("TanhGrad", y, dz)};
-  });
+  // Tanh: dy/dx = 1 - y^2. TanhGrad(y, g) = g (1 - y^2); its gradient: (-2 dz g y, TanhGrad(y,
+  // dz)).
+  unary(
+      "Tanh", [](auto x) { return xsimd::tanh(x); },
+      [](Op op, G dy) { return OptionalTensors{build2("TanhGrad", op.output(0), *dy[0])}; });
+  binary(
+      "TanhGrad", [](auto y, auto g) { return g * (k<decltype(y)>(1) - y * y); },
+      [](Op op, G dy) {
+        const Tensor y = in(op, 0), g = in(op, 1), dz = *dy[0];
+        return OptionalTensors{-2.0 * dz * g * y, build2("TanhGrad", y, dz)};
+      });
 
   // Softplus: log(1 + e^x) = log1p(e^-|x|) + max(x, 0) (the exp argument is <= 0: no overflow);
   // dy/dx = sigmoid(x): SoftplusGrad(g, x) = g / (1 + e^-x); its gradient:
   // (SoftplusGrad(dz, x), dz g sigmoid'(x)) with sigmoid' = s (1 - s), written as SigmoidGrad.
-  unary("Softplus",
-        [](auto x) { return xsimd::log1p(xsimd::exp(-xsimd::abs(x))) + xsimd::max(x, k<decltype(x)>(0)); },
-        [](Op op, G dy) { return OptionalTensors{build2("SoftplusGrad", *dy[0], in(op))}; });
-  binary("SoftplusGrad", [](auto g, auto x) { using V = decltype(g); return g / (k<V>(1) + xsimd::exp(-x)); },
-         [](Op op, G dy) {
-           const Tensor g = in(op, 0), x = in(op, 1), dz = *dy[0];
-           return OptionalTensors{build2("SoftplusGrad", dz, x), build2("SigmoidGrad", nn::sigmoid(x), dz * g)};
-         });
+  unary(
+      "Softplus",
+      [](auto x) {
+        return xsimd::log1p(xsimd::exp(-xsimd::abs(x))) + xsimd::max(x, k<decltype(x)>(0));
+      },
+      [](Op op, G dy) { return OptionalTensors{build2("SoftplusGrad", *dy[0], in(op))}; });
+  binary(
+      "SoftplusGrad",
+      [](auto g, auto x) {
+        using V = decltype(g);
+        return g / (k<V>(1) + xsimd::exp(-x));
+      },
+      [](Op op, G dy) {
+        const Tensor g = in(op, 0), x = in(op, 1), dz = *dy[0];
+        return OptionalTensors{build2("SoftplusGrad", dz, x),
+                               build2("SigmoidGrad", nn::sigmoid(x), dz * g)};
+      });
 
   // Floor (dropout's mask): piecewise constant, so no gradient flows (TF returns None).
-  r.add(not_differentiable(make_def("Floor", same_shape, unary_kernels([](auto x) { return xsimd::floor(x); }), {})));
+  r.add(not_differentiable(
+      make_def("Floor", same_shape, unary_kernels([](auto x) { return xsimd::floor(x); }), {})));
 
   // Softmax: dx = (dy - sum(dy y, axis)) y. LogSoftmax: dx = dy - exp(y) sum(dy, axis).
   r.add(make_def(
       "Softmax", softmax_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, false); }), [](Op op, G dy) {
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, false); }),
+      [](Op op, G dy) {
         const Tensor y = op.output(0), g = *dy[0];
         return OptionalTensors{(g - reduce_sum(g * y, {op.attrs<AxisAttrs>().axis}, true)) * y};
       }));
   r.add(make_def(
       "LogSoftmax", softmax_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, true); }), [](Op op, G dy) {
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, true); }),
+      [](Op op, G dy) {
         const Tensor g = *dy[0];
-        return OptionalTensors{g - exp(op.output(0)) * reduce_sum(g, {op.attrs<AxisAttrs>().axis}, true)};
+        return OptionalTensors{g - exp(op.output(0)) *
+                                       reduce_sum(g, {op.attrs<AxisAttrs>().axis}, true)};
       }));
 
   // d loss / d logits = dloss[..., None] backprop (labels: none). A gradient reaching the backprop
   // output b = softmax(x) - onehot (second order) adds the softmax gradient (db - sum(db p)) p.
-  r.add(accepting_missing_grads(make_def(
-      "SparseSoftmaxCrossEntropyWithLogits", sparse_xent_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-        if (c.input(1).dtype() == int32)
-          sparse_xent<T, std::int32_t>(c);
-        else
-          sparse_xent<T, std::int64_t>(c);
-      }),
-      [](Op op, G dy) {
-        std::optional<Tensor> dx;
-        if (dy[0]) dx = expand_dims(*dy[0], -1) * op.output(1);
-        if (dy[1]) {
-          const Tensor p = nn::softmax(in(op, 0)), db = *dy[1];
-          const Tensor t = (db - reduce_sum(db * p, {-1}, true)) * p;
-          dx = dx ? *dx + t : t;
-        }
-        return OptionalTensors{dx, std::nullopt};
-      })));
+  r.add(accepting_missing_grads(
+      make_def("SparseSoftmaxCrossEntropyWithLogits", sparse_xent_shape,
+               kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                 if (c.input(1).dtype() == int32)
+                   sparse_xent<T, std::int32_t>(c);
+                 else
+                   sparse_xent<T, std::int64_t>(c);
+               }),
+               [](Op op, G dy) {
+                 std::optional<Tensor> dx;
+                 if (dy[0]) dx = expand_dims(*dy[0], -1) * op.output(1);
+                 if (dy[1]) {
+                   const Tensor p = nn::softmax(in(op, 0)), db = *dy[1];
+                   const Tensor t = (db - reduce_sum(db * p, {-1}, true)) * p;
+                   dx = dx ? *dx + t : t;
+                 }
+                 return OptionalTensors{dx, std::nullopt};
+               })));
 
   // loss = -sum(l lp): d/dx = dloss b, d/dl = -dloss lp (TF v2). With backprop b = L p - l
   // (L = sum l): d sum(db b)/dx = L (db - sum(db p)) p and d sum(db b)/dl = sum(db p) - db.
-  r.add(accepting_missing_grads(make_def(
-      "SoftmaxCrossEntropyWithLogits", dense_xent_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { dense_xent<T>(c); }), [](Op op, G dy) {
-        const Tensor x = in(op, 0), l = in(op, 1);
-        std::optional<Tensor> dx, dl;
-        if (dy[0]) {
-          const Tensor g = expand_dims(*dy[0], -1);
-          dx = g * op.output(1);
-          dl = -(g * nn::log_softmax(x));
-        }
-        if (dy[1]) {
-          const Tensor p = nn::softmax(x), db = *dy[1], s = reduce_sum(db * p, {-1}, true);
-          const Tensor tx = reduce_sum(l, {-1}, true) * (db - s) * p, tl = s - db;
-          dx = dx ? *dx + tx : tx;
-          dl = dl ? *dl + tl : tl;
-        }
-        return OptionalTensors{dx, dl};
-      })));
+  r.add(accepting_missing_grads(
+      make_def("SoftmaxCrossEntropyWithLogits", dense_xent_shape,
+               kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { dense_xent<T>(c); }),
+               [](Op op, G dy) {
+                 const Tensor x = in(op, 0), l = in(op, 1);
+                 std::optional<Tensor> dx, dl;
+                 if (dy[0]) {
+                   const Tensor g = expand_dims(*dy[0], -1);
+                   dx = g * op.output(1);
+                   dl = -(g * nn::log_softmax(x));
+                 }
+                 if (dy[1]) {
+                   const Tensor p = nn::softmax(x), db = *dy[1], s = reduce_sum(db * p, {-1}, true);
+                   const Tensor tx = reduce_sum(l, {-1}, true) * (db - s) * p, tl = s - db;
+                   dx = dx ? *dx + tx : tx;
+                   dl = dl ? *dl + tl : tl;
+                 }
+                 return OptionalTensors{dx, dl};
+               })));
 
   // L2Loss: sum(x^2) / 2 in double; dx = x dy.
   r.add(make_def(
@@ -655,23 +758,29 @@ void register_nn_ops(OpRegistry& r) {
 
   // BiasAdd: dx = dy, db = BiasAddGrad(dy). BiasAddGrad is linear, db[c] = sum of dy over all but
   // the channel dimension; its adjoint broadcasts dz back along the channel: BiasAdd(0, dz).
-  r.add(make_def("BiasAdd", bias_add_shape,
-                 kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_kernel<T>(c); }), [](Op op, G dy) {
-                   return OptionalTensors{*dy[0], detail::build1("BiasAddGrad", {*dy[0]}, op.attrs<BiasAddAttrs>(), "")};
-                 }));
+  r.add(make_def(
+      "BiasAdd", bias_add_shape,
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_kernel<T>(c); }),
+      [](Op op, G dy) {
+        return OptionalTensors{
+            *dy[0], detail::build1("BiasAddGrad", {*dy[0]}, op.attrs<BiasAddAttrs>(), "")};
+      }));
   r.add(make_def(
       "BiasAddGrad",
       [](const InferenceContext& c) {
         detail::expect_inputs(c, 1);
         return detail::one(c.dtypes[0], Shape{channels_of(c)});
       },
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_grad_kernel<T>(c); }), [](Op op, G dy) {
-        return OptionalTensors{nn::bias_add(zeros_like(in(op)), *dy[0], op.attrs<BiasAddAttrs>().data_format)};
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_grad_kernel<T>(c); }),
+      [](Op op, G dy) {
+        return OptionalTensors{
+            nn::bias_add(zeros_like(in(op)), *dy[0], op.attrs<BiasAddAttrs>().data_format)};
       }));
 
   // Dropout's noise: random, so not differentiable (like TF's RandomUniform).
-  r.add(not_differentiable(make_def("RandomUniformLike", noise_shape_fn,
-                                    kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { noise_kernel<T>(c); }), {})));
+  r.add(not_differentiable(make_def(
+      "RandomUniformLike", noise_shape_fn,
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { noise_kernel<T>(c); }), {})));
 }
 
 }  // namespace kiln

@@ -66,6 +66,7 @@ TEST_CASE("math.elementwise_gradients") {
   check_grad(log(a), {{a, av}});
   check_grad(abs(a - 1.0), {{a, av}});
   check_grad(reciprocal(a), {{a, av}});
+  check_grad(sign(a - 1.0) * a, {{a, av}});
   check_grad(where(greater(a, scalar(1.0, float64)), a * 2.0, a * a), {{a, av}});
   check_grad(clip_by_value(a, 0.6, 1.8), {{a, av}});
   check_grad(add_n({a, a * 2.0, square(a)}), {{a, av}});

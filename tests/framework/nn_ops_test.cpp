@@ -26,7 +26,9 @@ std::string message_of(F f) {
   return "";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 // Elementwise reference from a scalar formula.
 xt::xarray<double> map(const xt::xarray<double>& x, const std::function<double(double)>& f) {
@@ -61,10 +63,17 @@ TEST_CASE("nn.activation_values") {
     // References: the std:: formulas of TF's definitions, in double.
     CHECK(kiln::testing::allclose(sess.run(nn::relu(x)), {0, 0, 0.25, 3, 7}));
     CHECK(kiln::testing::allclose(sess.run(nn::relu6(x)), {0, 0, 0.25, 3, 6}));
-    CHECK(kiln::testing::allclose(sess.run(nn::elu(x)), map(xv, [](double v) { return v > 0 ? v : std::expm1(v); }), tol, tol));
-    CHECK(kiln::testing::allclose(sess.run(nn::sigmoid(x)), map(xv, [](double v) { return 1 / (1 + std::exp(-v)); }), tol, tol));
-    CHECK(kiln::testing::allclose(sess.run(nn::tanh(x)), map(xv, [](double v) { return std::tanh(v); }), tol, tol));
-    CHECK(kiln::testing::allclose(sess.run(nn::softplus(x)), map(xv, [](double v) { return std::log(1 + std::exp(v)); }), tol, tol));
+    CHECK(kiln::testing::allclose(sess.run(nn::elu(x)),
+                                  map(xv, [](double v) { return v > 0 ? v : std::expm1(v); }), tol,
+                                  tol));
+    CHECK(kiln::testing::allclose(sess.run(nn::sigmoid(x)),
+                                  map(xv, [](double v) { return 1 / (1 + std::exp(-v)); }), tol,
+                                  tol));
+    CHECK(kiln::testing::allclose(sess.run(nn::tanh(x)),
+                                  map(xv, [](double v) { return std::tanh(v); }), tol, tol));
+    CHECK(kiln::testing::allclose(sess.run(nn::softplus(x)),
+                                  map(xv, [](double v) { return std::log(1 + std::exp(v)); }), tol,
+                                  tol));
   }
   CHECK(nn::relu(placeholder(float32, {-1, 3})).shape() == Shape{-1, 3});
 }
@@ -90,12 +99,16 @@ TEST_CASE("nn.softmax_values") {
   // Hand-computed: e^1, e^2, e^3 = 2.718281828, 7.389056099, 20.08553692, sum 30.19287485,
   // log(sum) = 3.40760596.
   Tensor x = constant(xt::xarray<float>{{1, 2, 3}, {1000, 0, -1000}});
-  CHECK(kiln::testing::allclose(sess.run(nn::softmax(x)), {{0.0900305732, 0.2447284711, 0.6652409558}, {1, 0, 0}}));
-  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(x)), {{-2.40760596, -1.40760596, -0.40760596}, {0, -1000, -2000}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::softmax(x)),
+                                {{0.0900305732, 0.2447284711, 0.6652409558}, {1, 0, 0}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(x)),
+                                {{-2.40760596, -1.40760596, -0.40760596}, {0, -1000, -2000}}));
   // The same along axis 0 of the transpose.
   Tensor xt_ = constant(xt::xarray<double>{{1, 1000}, {2, 0}, {3, -1000}});
-  CHECK(kiln::testing::allclose(sess.run(nn::softmax(xt_, 0)), {{0.0900305732, 1}, {0.2447284711, 0}, {0.6652409558, 0}}));
-  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(xt_, -2)), {{-2.40760596, 0}, {-1.40760596, -1000}, {-0.40760596, -2000}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::softmax(xt_, 0)),
+                                {{0.0900305732, 1}, {0.2447284711, 0}, {0.6652409558, 0}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(xt_, -2)),
+                                {{-2.40760596, 0}, {-1.40760596, -1000}, {-0.40760596, -2000}}));
   // A middle axis of a 3-D tensor against the formula exp(x) / sum exp(x) computed here.
   xt::xarray<double> v = xt::xarray<double>::from_shape({2, 3, 4});
   for (std::size_t i = 0; i < v.size(); ++i) v.data()[i] = std::sin(1.7 * double(i));
@@ -107,9 +120,12 @@ TEST_CASE("nn.softmax_values") {
       for (std::size_t b = 0; b < 3; ++b) ref(a, b, c) = std::exp(v(a, b, c)) / s;
     }
   CHECK(kiln::testing::allclose(sess.run(nn::softmax(constant(v), 1)), ref, 1e-12, 1e-14));
-  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(constant(v), 1)), map(ref, [](double p) { return std::log(p); }), 1e-12, 1e-14));
-  // float32 keeps the small log-sum term: log_softmax([10, 0])[0] = -log(1 + e^-10) = -4.5398899e-5.
-  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(constant(xt::xarray<float>{10, 0}))), {-4.5398899e-5, -10.0000454}, 1e-5, 0));
+  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(constant(v), 1)),
+                                map(ref, [](double p) { return std::log(p); }), 1e-12, 1e-14));
+  // float32 keeps the small log-sum term: log_softmax([10, 0])[0] = -log(1 + e^-10) =
+  // -4.5398899e-5.
+  CHECK(kiln::testing::allclose(sess.run(nn::log_softmax(constant(xt::xarray<float>{10, 0}))),
+                                {-4.5398899e-5, -10.0000454}, 1e-5, 0));
 }
 
 TEST_CASE("nn.softmax_errors_name_the_op") {
@@ -125,8 +141,9 @@ TEST_CASE("nn.softmax_errors_name_the_op") {
   // Rank known only at run time.
   Tensor u = placeholder(float32);
   Session sess;
-  const auto run_msg = message_of<InvalidArgumentError>(
-      [&] { sess.run(nn::softmax(u, 3, "late"), {{u, xt::xarray<float>{1, 2}}}); });
+  const auto run_msg = message_of<InvalidArgumentError>([&] {
+    sess.run(nn::softmax(u, 3, "late"), {{u, xt::xarray<float>{1, 2}}});
+  });
   CHECK(contains(run_msg, "late"));
 }
 
@@ -135,7 +152,8 @@ TEST_CASE("nn.sparse_softmax_cross_entropy_values") {
   auto guard = g.as_default();
   Session sess;
   Tensor logits = constant(xt::xarray<float>{{1, 2, 3}, {1000, 0, -1000}, {1, 2, 3}});
-  // Hand-computed: -log_softmax at the label ([-2.4076, -1.4076, -0.4076] of row 0; [0, -1000, -2000]).
+  // Hand-computed: -log_softmax at the label ([-2.4076, -1.4076, -0.4076] of row 0; [0, -1000,
+  // -2000]).
   for (DType lt : {int32, int64}) {
     Tensor labels = cast(constant(xt::xarray<std::int32_t>{2, 1, 0}), lt);
     Tensor loss = nn::sparse_softmax_cross_entropy_with_logits(labels, logits);
@@ -144,19 +162,24 @@ TEST_CASE("nn.sparse_softmax_cross_entropy_values") {
     const auto out = sess.run({loss, loss.op().output(1)});
     CHECK(kiln::testing::allclose(out[0], {0.40760596, 1000, 2.40760596}));
     // backprop = softmax - one_hot.
-    CHECK(kiln::testing::allclose(out[1], {{0.0900305732, 0.2447284711, 0.6652409558 - 1}, {1, -1, 0}, {0.0900305732 - 1, 0.2447284711, 0.6652409558}}));
+    CHECK(kiln::testing::allclose(out[1], {{0.0900305732, 0.2447284711, 0.6652409558 - 1},
+                                           {1, -1, 0},
+                                           {0.0900305732 - 1, 0.2447284711, 0.6652409558}}));
   }
   // Higher rank: labels [2, 1], logits [2, 1, 3].
   xt::xarray<std::int64_t> l3v{2, 0};
   l3v.reshape({2, 1});
   Tensor l3 = constant(l3v);
   Tensor x3 = constant(xt::xarray<double>{{{1, 2, 3}}, {{1, 2, 3}}});
-  CHECK(kiln::testing::allclose(sess.run(nn::sparse_softmax_cross_entropy_with_logits(l3, x3)), column({0.40760596, 2.40760596})));
+  CHECK(kiln::testing::allclose(sess.run(nn::sparse_softmax_cross_entropy_with_logits(l3, x3)),
+                                column({0.40760596, 2.40760596})));
   // Gradients at +-1000 stay finite.
   Tensor lp = placeholder(float32, {-1, 3});
-  Tensor loss = nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{0, 2}), lp);
+  Tensor loss =
+      nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{0, 2}), lp);
   CHECK(loss.shape() == Shape{2});
-  const Array dx = sess.run(*gradients(loss, {lp})[0], {{lp, xt::xarray<float>{{1000, -1000, 0}, {-1000, 1000, 0}}}});
+  const Array dx = sess.run(*gradients(loss, {lp})[0],
+                            {{lp, xt::xarray<float>{{1000, -1000, 0}, {-1000, 1000, 0}}}});
   CHECK(kiln::testing::allclose(dx, {{0, 0, 0}, {0, 1, -1}}));
 }
 
@@ -169,16 +192,21 @@ TEST_CASE("nn.sparse_softmax_cross_entropy_errors") {
   Session sess;
   const xt::xarray<float> lv{{1, 2, 3}, {4, 5, 6}};
   for (std::int32_t bad : {3, -1}) {
-    const auto msg = message_of<InvalidArgumentError>([&] { sess.run(loss, {{logits, lv}, {labels, xt::xarray<std::int32_t>{0, bad}}}); });
+    const auto msg = message_of<InvalidArgumentError>([&] {
+      sess.run(loss, {{logits, lv}, {labels, xt::xarray<std::int32_t>{0, bad}}});
+    });
     CHECK(contains(msg, "xent"));
     CHECK(contains(msg, "label value of " + std::to_string(bad)));
   }
-  const auto rank_msg = message_of<ValueError>(
-      [&] { nn::sparse_softmax_cross_entropy_with_logits(placeholder(int32, {2, 1}), logits, "bad_rank"); });
+  const auto rank_msg = message_of<ValueError>([&] {
+    nn::sparse_softmax_cross_entropy_with_logits(placeholder(int32, {2, 1}), logits, "bad_rank");
+  });
   CHECK(contains(rank_msg, "bad_rank"));
   CHECK(contains(rank_msg, "SparseSoftmaxCrossEntropyWithLogits"));
-  CHECK_THROWS_AS(nn::sparse_softmax_cross_entropy_with_logits(placeholder(int32, {3}), logits), ValueError);
-  CHECK_THROWS_AS(nn::sparse_softmax_cross_entropy_with_logits(placeholder(float32, {2}), logits), TypeError);
+  CHECK_THROWS_AS(nn::sparse_softmax_cross_entropy_with_logits(placeholder(int32, {3}), logits),
+                  ValueError);
+  CHECK_THROWS_AS(nn::sparse_softmax_cross_entropy_with_logits(placeholder(float32, {2}), logits),
+                  TypeError);
 }
 
 TEST_CASE("nn.softmax_cross_entropy_values") {
@@ -192,12 +220,15 @@ TEST_CASE("nn.softmax_cross_entropy_values") {
   CHECK(loss.op().type() == "SoftmaxCrossEntropyWithLogits");
   const auto out = sess.run({loss, loss.op().output(1)});
   CHECK(kiln::testing::allclose(out[0], {0.40760596, 500}));
-  CHECK(kiln::testing::allclose(out[1], {{0.0900305732, 0.2447284711, 0.6652409558 - 1}, {0.5, -0.5, 0}}));
-  const auto msg = message_of<ValueError>(
-      [&] { nn::softmax_cross_entropy_with_logits(placeholder(float32, {2, 4}), logits, "dense_xent"); });
+  CHECK(kiln::testing::allclose(out[1],
+                                {{0.0900305732, 0.2447284711, 0.6652409558 - 1}, {0.5, -0.5, 0}}));
+  const auto msg = message_of<ValueError>([&] {
+    nn::softmax_cross_entropy_with_logits(placeholder(float32, {2, 4}), logits, "dense_xent");
+  });
   CHECK(contains(msg, "dense_xent"));
   CHECK(contains(msg, "SoftmaxCrossEntropyWithLogits"));
-  CHECK_THROWS_AS(nn::softmax_cross_entropy_with_logits(placeholder(float64, {2, 3}), logits), TypeError);
+  CHECK_THROWS_AS(nn::softmax_cross_entropy_with_logits(placeholder(float64, {2, 3}), logits),
+                  TypeError);
 }
 
 TEST_CASE("nn.sigmoid_cross_entropy_values") {
@@ -211,15 +242,20 @@ TEST_CASE("nn.sigmoid_cross_entropy_values") {
     const double s = 1 / (1 + std::exp(-xv(i)));
     ref(i) = -zv(i) * std::log(s) - (1 - zv(i)) * std::log(1 - s);
   }
-  CHECK(kiln::testing::allclose(sess.run(nn::sigmoid_cross_entropy_with_logits(constant(zv), constant(xv))), ref, 1e-12, 1e-14));
+  CHECK(kiln::testing::allclose(
+      sess.run(nn::sigmoid_cross_entropy_with_logits(constant(zv), constant(xv))), ref, 1e-12,
+      1e-14));
   // Stable form at the extremes: max(x, 0) - x z + log1p(e^-|x|) = 1000, 1000, 0, 0.
   Tensor x = constant(xt::xarray<float>{1000, -1000, 1000, -1000});
   Tensor z = constant(xt::xarray<float>{0, 1, 1, 0});
-  CHECK(kiln::testing::allclose(sess.run(nn::sigmoid_cross_entropy_with_logits(z, x)), {1000, 1000, 0, 0}));
+  CHECK(kiln::testing::allclose(sess.run(nn::sigmoid_cross_entropy_with_logits(z, x)),
+                                {1000, 1000, 0, 0}));
   CHECK(all_finite(sess.run(*gradients(nn::sigmoid_cross_entropy_with_logits(z, x), {x})[0])));
   CHECK(contains(message_of<ValueError>([&] {
-          nn::sigmoid_cross_entropy_with_logits(placeholder(float32, {3}), placeholder(float32, {4}), "sxent");
-        }), "sxent"));
+                   nn::sigmoid_cross_entropy_with_logits(placeholder(float32, {3}),
+                                                         placeholder(float32, {4}), "sxent");
+                 }),
+                 "sxent"));
   CHECK_THROWS_AS(nn::sigmoid_cross_entropy_with_logits(placeholder(float64, {4}), x), TypeError);
 }
 
@@ -234,23 +270,30 @@ TEST_CASE("nn.l2_loss_and_bias_add_values") {
   // NHWC adds b along the last dimension, NCHW along dimension 1.
   Tensor x = constant(xt::xarray<float>{{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}});
   Tensor b = constant(xt::xarray<float>{10, 20});
-  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(x, b)), {{{11, 22}, {13, 24}}, {{15, 26}, {17, 28}}}));
-  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(x, b, "NCHW")), {{{11, 12}, {23, 24}}, {{15, 16}, {27, 28}}}));
-  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(constant(xt::xarray<float>{{1, 2}}), b)), {{11, 22}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(x, b)),
+                                {{{11, 22}, {13, 24}}, {{15, 26}, {17, 28}}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(x, b, "NCHW")),
+                                {{{11, 12}, {23, 24}}, {{15, 16}, {27, 28}}}));
+  CHECK(kiln::testing::allclose(sess.run(nn::bias_add(constant(xt::xarray<float>{{1, 2}}), b)),
+                                {{11, 22}}));
   // BiasAddGrad sums over all but the channel: NHWC [1+3+5+7, 2+4+6+8], NCHW [1+2+5+6, 3+4+7+8].
   CHECK(kiln::testing::allclose(sess.run(*gradients(nn::bias_add(x, b) * x, {b})[0]), {16, 20}));
-  CHECK(kiln::testing::allclose(sess.run(*gradients(nn::bias_add(x, b, "NCHW") * x, {b})[0]), {14, 22}));
+  CHECK(kiln::testing::allclose(sess.run(*gradients(nn::bias_add(x, b, "NCHW") * x, {b})[0]),
+                                {14, 22}));
 }
 
 TEST_CASE("nn.bias_add_errors") {
   Graph g;
   auto guard = g.as_default();
   Tensor x = placeholder(float32, {-1, 4, 4, 3});
-  const auto msg = message_of<ValueError>([&] { nn::bias_add(x, placeholder(float32, {3, 1}), "NHWC", "bias"); });
+  const auto msg = message_of<ValueError>([&] {
+    nn::bias_add(x, placeholder(float32, {3, 1}), "NHWC", "bias");
+  });
   CHECK(contains(msg, "bias"));
   CHECK(contains(msg, "BiasAdd"));
   CHECK(contains(msg, "1-D"));
-  CHECK(contains(message_of<ValueError>([&] { nn::bias_add(x, placeholder(float32, {4})); }), "BiasAdd"));
+  CHECK(contains(message_of<ValueError>([&] { nn::bias_add(x, placeholder(float32, {4})); }),
+                 "BiasAdd"));
   CHECK(nn::bias_add(x, placeholder(float32, {4}), "NCHW").shape() == Shape{-1, 4, 4, 3});
   CHECK_THROWS_AS(nn::bias_add(x, placeholder(float32, {3}), "NCHW"), ValueError);
   CHECK_THROWS_AS(nn::bias_add(x, placeholder(float32, {3}), "NWHC"), ValueError);
@@ -261,7 +304,8 @@ TEST_CASE("nn.bias_add_errors") {
   Tensor ub = placeholder(float32, {-1});
   Session sess;
   const auto run_msg = message_of<InvalidArgumentError>([&] {
-    sess.run(nn::bias_add(u, ub, "NHWC", "late_bias"), {{u, xt::xarray<float>{{1, 2}}}, {ub, xt::xarray<float>{1, 2, 3}}});
+    sess.run(nn::bias_add(u, ub, "NHWC", "late_bias"),
+             {{u, xt::xarray<float>{{1, 2}}}, {ub, xt::xarray<float>{1, 2, 3}}});
   });
   CHECK(contains(run_msg, "late_bias"));
 }
@@ -290,12 +334,15 @@ TEST_CASE("nn.moments_values_and_accuracy") {
   const std::size_t n = 1000, channels = 3;
   xt::xarray<float> v = xt::xarray<float>::from_shape({n, channels});
   for (std::size_t i = 0; i < n; ++i)
-    for (std::size_t c = 0; c < channels; ++c) v(i, c) = static_cast<float>(1e4 * double(c + 1) + std::sin(0.37 * double(i * channels + c)));
-  xt::xarray<double> ref_mean = xt::zeros<double>({channels}), ref_var = xt::zeros<double>({channels});
+    for (std::size_t c = 0; c < channels; ++c)
+      v(i, c) = static_cast<float>(1e4 * double(c + 1) + std::sin(0.37 * double(i * channels + c)));
+  xt::xarray<double> ref_mean = xt::zeros<double>({channels}),
+                     ref_var = xt::zeros<double>({channels});
   for (std::size_t c = 0; c < channels; ++c) {
     for (std::size_t i = 0; i < n; ++i) ref_mean(c) += v(i, c);
     ref_mean(c) /= double(n);
-    for (std::size_t i = 0; i < n; ++i) ref_var(c) += (v(i, c) - ref_mean(c)) * (v(i, c) - ref_mean(c));
+    for (std::size_t i = 0; i < n; ++i)
+      ref_var(c) += (v(i, c) - ref_mean(c)) * (v(i, c) - ref_mean(c));
     ref_var(c) /= double(n);
   }
   auto [m32, v32] = nn::moments(constant(v), {0});
@@ -308,8 +355,8 @@ TEST_CASE("nn.batch_normalization_values") {
   auto guard = g.as_default();
   Session sess;
   // Reference: (x - mean) / sqrt(var + eps) * scale + offset per channel, in double.
-  const xt::xarray<double> xv{{1, 2, 3}, {4, 5, 6}}, mv{2.5, 3.0, 4.0}, vv{2.25, 1.0, 4.0}, ov{0.1, -0.2, 0.3},
-      sv{1.5, 0.5, 2.0};
+  const xt::xarray<double> xv{{1, 2, 3}, {4, 5, 6}}, mv{2.5, 3.0, 4.0}, vv{2.25, 1.0, 4.0},
+      ov{0.1, -0.2, 0.3}, sv{1.5, 0.5, 2.0};
   const double eps = 1e-3;
   xt::xarray<double> full = xv, plain = xv;
   for (std::size_t i = 0; i < 2; ++i)
@@ -318,8 +365,12 @@ TEST_CASE("nn.batch_normalization_values") {
       full(i, c) = plain(i, c) * sv(c) + ov(c);
     }
   Tensor x = constant(xv), m = constant(mv), v = constant(vv);
-  CHECK(kiln::testing::allclose(sess.run(nn::batch_normalization(x, m, v, constant(ov), constant(sv), eps)), full, 1e-12, 1e-14));
-  CHECK(kiln::testing::allclose(sess.run(nn::batch_normalization(x, m, v, std::nullopt, std::nullopt, eps)), plain, 1e-12, 1e-14));
+  CHECK(kiln::testing::allclose(
+      sess.run(nn::batch_normalization(x, m, v, constant(ov), constant(sv), eps)), full, 1e-12,
+      1e-14));
+  CHECK(kiln::testing::allclose(
+      sess.run(nn::batch_normalization(x, m, v, std::nullopt, std::nullopt, eps)), plain, 1e-12,
+      1e-14));
 }
 
 TEST_CASE("nn.dropout") {
@@ -356,7 +407,10 @@ TEST_CASE("nn.dropout") {
   for (double rate : {1.0, -0.1, 1.5, std::nan("")})
     CHECK(contains(message_of<ValueError>([&] { nn::dropout(x, rate); }), "dropout"));
   CHECK_THROWS_AS(nn::dropout(placeholder(int32, {3}), 0.5), ValueError);
-  CHECK(contains(message_of<ValueError>([&] { nn::dropout(x, 0.5, {1, 49}, {}, "drop"); }), "drop"));
+  CHECK(contains(message_of<ValueError>([&] {
+                   nn::dropout(x, 0.5, {1, 49}, {}, "drop");
+                 }),
+                 "drop"));
   CHECK_THROWS_AS(nn::dropout(x, 0.5, {1, 1, 50}), ValueError);
 }
 
@@ -379,8 +433,11 @@ TEST_CASE("nn.gradients") {
   check_grad(nn::l2_loss(x), {{x, xv}});
 
   Tensor labels = placeholder(float64, {2, 4}, "labels");
-  const Array lv = xt::xarray<double>{{0.1, 0.2, 0.3, 0.4}, {0.7, 0.0, 0.2, 0.4}};  // row 1 sums to 1.3
-  check_grad(nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int64_t>{3, 0}), x), {{x, xv}});
+  const Array lv =
+      xt::xarray<double>{{0.1, 0.2, 0.3, 0.4}, {0.7, 0.0, 0.2, 0.4}};  // row 1 sums to 1.3
+  check_grad(
+      nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int64_t>{3, 0}), x),
+      {{x, xv}});
   check_grad(nn::softmax_cross_entropy_with_logits(labels, x), {{x, xv}, {labels, lv}});
   check_grad(nn::sigmoid_cross_entropy_with_logits(labels, x), {{x, xv}, {labels, lv}});
 
@@ -399,10 +456,14 @@ TEST_CASE("nn.gradients") {
 
   Tensor m = placeholder(float64, {4}, "m"), v = placeholder(float64, {4}, "v");
   Tensor off = placeholder(float64, {4}, "off"), sc = placeholder(float64, {4}, "sc");
-  const Array mv = xt::xarray<double>{0.1, -0.2, 0.3, 1.0}, vv = xt::xarray<double>{0.5, 1.5, 2.0, 0.8};
-  const Array ov = xt::xarray<double>{0.0, 0.5, -0.5, 1.0}, sv = xt::xarray<double>{1.2, 0.7, -0.3, 2.0};
-  check_grad(nn::batch_normalization(x, m, v, off, sc, 1e-3), {{x, xv}, {m, mv}, {v, vv}, {off, ov}, {sc, sv}});
-  check_grad(nn::batch_normalization(x, m, v, std::nullopt, std::nullopt, 1e-3), {{x, xv}, {m, mv}, {v, vv}});
+  const Array mv = xt::xarray<double>{0.1, -0.2, 0.3, 1.0},
+              vv = xt::xarray<double>{0.5, 1.5, 2.0, 0.8};
+  const Array ov = xt::xarray<double>{0.0, 0.5, -0.5, 1.0},
+              sv = xt::xarray<double>{1.2, 0.7, -0.3, 2.0};
+  check_grad(nn::batch_normalization(x, m, v, off, sc, 1e-3),
+             {{x, xv}, {m, mv}, {v, vv}, {off, ov}, {sc, sv}});
+  check_grad(nn::batch_normalization(x, m, v, std::nullopt, std::nullopt, 1e-3),
+             {{x, xv}, {m, mv}, {v, vv}});
 }
 
 TEST_CASE("nn.second_order_gradients") {
@@ -429,7 +490,8 @@ TEST_CASE("nn.second_order_gradients") {
   // Cross entropies: the gradient reaches the backprop output (second output).
   Tensor gl = placeholder(float64, {2}, "gl");
   const Array glv = xt::xarray<double>{0.7, -1.3};
-  Tensor sparse = nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{1, 2}), x);
+  Tensor sparse =
+      nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{1, 2}), x);
   check_grad(*gradients({sparse}, {x}, {gl})[0], {{x, xv}, {gl, glv}});
   Tensor labels = placeholder(float64, {2, 4}, "labels");
   const Array lv = xt::xarray<double>{{0.1, 0.2, 0.3, 0.4}, {0.7, 0.0, 0.2, 0.4}};
@@ -461,5 +523,7 @@ TEST_CASE("nn.gradients_float32") {
   check_grad(nn::tanh(x), {{x, xv}}, 1e-2, opt);
   check_grad(nn::softplus(x), {{x, xv}}, 1e-2, opt);
   check_grad(nn::bias_add(x, b), {{x, xv}, {b, bv}}, 1e-2, opt);
-  check_grad(nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{2, 0}), x), {{x, xv}}, 1e-2, opt);
+  check_grad(
+      nn::sparse_softmax_cross_entropy_with_logits(constant(xt::xarray<std::int32_t>{2, 0}), x),
+      {{x, xv}}, 1e-2, opt);
 }
