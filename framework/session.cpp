@@ -18,6 +18,7 @@ struct Step {
   const Kernel* kernel;
   int out_base;                 // first value slot of the node's outputs
   std::vector<int> in_slots;    // -1: ref input or variable read
+  std::vector<const detail::Node*> var_reads;  // per input: the variable read from storage, or null
   std::vector<int> ctrl_slots;  // a slot of each control input (dead-ness only)
   std::vector<int> release;     // slots whose last reader is this step
   bool cut;                     // all outputs fed: not run
@@ -108,6 +109,7 @@ Plan Session::Impl::compile(const std::vector<GraphElement>& fetches, const Feed
         const bool is_ref = std::find(refs.begin(), refs.end(), int(i)) != refs.end();
         const bool reads_storage = in.node->def->is_variable && !cut[static_cast<std::size_t>(in.node->id)];
         s.in_slots.push_back(is_ref || reads_storage ? -1 : slot(in));
+        s.var_reads.push_back(reads_storage && !is_ref ? in.node : nullptr);
       }
       for (auto* c : node->control_inputs) s.ctrl_slots.push_back(base[static_cast<std::size_t>(c->id)]);
     }
@@ -195,14 +197,8 @@ std::vector<Array> Session::Impl::execute(const Plan& plan, const std::vector<Gr
       ctx.inputs_.resize(s.in_slots.size());
       for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
         const int sl = s.in_slots[i];
-        if (sl >= 0) {
-          ctx.inputs_[i] = dead[static_cast<std::size_t>(sl)] ? nullptr : &values[static_cast<std::size_t>(sl)];
-        } else {
-          const auto* src = node->inputs[i].node;
-          const auto& refs = node->def->ref_inputs;
-          const bool is_ref = std::find(refs.begin(), refs.end(), int(i)) != refs.end();
-          ctx.inputs_[i] = is_ref ? nullptr : &read_variable(src);
-        }
+        if (sl >= 0) ctx.inputs_[i] = dead[static_cast<std::size_t>(sl)] ? nullptr : &values[static_cast<std::size_t>(sl)];
+        else ctx.inputs_[i] = s.var_reads[i] ? &read_variable(s.var_reads[i]) : nullptr;  // null: a ref input
       }
       ctx.outputs_.resize(node->output_dtypes.size());
       (*s.kernel)(ctx);

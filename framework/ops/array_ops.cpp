@@ -8,8 +8,6 @@
 #include "framework/kernels/elementwise.hpp"
 #include "framework/ops/common.hpp"
 
-// g++ 12 warns about OpDef fields left to their defaults in designated initializers.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace kiln {
 
@@ -18,7 +16,8 @@ namespace {
 std::vector<std::size_t> shape_from_tensor(const Array& a, const std::string& op) {
   std::vector<std::size_t> dims;
   const auto v = a.to_double();
-  if (v.dimension() != 1) throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
+  if (v.dimension() != 1)
+    throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
   for (double d : v) {
     if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");
     dims.push_back(static_cast<std::size_t>(d));
@@ -26,9 +25,11 @@ std::vector<std::size_t> shape_from_tensor(const Array& a, const std::string& op
   return dims;
 }
 
-// The static shape described by a shape tensor: known when it is a constant, else unknown of its length.
+// The static shape described by a shape tensor: known when it is a constant, else unknown dims
+// of its length.
 Shape static_shape_of(const InferenceContext& c, int i) {
-  if (c.dtypes[static_cast<std::size_t>(i)] != int32 && c.dtypes[static_cast<std::size_t>(i)] != int64)
+  if (c.dtypes[static_cast<std::size_t>(i)] != int32 &&
+      c.dtypes[static_cast<std::size_t>(i)] != int64)
     throw TypeError("the shape argument must be int32 or int64");
   const Shape& s = c.shapes[static_cast<std::size_t>(i)];
   if (s.rank() > 1) throw ValueError("the shape argument must be a vector, got " + s.to_string());
@@ -113,7 +114,8 @@ void gather_rows(const T* src, const Dims& out, const Dims& st, T* dst) {
 /// A possibly negative axis resolved against the run-time rank.
 std::size_t runtime_axis(const KernelContext& c, int axis, std::size_t rank) {
   const auto r = static_cast<int>(rank);
-  if (axis < -r || axis >= r) bad_input(c, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
+  if (axis < -r || axis >= r)
+    bad_input(c, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
@@ -151,14 +153,17 @@ struct OneHotAttrs {
 /// begin/size of a slice resolved against the run-time dims (size -1: to the end).
 Dims slice_window(const KernelContext& c, const SliceAttrs& a, const Dims& full) {
   if (a.begin.size() != full.size())
-    bad_input(c, "slice of " + std::to_string(a.begin.size()) + " dimensions of a rank " + std::to_string(full.size()) + " tensor");
+    bad_input(c, "slice of " + std::to_string(a.begin.size()) + " dimensions of a rank " +
+                     std::to_string(full.size()) + " tensor");
   Dims size(full.size());
   for (std::size_t d = 0; d < full.size(); ++d) {
     const auto b = static_cast<std::size_t>(a.begin[d]);
-    size[d] = a.size[d] < 0 ? (b <= full[d] ? full[d] - b : 0) : static_cast<std::size_t>(a.size[d]);
+    size[d] =
+        a.size[d] < 0 ? (b <= full[d] ? full[d] - b : 0) : static_cast<std::size_t>(a.size[d]);
     if (b + size[d] > full[d])
-      bad_input(c, "slice [" + std::to_string(b) + ", " + std::to_string(b + size[d]) + ") of dimension " +
-                       std::to_string(d) + " exceeds its size " + std::to_string(full[d]));
+      bad_input(c, "slice [" + std::to_string(b) + ", " + std::to_string(b + size[d]) +
+                       ") of dimension " + std::to_string(d) + " exceeds its size " +
+                       std::to_string(full[d]));
   }
   return size;
 }
@@ -166,7 +171,8 @@ Dims slice_window(const KernelContext& c, const SliceAttrs& a, const Dims& full)
 /// Visits the window begin + [0, size) of an array of dims `full`, one contiguous row at a time:
 /// f(offset in full, offset in the window, row length).
 template <class F>
-void for_each_window_row(const Dims& full, const std::vector<std::int64_t>& begin, const Dims& size, F f) {
+void for_each_window_row(const Dims& full, const std::vector<std::int64_t>& begin, const Dims& size,
+                         F f) {
   const Dims st = strides_of(full);
   Dims b(begin.begin(), begin.end());
   const std::size_t len = size.empty() ? 1 : size.back(), last = b.empty() ? 0 : b.back();
@@ -187,7 +193,8 @@ struct ConcatLayout {
   std::size_t outer = 1;
   std::vector<std::size_t> chunks;
 };
-ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& parts, int axis, bool pack) {
+ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& parts, int axis,
+                           bool pack) {
   const std::size_t r = parts[0].size() + (pack ? 1 : 0);
   const std::size_t a = runtime_axis(c, axis, r);
   ConcatLayout l;
@@ -196,7 +203,8 @@ ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& part
     if (l.out.empty()) l.out = d, l.out[a] = 0;
     bool same = d.size() == r;
     for (std::size_t k = 0; same && k < r; ++k) same = k == a || d[k] == l.out[k];
-    if (!same) bad_input(c, "inputs must have equal dimensions except along axis " + std::to_string(a));
+    if (!same)
+      bad_input(c, "inputs must have equal dimensions except along axis " + std::to_string(a));
     l.out[a] += d[a];
     l.chunks.push_back(product(d.begin() + static_cast<std::ptrdiff_t>(a), d.end()));
   }
@@ -233,7 +241,8 @@ Shape concat_shape(const InferenceContext& c, int axis) {
   for (const Shape& s : c.shapes)
     if (s.has_rank()) {
       if (r >= 0 && s.rank() != r)
-        throw ValueError("Shape must be rank " + std::to_string(r) + " but is rank " + std::to_string(s.rank()));
+        throw ValueError("Shape must be rank " + std::to_string(r) + " but is rank " +
+                         std::to_string(s.rank()));
       r = s.rank();
     }
   if (r < 0) return Shape::unknown();
@@ -248,11 +257,14 @@ Shape concat_shape(const InferenceContext& c, int axis) {
     }
     for (std::size_t d = 0; d < out.size(); ++d) {
       const std::int64_t v = s.dims()[d];
-      if (d == a) sum = (sum < 0 || v < 0) ? -1 : sum + v;
-      else if (out[d] < 0) out[d] = v;
+      if (d == a)
+        sum = (sum < 0 || v < 0) ? -1 : sum + v;
+      else if (out[d] < 0)
+        out[d] = v;
       else if (v >= 0 && v != out[d])
-        throw ValueError("Dimension " + std::to_string(d) + " in both shapes must be equal, but are " +
-                         std::to_string(out[d]) + " and " + std::to_string(v));
+        throw ValueError("Dimension " + std::to_string(d) +
+                         " in both shapes must be equal, but are " + std::to_string(out[d]) +
+                         " and " + std::to_string(v));
     }
   }
   out[a] = sum;
@@ -261,9 +273,15 @@ Shape concat_shape(const InferenceContext& c, int axis) {
 
 }  // namespace
 
-Tensor identity(const Tensor& x, const std::string& name) { return detail::build1("Identity", {x}, {}, name); }
-Tensor stop_gradient(const Tensor& x, const std::string& name) { return detail::build1("StopGradient", {x}, {}, name); }
-Tensor shape(const Tensor& x, const std::string& name) { return detail::build1("Shape", {x}, {}, name); }
+Tensor identity(const Tensor& x, const std::string& name) {
+  return detail::build1("Identity", {x}, {}, name);
+}
+Tensor stop_gradient(const Tensor& x, const std::string& name) {
+  return detail::build1("StopGradient", {x}, {}, name);
+}
+Tensor shape(const Tensor& x, const std::string& name) {
+  return detail::build1("Shape", {x}, {}, name);
+}
 Tensor broadcast_to(const Tensor& x, const Tensor& shape, const std::string& name) {
   return detail::build1("BroadcastTo", {x, shape}, {}, name);
 }
@@ -274,7 +292,8 @@ Tensor reshape(const Tensor& x, const Tensor& shape, const std::string& name) {
   return detail::build1("Reshape", {x, shape}, {}, name);
 }
 Tensor reshape(const Tensor& x, const Shape& shape, const std::string& name) {
-  if (!shape.has_rank()) throw ValueError("reshape of '" + x.name() + "': the target shape must have a known rank");
+  if (!shape.has_rank())
+    throw ValueError("reshape of '" + x.name() + "': the target shape must have a known rank");
   return reshape(x, shape_constant(shape.dims()), name);
 }
 
@@ -290,18 +309,27 @@ Tensor squeeze(const Tensor& x, std::vector<int> axes, const std::string& name) 
   return detail::build1("Squeeze", {x}, SqueezeAttrs{std::move(axes)}, name);
 }
 Tensor concat(const std::vector<Tensor>& xs, int axis, const std::string& name) {
-  if (xs.empty()) throw ValueError("concat" + (name.empty() ? "" : " '" + name + "'") + ": needs at least one tensor");
+  if (xs.empty())
+    throw ValueError("concat" + (name.empty() ? "" : " '" + name + "'") +
+                     ": needs at least one tensor");
   return detail::build1("ConcatV2", xs, AxisAttrs{axis}, name);
 }
 Tensor stack(const std::vector<Tensor>& xs, int axis, const std::string& name) {
-  if (xs.empty()) throw ValueError("stack" + (name.empty() ? "" : " '" + name + "'") + ": needs at least one tensor");
+  if (xs.empty())
+    throw ValueError("stack" + (name.empty() ? "" : " '" + name + "'") +
+                     ": needs at least one tensor");
   return detail::build1("Pack", xs, AxisAttrs{axis}, name);
 }
-Tensor slice(const Tensor& x, std::vector<std::int64_t> begin, std::vector<std::int64_t> size, const std::string& name) {
+Tensor slice(const Tensor& x, std::vector<std::int64_t> begin, std::vector<std::int64_t> size,
+             const std::string& name) {
   return detail::build1("Slice", {x}, SliceAttrs{std::move(begin), std::move(size)}, name);
 }
-Tensor size(const Tensor& x, const std::string& name) { return detail::build1("Size", {x}, {}, name); }
-Tensor rank(const Tensor& x, const std::string& name) { return detail::build1("Rank", {x}, {}, name); }
+Tensor size(const Tensor& x, const std::string& name) {
+  return detail::build1("Size", {x}, {}, name);
+}
+Tensor rank(const Tensor& x, const std::string& name) {
+  return detail::build1("Rank", {x}, {}, name);
+}
 Tensor tile(const Tensor& x, std::vector<std::int64_t> multiples, const std::string& name) {
   return detail::build1("Tile", {x}, TileAttrs{std::move(multiples)}, name);
 }
@@ -314,15 +342,21 @@ void register_array_ops(OpRegistry& r) {
     detail::expect_inputs(c, 1);
     return detail::one(c.dtypes[0], c.shapes[0]);
   };
-  const auto pass = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.input(0)); });
-  r.add({.type = "Identity", .shape_fn = same, .kernels = pass, .gradient = [](const Operation&, const OptionalTensors& dy) {
+  const auto pass =
+      kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.input(0)); });
+  r.add({.type = "Identity",
+         .shape_fn = same,
+         .kernels = pass,
+         .gradient = [](const Operation&, const OptionalTensors& dy) {
            return OptionalTensors{dy[0]};
          }});
   r.add({.type = "StopGradient", .shape_fn = same, .kernels = pass, .not_differentiable = true});
   r.add({.type = "Shape",
-         .shape_fn = [](const InferenceContext& c) {
-           return detail::one(int32, c.shapes[0].has_rank() ? Shape{c.shapes[0].rank()} : Shape{-1});
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               return detail::one(int32,
+                                  c.shapes[0].has_rank() ? Shape{c.shapes[0].rank()} : Shape{-1});
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& s = c.input_as<T>(0).shape();
            xt::xarray<std::int32_t> out = xt::xarray<std::int32_t>::from_shape({s.size()});
@@ -333,31 +367,35 @@ void register_array_ops(OpRegistry& r) {
 
   // BroadcastTo(x, shape) and its adjoint SumToShape(g, shape): the gradient of one is the other.
   r.add({.type = "BroadcastTo",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 2);
-           const Shape target = static_shape_of(c, 1);
-           broadcast_shapes(c.shapes[0], target);
-           return detail::one(c.dtypes[0], target);
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 2);
+               const Shape target = static_shape_of(c, 1);
+               broadcast_shapes(c.shapes[0], target);
+               return detail::one(c.dtypes[0], target);
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
            const std::vector<std::size_t> sx(x.shape().begin(), x.shape().end());
            if (kernels::broadcast_shape(sx, target) != target)
-             throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " + c.input(0).shape().to_string() +
-                                        " to the requested shape");
+             throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " +
+                                        c.input(0).shape().to_string() + " to the requested shape");
            xt::xarray<T> y = xt::xarray<T>::from_shape(target);
            gather_rows(x.data(), target, kernels::broadcast_strides(sx, target), y.data());
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           return OptionalTensors{detail::reduce_to_shape_of(*dy[0], op.inputs()[0]), std::nullopt};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{detail::reduce_to_shape_of(*dy[0], op.inputs()[0]),
+                                      std::nullopt};
+             }});
   r.add({.type = "SumToShape",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 2);
-           return detail::one(c.dtypes[0], static_shape_of(c, 1));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 2);
+               return detail::one(c.dtypes[0], static_shape_of(c, 1));
+             },
          // Each output element sums the input elements that broadcasting maps onto it.
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& g = c.input_as<T>(0);
@@ -365,8 +403,8 @@ void register_array_ops(OpRegistry& r) {
            const std::vector<std::size_t> sg(g.shape().begin(), g.shape().end());
            if (target == sg) return c.set_output(0, c.input(0));
            if (kernels::broadcast_shape(sg, target) != sg)
-             throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " + c.input(0).shape().to_string() +
-                                        " to the requested shape");
+             throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " +
+                                        c.input(0).shape().to_string() + " to the requested shape");
            xt::xarray<T> y = xt::zeros<T>(target);
            const auto st = kernels::broadcast_strides(target, sg);
            std::vector<std::size_t> idx(sg.size(), 0);
@@ -383,35 +421,43 @@ void register_array_ops(OpRegistry& r) {
            }
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           return OptionalTensors{broadcast_to(*dy[0], shape(op.inputs()[0])), std::nullopt};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{broadcast_to(*dy[0], shape(op.inputs()[0])), std::nullopt};
+             }});
 
   r.add({.type = "Reshape",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 2);
-           Shape target = static_shape_of(c, 1);
-           // A run-time target: its dims are unknown (-1 here does not mean "inferred").
-           if (!target.has_rank() || !c.constant_values[1]) return detail::one(c.dtypes[0], target);
-           std::vector<std::int64_t> d = target.dims();
-           const auto unknown = std::count(d.begin(), d.end(), -1);
-           if (unknown > 1) throw ValueError("at most one dimension of the target shape may be -1, got " + target.to_string());
-           const std::int64_t known = std::accumulate(d.begin(), d.end(), std::int64_t{1},
-                                                      [](std::int64_t a, std::int64_t b) { return b < 0 ? a : a * b; });
-           const std::int64_t n = c.shapes[0].num_elements();
-           if (n >= 0) {
-             if (unknown == 0 && n != known)
-               throw ValueError("Cannot reshape a tensor with " + std::to_string(n) + " elements to shape " +
-                                target.to_string() + " (" + std::to_string(known) + " elements)");
-             if (unknown == 1) {
-               if (known == 0 || n % known != 0)
-                 throw ValueError("Cannot reshape a tensor with " + std::to_string(n) + " elements to shape " + target.to_string());
-               for (auto& x : d)
-                 if (x < 0) x = n / known;
-             }
-           }
-           return detail::one(c.dtypes[0], Shape(d));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 2);
+               Shape target = static_shape_of(c, 1);
+               // A run-time target: its dims are unknown (-1 here does not mean "inferred").
+               if (!target.has_rank() || !c.constant_values[1])
+                 return detail::one(c.dtypes[0], target);
+               std::vector<std::int64_t> d = target.dims();
+               const auto unknown = std::count(d.begin(), d.end(), -1);
+               if (unknown > 1)
+                 throw ValueError("at most one dimension of the target shape may be -1, got " +
+                                  target.to_string());
+               const std::int64_t known = std::accumulate(
+                   d.begin(), d.end(), std::int64_t{1},
+                   [](std::int64_t a, std::int64_t b) { return b < 0 ? a : a * b; });
+               const std::int64_t n = c.shapes[0].num_elements();
+               if (n >= 0) {
+                 if (unknown == 0 && n != known)
+                   throw ValueError("Cannot reshape a tensor with " + std::to_string(n) +
+                                    " elements to shape " + target.to_string() + " (" +
+                                    std::to_string(known) + " elements)");
+                 if (unknown == 1) {
+                   if (known == 0 || n % known != 0)
+                     throw ValueError("Cannot reshape a tensor with " + std::to_string(n) +
+                                      " elements to shape " + target.to_string());
+                   for (auto& x : d)
+                     if (x < 0) x = n / known;
+                 }
+               }
+               return detail::one(c.dtypes[0], Shape(d));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto t = c.input(1).to_double();
@@ -419,66 +465,81 @@ void register_array_ops(OpRegistry& r) {
            std::int64_t known = 1, infer = -1;
            for (std::size_t i = 0; i < t.size(); ++i) {
              const auto v = static_cast<std::int64_t>(t(i));
-             if (v < 0) infer = static_cast<std::int64_t>(i);
-             else known *= v;
+             if (v < 0)
+               infer = static_cast<std::int64_t>(i);
+             else
+               known *= v;
              dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
            }
            const auto n = static_cast<std::int64_t>(x.size());
-           if (infer >= 0 && known > 0 && n % known == 0) dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
+           if (infer >= 0 && known > 0 && n % known == 0)
+             dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
            std::int64_t total = 1;
            for (auto d : dims) total *= static_cast<std::int64_t>(d);
            if (total != n)
-             throw InvalidArgumentError("Input to reshape '" + c.op_name() + "' is a tensor with " + std::to_string(n) +
-                                        " values, but the requested shape has " + std::to_string(total));
+             throw InvalidArgumentError(
+                 "Input to reshape '" + c.op_name() + "' is a tensor with " + std::to_string(n) +
+                 " values, but the requested shape has " + std::to_string(total));
            xt::xarray<T> y = xt::xarray<T>::from_shape(dims);
            std::copy(x.data(), x.data() + x.size(), y.data());
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           return OptionalTensors{reshape_like(*dy[0], op.inputs()[0]), std::nullopt};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{reshape_like(*dy[0], op.inputs()[0]), std::nullopt};
+             }});
 
   // Transpose: output axis k is input axis perm[k], so its source stride is x's stride of perm[k];
-  // each output row is gathered with the stride of perm[r-1]. The gradient applies the inverse perm.
+  // each output row is gathered with the stride of perm[r-1]. Gradient: the inverse perm.
   r.add({.type = "Transpose",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const auto& perm = c.attrs<TransposeAttrs>().perm;
-           std::vector<char> seen(perm.size(), 0);
-           for (int p : perm) {
-             if (p < 0 || p >= static_cast<int>(perm.size()) || seen[static_cast<std::size_t>(p)])
-               throw ValueError("perm " + list_text(perm) + " is not a permutation");
-             seen[static_cast<std::size_t>(p)] = 1;
-           }
-           const Shape& s = c.shapes[0];
-           if (!s.has_rank())
-             return detail::one(c.dtypes[0], perm.empty() ? Shape::unknown() : Shape::unknown_of_rank(static_cast<int>(perm.size())));
-           if (static_cast<int>(perm.size()) != s.rank())
-             throw ValueError("perm " + list_text(perm) + " does not match rank " + std::to_string(s.rank()));
-           std::vector<std::int64_t> out;
-           for (int p : perm) out.push_back(s.dims()[static_cast<std::size_t>(p)]);
-           return detail::one(c.dtypes[0], Shape(out));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const auto& perm = c.attrs<TransposeAttrs>().perm;
+               std::vector<char> seen(perm.size(), 0);
+               for (int p : perm) {
+                 if (p < 0 || p >= static_cast<int>(perm.size()) ||
+                     seen[static_cast<std::size_t>(p)])
+                   throw ValueError("perm " + list_text(perm) + " is not a permutation");
+                 seen[static_cast<std::size_t>(p)] = 1;
+               }
+               const Shape& s = c.shapes[0];
+               if (!s.has_rank())
+                 return detail::one(c.dtypes[0], perm.empty() ? Shape::unknown()
+                                                              : Shape::unknown_of_rank(
+                                                                    static_cast<int>(perm.size())));
+               if (static_cast<int>(perm.size()) != s.rank())
+                 throw ValueError("perm " + list_text(perm) + " does not match rank " +
+                                  std::to_string(s.rank()));
+               std::vector<std::int64_t> out;
+               for (int p : perm) out.push_back(s.dims()[static_cast<std::size_t>(p)]);
+               return detail::one(c.dtypes[0], Shape(out));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const Dims in = dims_of(c.input(0)), in_st = strides_of(in);
            std::vector<int> perm = c.attrs<TransposeAttrs>().perm;
            if (perm.empty())
              for (auto i = static_cast<int>(in.size()); i-- > 0;) perm.push_back(i);
-           if (perm.size() != in.size()) bad_input(c, "perm " + list_text(perm) + " does not match rank " + std::to_string(in.size()));
+           if (perm.size() != in.size())
+             bad_input(c, "perm " + list_text(perm) + " does not match rank " +
+                              std::to_string(in.size()));
            Dims out(in.size()), st(in.size());
            for (std::size_t k = 0; k < in.size(); ++k)
-             out[k] = in[static_cast<std::size_t>(perm[k])], st[k] = in_st[static_cast<std::size_t>(perm[k])];
+             out[k] = in[static_cast<std::size_t>(perm[k])],
+             st[k] = in_st[static_cast<std::size_t>(perm[k])];
            xt::xarray<T> y = xt::xarray<T>::from_shape(out);
            gather_rows(x.data(), out, st, y.data());
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const auto& perm = op.attrs<TransposeAttrs>().perm;
-           std::vector<int> inverse(perm.size());
-           for (std::size_t i = 0; i < perm.size(); ++i) inverse[static_cast<std::size_t>(perm[i])] = static_cast<int>(i);
-           return OptionalTensors{transpose(*dy[0], inverse)};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto& perm = op.attrs<TransposeAttrs>().perm;
+               std::vector<int> inverse(perm.size());
+               for (std::size_t i = 0; i < perm.size(); ++i)
+                 inverse[static_cast<std::size_t>(perm[i])] = static_cast<int>(i);
+               return OptionalTensors{transpose(*dy[0], inverse)};
+             }});
 
   // ExpandDims and Squeeze only change the dims: the data is copied as is and the gradient is dy
   // reshaped back to x's (static or run-time) shape.
@@ -486,14 +547,16 @@ void register_array_ops(OpRegistry& r) {
     return OptionalTensors{reshape_like(*dy[0], op.inputs()[0])};
   };
   r.add({.type = "ExpandDims",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const Shape& s = c.shapes[0];
-           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
-           auto d = s.dims();
-           d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1), 1);
-           return detail::one(c.dtypes[0], Shape(d));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const Shape& s = c.shapes[0];
+               if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
+               auto d = s.dims();
+               d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1),
+                        1);
+               return detail::one(c.dtypes[0], Shape(d));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            Dims d = dims_of(c.input(0));
            const auto a = runtime_axis(c, c.attrs<AxisAttrs>().axis, d.size() + 1);
@@ -502,29 +565,31 @@ void register_array_ops(OpRegistry& r) {
          }),
          .gradient = reshape_back});
   r.add({.type = "Squeeze",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const Shape& s = c.shapes[0];
-           const auto& axes = c.attrs<SqueezeAttrs>().axes;
-           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
-           const auto& d = s.dims();
-           std::vector<char> drop(d.size(), 0);
-           if (axes.empty()) {
-             // Which dims are 1 is known only when all are.
-             if (!s.is_fully_defined()) return detail::one(c.dtypes[0], Shape::unknown());
-             for (std::size_t k = 0; k < d.size(); ++k) drop[k] = d[k] == 1;
-           }
-           for (int a : axes) {
-             const auto k = static_cast<std::size_t>(detail::resolve_axis(a, s.rank()));
-             if (d[k] >= 0 && d[k] != 1)
-               throw ValueError("Can not squeeze dim[" + std::to_string(k) + "], expected a dimension of 1, got " + std::to_string(d[k]));
-             drop[k] = 1;
-           }
-           std::vector<std::int64_t> out;
-           for (std::size_t k = 0; k < d.size(); ++k)
-             if (!drop[k]) out.push_back(d[k]);
-           return detail::one(c.dtypes[0], Shape(out));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const Shape& s = c.shapes[0];
+               const auto& axes = c.attrs<SqueezeAttrs>().axes;
+               if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown());
+               const auto& d = s.dims();
+               std::vector<char> drop(d.size(), 0);
+               if (axes.empty()) {
+                 // Which dims are 1 is known only when all are.
+                 if (!s.is_fully_defined()) return detail::one(c.dtypes[0], Shape::unknown());
+                 for (std::size_t k = 0; k < d.size(); ++k) drop[k] = d[k] == 1;
+               }
+               for (int a : axes) {
+                 const auto k = static_cast<std::size_t>(detail::resolve_axis(a, s.rank()));
+                 if (d[k] >= 0 && d[k] != 1)
+                   throw ValueError("Can not squeeze dim[" + std::to_string(k) +
+                                    "], expected a dimension of 1, got " + std::to_string(d[k]));
+                 drop[k] = 1;
+               }
+               std::vector<std::int64_t> out;
+               for (std::size_t k = 0; k < d.size(); ++k)
+                 if (!drop[k]) out.push_back(d[k]);
+               return detail::one(c.dtypes[0], Shape(out));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const Dims in = dims_of(c.input(0));
            const auto& axes = c.attrs<SqueezeAttrs>().axes;
@@ -533,7 +598,8 @@ void register_array_ops(OpRegistry& r) {
            for (int a : axes) {
              const auto k = runtime_axis(c, a, in.size());
              if (in[k] != 1)
-               bad_input(c, "Can not squeeze dim[" + std::to_string(k) + "], expected a dimension of 1, got " + std::to_string(in[k]));
+               bad_input(c, "Can not squeeze dim[" + std::to_string(k) +
+                                "], expected a dimension of 1, got " + std::to_string(in[k]));
              drop[k] = 1;
            }
            Dims out;
@@ -547,145 +613,172 @@ void register_array_ops(OpRegistry& r) {
   // The gradient slices dy back into pieces (ConcatGrad when their extents are known only at run
   // time).
   r.add({.type = "ConcatV2",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_same_dtype(c);
-           return detail::one(c.dtypes[0], concat_shape(c, c.attrs<AxisAttrs>().axis));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_same_dtype(c);
+               return detail::one(c.dtypes[0], concat_shape(c, c.attrs<AxisAttrs>().axis));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, false);
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const auto xs = op.inputs();
-           const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
-           const bool static_pieces = r > 0 && std::all_of(xs.begin(), xs.end(), [&](const Tensor& x) {
-             return x.shape().has_rank() && x.shape()[axis] >= 0;
-           });
-           if (!static_pieces) return concat_grad(*dy[0], xs, axis, false);
-           const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
-           std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0), size(static_cast<std::size_t>(r), -1);
-           OptionalTensors dx;
-           for (const Tensor& x : xs) {
-             size[a] = x.shape()[axis];
-             dx.push_back(slice(*dy[0], begin, size));
-             begin[a] += size[a];
-           }
-           return dx;
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto xs = op.inputs();
+               const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
+               const bool static_pieces =
+                   r > 0 && std::all_of(xs.begin(), xs.end(), [&](const Tensor& x) {
+                     return x.shape().has_rank() && x.shape()[axis] >= 0;
+                   });
+               if (!static_pieces) return concat_grad(*dy[0], xs, axis, false);
+               const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
+               std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0),
+                   size(static_cast<std::size_t>(r), -1);
+               OptionalTensors dx;
+               for (const Tensor& x : xs) {
+                 size[a] = x.shape()[axis];
+                 dx.push_back(slice(*dy[0], begin, size));
+                 begin[a] += size[a];
+               }
+               return dx;
+             }});
   // Pack: concat of the inputs each given a size-1 axis. The gradient unstacks dy: piece i is dy
   // sliced at index i of the axis, reshaped to x_i's shape.
   r.add({.type = "Pack",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_same_dtype(c);
-           Shape s = Shape::unknown();
-           for (const Shape& o : c.shapes) s = s.merge_with(o);
-           if (!s.has_rank()) return detail::one(c.dtypes[0], s);
-           auto d = s.dims();
-           d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1), c.num_inputs());
-           return detail::one(c.dtypes[0], Shape(d));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_same_dtype(c);
+               Shape s = Shape::unknown();
+               for (const Shape& o : c.shapes) s = s.merge_with(o);
+               if (!s.has_rank()) return detail::one(c.dtypes[0], s);
+               auto d = s.dims();
+               d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1),
+                        c.num_inputs());
+               return detail::one(c.dtypes[0], Shape(d));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, true);
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const auto xs = op.inputs();
-           const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
-           if (r < 0) return concat_grad(*dy[0], xs, axis, true);
-           const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
-           std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0), size(static_cast<std::size_t>(r), -1);
-           size[a] = 1;
-           OptionalTensors dx;
-           for (const Tensor& x : xs) {
-             dx.push_back(reshape_like(slice(*dy[0], begin, size), x));
-             ++begin[a];
-           }
-           return dx;
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto xs = op.inputs();
+               const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
+               if (r < 0) return concat_grad(*dy[0], xs, axis, true);
+               const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
+               std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0),
+                   size(static_cast<std::size_t>(r), -1);
+               size[a] = 1;
+               OptionalTensors dx;
+               for (const Tensor& x : xs) {
+                 dx.push_back(reshape_like(slice(*dy[0], begin, size), x));
+                 ++begin[a];
+               }
+               return dx;
+             }});
   // ConcatGrad(g, x_0, ..., x_{n-1}): the inverse of concat (with pack: of stack) along the axis;
   // output i is g's chunk of x_i's extent, shaped like x_i. Its gradient concatenates (stacks) the
   // outputs' gradients back.
   r.add({.type = "ConcatGrad",
-         .shape_fn = [](const InferenceContext& c) {
-           std::vector<TensorSpec> out;
-           for (std::size_t i = 1; i < c.shapes.size(); ++i) out.push_back({c.dtypes[0], c.shapes[i]});
-           return out;
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               std::vector<TensorSpec> out;
+               for (std::size_t i = 1; i < c.shapes.size(); ++i)
+                 out.push_back({c.dtypes[0], c.shapes[i]});
+               return out;
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& a = c.attrs<ConcatGradAttrs>();
            std::vector<Dims> parts;
            for (int i = 1; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
            const ConcatLayout l = concat_layout(c, parts, a.axis, a.pack);
            if (l.out != dims_of(c.input(0)))
-             bad_input(c, "the gradient " + c.input(0).shape().to_string() + " does not match the concatenated pieces");
+             bad_input(c, "the gradient " + c.input(0).shape().to_string() +
+                              " does not match the concatenated pieces");
            std::vector<xt::xarray<T>> ys;
            for (const Dims& p : parts) ys.push_back(xt::xarray<T>::from_shape(p));
            const T* src = c.input_as<T>(0).data();
            for (std::size_t o = 0; o < l.outer; ++o)
-             for (std::size_t i = 0; i < ys.size(); src += l.chunks[i++]) std::copy(src, src + l.chunks[i], ys[i].data() + o * l.chunks[i]);
-           for (std::size_t i = 0; i < ys.size(); ++i) c.set_output(static_cast<int>(i), std::move(ys[i]));
+             for (std::size_t i = 0; i < ys.size(); src += l.chunks[i++])
+               std::copy(src, src + l.chunks[i], ys[i].data() + o * l.chunks[i]);
+           for (std::size_t i = 0; i < ys.size(); ++i)
+             c.set_output(static_cast<int>(i), std::move(ys[i]));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const auto& a = op.attrs<ConcatGradAttrs>();
-           std::vector<Tensor> gs;
-           for (const auto& g : dy) gs.push_back(*g);
-           OptionalTensors dx(op.inputs().size());
-           dx[0] = a.pack ? stack(gs, a.axis) : concat(gs, a.axis);
-           return dx;
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto& a = op.attrs<ConcatGradAttrs>();
+               std::vector<Tensor> gs;
+               for (const auto& g : dy) gs.push_back(*g);
+               OptionalTensors dx(op.inputs().size());
+               dx[0] = a.pack ? stack(gs, a.axis) : concat(gs, a.axis);
+               return dx;
+             }});
 
   // Slice: the window begin + [0, size) (size -1: to the end), copied row by row. The gradient
   // pads dy back into zeros of x's run-time shape (SliceGrad), whose own gradient slices again.
   r.add({.type = "Slice",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const auto& a = c.attrs<SliceAttrs>();
-           const Shape& s = c.shapes[0];
-           if (a.begin.size() != a.size.size())
-             throw ValueError("begin " + list_text(a.begin) + " and size " + list_text(a.size) + " differ in length");
-           if (s.has_rank() && s.rank() != static_cast<int>(a.begin.size()))
-             throw ValueError("Shape must be rank " + std::to_string(a.begin.size()) + " but is rank " + std::to_string(s.rank()));
-           std::vector<std::int64_t> out;
-           for (std::size_t d = 0; d < a.begin.size(); ++d) {
-             const std::int64_t b = a.begin[d], n = a.size[d], dim = s.has_rank() ? s.dims()[d] : -1;
-             if (b < 0 || n < -1 || (dim >= 0 && (n < 0 ? b > dim : b + n > dim)))
-               throw ValueError("slice begin " + list_text(a.begin) + ", size " + list_text(a.size) + " is out of bounds in dimension " +
-                                std::to_string(d));
-             out.push_back(n >= 0 ? n : dim >= 0 ? dim - b : -1);
-           }
-           return detail::one(c.dtypes[0], Shape(out));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const auto& a = c.attrs<SliceAttrs>();
+               const Shape& s = c.shapes[0];
+               if (a.begin.size() != a.size.size())
+                 throw ValueError("begin " + list_text(a.begin) + " and size " + list_text(a.size) +
+                                  " differ in length");
+               if (s.has_rank() && s.rank() != static_cast<int>(a.begin.size()))
+                 throw ValueError("Shape must be rank " + std::to_string(a.begin.size()) +
+                                  " but is rank " + std::to_string(s.rank()));
+               std::vector<std::int64_t> out;
+               for (std::size_t d = 0; d < a.begin.size(); ++d) {
+                 const std::int64_t b = a.begin[d], n = a.size[d],
+                                    dim = s.has_rank() ? s.dims()[d] : -1;
+                 if (b < 0 || n < -1 || (dim >= 0 && (n < 0 ? b > dim : b + n > dim)))
+                   throw ValueError("slice begin " + list_text(a.begin) + ", size " +
+                                    list_text(a.size) + " is out of bounds in dimension " +
+                                    std::to_string(d));
+                 out.push_back(n >= 0 ? n : dim >= 0 ? dim - b : -1);
+               }
+               return detail::one(c.dtypes[0], Shape(out));
+             },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& a = c.attrs<SliceAttrs>();
            const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
            const T* x = c.input_as<T>(0).data();
            xt::xarray<T> y = xt::xarray<T>::from_shape(size);
-           for_each_window_row(full, a.begin, size, [&](std::size_t off, std::size_t w, std::size_t len) {
-             std::copy(x + off, x + off + len, y.data() + w);
-           });
+           for_each_window_row(full, a.begin, size,
+                               [&](std::size_t off, std::size_t w, std::size_t len) {
+                                 std::copy(x + off, x + off + len, y.data() + w);
+                               });
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           return OptionalTensors{detail::build1("SliceGrad", {*dy[0], op.inputs()[0]}, op.attrs<SliceAttrs>(), "")};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{detail::build1("SliceGrad", {*dy[0], op.inputs()[0]},
+                                                     op.attrs<SliceAttrs>(), "")};
+             }});
   r.add({.type = "SliceGrad",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 2);
-           return detail::one(c.dtypes[0], c.shapes[1]);
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 2);
+               return detail::one(c.dtypes[0], c.shapes[1]);
+             },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& a = c.attrs<SliceAttrs>();
            const Dims full = dims_of(c.input(1)), size = slice_window(c, a, full);
-           if (dims_of(c.input(0)) != size) bad_input(c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
+           if (dims_of(c.input(0)) != size)
+             bad_input(
+                 c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
            const T* g = c.input_as<T>(0).data();
            xt::xarray<T> y = xt::zeros<T>(full);
-           for_each_window_row(full, a.begin, size, [&](std::size_t off, std::size_t w, std::size_t len) {
-             std::copy(g + w, g + w + len, y.data() + off);
-           });
+           for_each_window_row(full, a.begin, size,
+                               [&](std::size_t off, std::size_t w, std::size_t len) {
+                                 std::copy(g + w, g + w + len, y.data() + off);
+                               });
            c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const auto& a = op.attrs<SliceAttrs>();
-           return OptionalTensors{slice(*dy[0], a.begin, a.size), std::nullopt};
-         }});
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto& a = op.attrs<SliceAttrs>();
+               return OptionalTensors{slice(*dy[0], a.begin, a.size), std::nullopt};
+             }});
 
   const auto int_scalar = [](const InferenceContext& c) {
     detail::expect_inputs(c, 1);
@@ -706,80 +799,96 @@ void register_array_ops(OpRegistry& r) {
 
   // Tile: y[i] = x[i mod dims(x)] on each axis, so each output row repeats one input row
   // m_{r-1} times. The gradient views dy as [m_0, d_0, m_1, d_1, ...] and sums over the m axes.
-  r.add({.type = "Tile",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const auto& m = c.attrs<TileAttrs>().multiples;
-           const Shape& s = c.shapes[0];
-           if (std::any_of(m.begin(), m.end(), [](std::int64_t v) { return v < 0; }))
-             throw ValueError("multiples " + list_text(m) + " must be non-negative");
-           if (!s.has_rank()) return detail::one(c.dtypes[0], Shape::unknown_of_rank(static_cast<int>(m.size())));
-           if (s.rank() != static_cast<int>(m.size()))
-             throw ValueError("multiples " + list_text(m) + " do not match rank " + std::to_string(s.rank()));
-           std::vector<std::int64_t> out;
-           for (std::size_t d = 0; d < m.size(); ++d) out.push_back(s.dims()[d] < 0 ? -1 : s.dims()[d] * m[d]);
-           return detail::one(c.dtypes[0], Shape(out));
-         },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           const auto& x = c.input_as<T>(0);
-           const auto& m = c.attrs<TileAttrs>().multiples;
-           const Dims in = dims_of(c.input(0)), st = strides_of(in);
-           if (m.size() != in.size()) bad_input(c, "multiples " + list_text(m) + " do not match rank " + std::to_string(in.size()));
-           Dims out(in.size());
-           for (std::size_t d = 0; d < in.size(); ++d) out[d] = in[d] * static_cast<std::size_t>(m[d]);
-           xt::xarray<T> y = xt::xarray<T>::from_shape(out);
-           T* dst = y.data();
-           const std::size_t len = in.empty() ? 1 : in.back(), reps = m.empty() ? 1 : static_cast<std::size_t>(m.back());
-           for_each_row(out, [&](const Dims& idx) {
-             std::size_t off = 0;
-             for (std::size_t d = 0; d < idx.size(); ++d) off += (idx[d] % in[d]) * st[d];
-             for (std::size_t k = 0; k < reps; ++k) dst = std::copy(x.data() + off, x.data() + off + len, dst);
-           });
-           c.set_output(0, std::move(y));
-         }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const Tensor x = op.inputs()[0];
-           const auto& m = op.attrs<TileAttrs>().multiples;
-           if (m.empty()) return OptionalTensors{*dy[0]};
-           std::vector<int> axes;
-           std::vector<std::int64_t> split;
-           for (std::size_t d = 0; d < m.size(); ++d) {
-             axes.push_back(static_cast<int>(2 * d));
-             split.insert(split.end(), {m[d], x.shape().has_rank() ? x.shape().dims()[d] : -1});
-           }
-           const Tensor view = x.shape().is_fully_defined()
-                                   ? reshape(*dy[0], Shape(split))
-                                   : reshape(*dy[0], reshape(stack({shape_constant(m), shape(x)}, 1), Shape{-1}));
-           return OptionalTensors{reduce_sum(view, axes)};
-         }});
+  r.add(
+      {.type = "Tile",
+       .shape_fn =
+           [](const InferenceContext& c) {
+             detail::expect_inputs(c, 1);
+             const auto& m = c.attrs<TileAttrs>().multiples;
+             const Shape& s = c.shapes[0];
+             if (std::any_of(m.begin(), m.end(), [](std::int64_t v) { return v < 0; }))
+               throw ValueError("multiples " + list_text(m) + " must be non-negative");
+             if (!s.has_rank())
+               return detail::one(c.dtypes[0], Shape::unknown_of_rank(static_cast<int>(m.size())));
+             if (s.rank() != static_cast<int>(m.size()))
+               throw ValueError("multiples " + list_text(m) + " do not match rank " +
+                                std::to_string(s.rank()));
+             std::vector<std::int64_t> out;
+             for (std::size_t d = 0; d < m.size(); ++d)
+               out.push_back(s.dims()[d] < 0 ? -1 : s.dims()[d] * m[d]);
+             return detail::one(c.dtypes[0], Shape(out));
+           },
+       .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+         const auto& x = c.input_as<T>(0);
+         const auto& m = c.attrs<TileAttrs>().multiples;
+         const Dims in = dims_of(c.input(0)), st = strides_of(in);
+         if (m.size() != in.size())
+           bad_input(
+               c, "multiples " + list_text(m) + " do not match rank " + std::to_string(in.size()));
+         Dims out(in.size());
+         for (std::size_t d = 0; d < in.size(); ++d)
+           out[d] = in[d] * static_cast<std::size_t>(m[d]);
+         xt::xarray<T> y = xt::xarray<T>::from_shape(out);
+         T* dst = y.data();
+         const std::size_t len = in.empty() ? 1 : in.back(),
+                           reps = m.empty() ? 1 : static_cast<std::size_t>(m.back());
+         for_each_row(out, [&](const Dims& idx) {
+           std::size_t off = 0;
+           for (std::size_t d = 0; d < idx.size(); ++d) off += (idx[d] % in[d]) * st[d];
+           for (std::size_t k = 0; k < reps; ++k)
+             dst = std::copy(x.data() + off, x.data() + off + len, dst);
+         });
+         c.set_output(0, std::move(y));
+       }),
+       .gradient =
+           [](const Operation& op, const OptionalTensors& dy) {
+             const Tensor x = op.inputs()[0];
+             const auto& m = op.attrs<TileAttrs>().multiples;
+             if (m.empty()) return OptionalTensors{*dy[0]};
+             std::vector<int> axes;
+             std::vector<std::int64_t> split;
+             for (std::size_t d = 0; d < m.size(); ++d) {
+               axes.push_back(static_cast<int>(2 * d));
+               split.insert(split.end(), {m[d], x.shape().has_rank() ? x.shape().dims()[d] : -1});
+             }
+             const Tensor view =
+                 x.shape().is_fully_defined()
+                     ? reshape(*dy[0], Shape(split))
+                     : reshape(*dy[0], reshape(stack({shape_constant(m), shape(x)}, 1), Shape{-1}));
+             return OptionalTensors{reduce_sum(view, axes)};
+           }});
 
   // OneHot: y[..., j] = (indices[...] == j); an index outside [0, depth) gives a row of zeros (TF).
   r.add({.type = "OneHot",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const auto& a = c.attrs<OneHotAttrs>();
-           if (c.dtypes[0] != int32 && c.dtypes[0] != int64)
-             throw TypeError(std::string("indices must be int32 or int64, got ") + dtype_name(c.dtypes[0]));
-           if (a.depth < 0) throw ValueError("depth must be non-negative, got " + std::to_string(a.depth));
-           const Shape& s = c.shapes[0];
-           if (!s.has_rank()) return detail::one(a.dtype, s);
-           auto d = s.dims();
-           d.push_back(a.depth);
-           return detail::one(a.dtype, Shape(d));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const auto& a = c.attrs<OneHotAttrs>();
+               if (c.dtypes[0] != int32 && c.dtypes[0] != int64)
+                 throw TypeError(std::string("indices must be int32 or int64, got ") +
+                                 dtype_name(c.dtypes[0]));
+               if (a.depth < 0)
+                 throw ValueError("depth must be non-negative, got " + std::to_string(a.depth));
+               const Shape& s = c.shapes[0];
+               if (!s.has_rank()) return detail::one(a.dtype, s);
+               auto d = s.dims();
+               d.push_back(a.depth);
+               return detail::one(a.dtype, Shape(d));
+             },
          .kernels = kernels_for<std::int32_t, std::int64_t>([]<class I>(KernelContext& c) {
            const auto& idx = c.input_as<I>(0);
            const auto& a = c.attrs<OneHotAttrs>();
            Dims out = dims_of(c.input(0));
            out.push_back(static_cast<std::size_t>(a.depth));
            c.set_output(0, visit_dtype(a.dtype, [&]<class T>() {
-             xt::xarray<T> y = xt::zeros<T>(out);
-             for (std::size_t i = 0; i < idx.size(); ++i) {
-               const std::int64_t j = idx.data()[i];
-               if (j >= 0 && j < a.depth) y.data()[i * out.back() + static_cast<std::size_t>(j)] = T(1);
-             }
-             return Array(std::move(y));
-           }));
+                          xt::xarray<T> y = xt::zeros<T>(out);
+                          for (std::size_t i = 0; i < idx.size(); ++i) {
+                            const std::int64_t j = idx.data()[i];
+                            if (j >= 0 && j < a.depth)
+                              y.data()[i * out.back() + static_cast<std::size_t>(j)] = T(1);
+                          }
+                          return Array(std::move(y));
+                        }));
          }),
          .not_differentiable = true});
 }

@@ -8,8 +8,6 @@
 
 #include "framework/ops/common.hpp"
 
-// g++ 12 warns about OpDef fields left to their defaults in designated initializers.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace kiln {
 
@@ -31,30 +29,36 @@ std::vector<char> axis_mask(const std::vector<int>& axes, int r) {
   std::vector<char> m(static_cast<std::size_t>(r), axes.empty());
   for (int a : axes) {
     const auto k = static_cast<std::size_t>(detail::resolve_axis(a, r));
-    if (m[k]) throw ValueError("axis " + std::to_string(a) + " is given more than once in the reduction axes");
+    if (m[k])
+      throw ValueError("axis " + std::to_string(a) +
+                       " is given more than once in the reduction axes");
     m[k] = 1;
   }
   return m;
 }
 
 /// axis_mask at run time: errors become InvalidArgumentError naming the op.
-std::vector<char> runtime_axis_mask(const KernelContext& c, const std::vector<int>& axes, std::size_t r) {
+std::vector<char> runtime_axis_mask(const KernelContext& c, const std::vector<int>& axes,
+                                    std::size_t r) {
   try {
     return axis_mask(axes, static_cast<int>(r));
   } catch (const ValueError& e) {
-    throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): " + e.what());
+    throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type +
+                               "'): " + e.what());
   }
 }
 
 std::size_t product(const Dims& d, std::size_t first, std::size_t last) {
-  return std::accumulate(d.begin() + static_cast<std::ptrdiff_t>(first), d.begin() + static_cast<std::ptrdiff_t>(last),
-                         std::size_t{1}, std::multiplies<>());
+  return std::accumulate(d.begin() + static_cast<std::ptrdiff_t>(first),
+                         d.begin() + static_cast<std::ptrdiff_t>(last), std::size_t{1},
+                         std::multiplies<>());
 }
 
-// x viewed as [outer, n, inner]: y[o, i] = f(... f(f(init, x[o, 0, i]), x[o, 1, i]) ..., x[o, n-1, i]).
+// x viewed as [outer, n, inner]: y[o, i] = f(...f(f(init, x[o,0,i]), x[o,1,i])..., x[o,n-1,i]).
 // The innermost loop walks contiguous memory (and vectorises for sums).
 template <class Acc, class In, class F>
-std::vector<Acc> fold_middle(const In* x, std::size_t outer, std::size_t n, std::size_t inner, Acc init, F f) {
+std::vector<Acc> fold_middle(const In* x, std::size_t outer, std::size_t n, std::size_t inner,
+                             Acc init, F f) {
   std::vector<Acc> y(outer * inner, init);
   for (std::size_t o = 0; o < outer; ++o) {
     Acc* yr = y.data() + o * inner;
@@ -71,20 +75,24 @@ std::vector<Acc> fold_middle(const In* x, std::size_t outer, std::size_t n, std:
 // alternating; each reduced group is folded with fold_middle in turn, innermost first, leaving a
 // 1 in its place. One buffer per reduced group; none per element.
 template <class Acc, class T, class F>
-std::vector<Acc> reduce_groups(const T* x, const Dims& dims, const std::vector<char>& mask, Acc init, F f) {
+std::vector<Acc> reduce_groups(const T* x, const Dims& dims, const std::vector<char>& mask,
+                               Acc init, F f) {
   Dims g;
   std::vector<char> reduced;
   for (std::size_t k = 0; k < dims.size(); ++k) {
     if (dims[k] == 1) continue;
-    if (!g.empty() && reduced.back() == mask[k]) g.back() *= dims[k];
-    else g.push_back(dims[k]), reduced.push_back(mask[k]);
+    if (!g.empty() && reduced.back() == mask[k])
+      g.back() *= dims[k];
+    else
+      g.push_back(dims[k]), reduced.push_back(mask[k]);
   }
   std::vector<Acc> acc;
   bool folded = false;
   for (std::size_t j = g.size(); j-- > 0;) {
     if (!reduced[j]) continue;
     const std::size_t outer = product(g, 0, j), inner = product(g, j + 1, g.size());
-    acc = folded ? fold_middle(acc.data(), outer, g[j], inner, init, f) : fold_middle(x, outer, g[j], inner, init, f);
+    acc = folded ? fold_middle(acc.data(), outer, g[j], inner, init, f)
+                 : fold_middle(x, outer, g[j], inner, init, f);
     g[j] = 1;
     folded = true;
   }
@@ -94,8 +102,10 @@ std::vector<Acc> reduce_groups(const T* x, const Dims& dims, const std::vector<c
 
 template <class T>
 bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(v);
-  else return false;
+  if constexpr (std::is_floating_point_v<T>)
+    return std::isnan(v);
+  else
+    return false;
 }
 
 enum class Reduction { sum, mean, max, min };
@@ -126,7 +136,8 @@ void reduce_kernel(KernelContext& c) {
   } else {
     constexpr bool max = R == Reduction::max;
     using L = std::numeric_limits<T>;
-    const T init = L::has_infinity ? (max ? -L::infinity() : L::infinity()) : (max ? L::lowest() : L::max());
+    const T init =
+        L::has_infinity ? (max ? -L::infinity() : L::infinity()) : (max ? L::lowest() : L::max());
     const auto acc = reduce_groups<T>(x.data(), dims, mask, init, [](T best, T v) {
       return ((max ? v > best : v < best) || is_nan(v)) ? v : best;
     });
@@ -141,8 +152,10 @@ std::vector<TensorSpec> reduce_shape(const InferenceContext& c) {
   const Shape& s = c.shapes[0];
   if (!s.has_rank()) {
     for (std::size_t i = 0; i < a.axes.size(); ++i)
-      if (std::find(a.axes.begin(), a.axes.begin() + static_cast<std::ptrdiff_t>(i), a.axes[i]) != a.axes.begin() + static_cast<std::ptrdiff_t>(i))
-        throw ValueError("axis " + std::to_string(a.axes[i]) + " is given more than once in the reduction axes");
+      if (std::find(a.axes.begin(), a.axes.begin() + static_cast<std::ptrdiff_t>(i), a.axes[i]) !=
+          a.axes.begin() + static_cast<std::ptrdiff_t>(i))
+        throw ValueError("axis " + std::to_string(a.axes[i]) +
+                         " is given more than once in the reduction axes");
     return detail::one(c.dtypes[0], a.axes.empty() && !a.keepdims ? Shape{} : Shape::unknown());
   }
   const auto mask = axis_mask(a.axes, s.rank());
@@ -154,12 +167,15 @@ std::vector<TensorSpec> reduce_shape(const InferenceContext& c) {
 
 Tensor int32_vector(const std::vector<std::int64_t>& v) {
   xt::xarray<std::int32_t> a = xt::xarray<std::int32_t>::from_shape({v.size()});
-  std::transform(v.begin(), v.end(), a.begin(), [](std::int64_t d) { return static_cast<std::int32_t>(d); });
+  std::transform(v.begin(), v.end(), a.begin(),
+                 [](std::int64_t d) { return static_cast<std::int32_t>(d); });
   return constant(Array(std::move(a)), "shape");
 }
 
 /// x's shape: a constant when fully defined, else shape(x).
-Tensor shape_of(const Tensor& x) { return x.shape().is_fully_defined() ? int32_vector(x.shape().dims()) : shape(x); }
+Tensor shape_of(const Tensor& x) {
+  return x.shape().is_fully_defined() ? int32_vector(x.shape().dims()) : shape(x);
+}
 
 /// The shape of the reduction's output with keepdims: x's shape with the reduced axes set to 1.
 Tensor keepdims_shape(const Operation& op) {
@@ -199,17 +215,23 @@ Tensor argmax(const Tensor& x, int axis, DType output_type, const std::string& n
 void register_reduction_ops(OpRegistry& r) {
   r.add({.type = "Sum",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) { reduce_kernel<Reduction::sum, T>(c); }),
-         .gradient = [](const Operation& op, const OptionalTensors& dy) { return OptionalTensors{sum_grad(op, *dy[0])}; }});
+         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c) { reduce_kernel<Reduction::sum, T>(c); }),
+         .gradient = [](const Operation& op, const OptionalTensors& dy) {
+           return OptionalTensors{sum_grad(op, *dy[0])};
+         }});
   // d mean / dx = dy / n, n = size(x) / size(y) elements reduced into each output.
   r.add({.type = "Mean",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) { reduce_kernel<Reduction::mean, T>(c); }),
+         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c) { reduce_kernel<Reduction::mean, T>(c); }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            const Tensor x = op.inputs()[0], y = op.output(0);
            const Tensor g = sum_grad(op, *dy[0]);
            if (x.shape().is_fully_defined() && y.shape().is_fully_defined())
-             return OptionalTensors{g / static_cast<double>(x.shape().num_elements() / std::max<std::int64_t>(1, y.shape().num_elements()))};
+             return OptionalTensors{
+                 g / static_cast<double>(x.shape().num_elements() /
+                                         std::max<std::int64_t>(1, y.shape().num_elements()))};
            return OptionalTensors{g / (cast(size(x), g.dtype()) / cast(size(y), g.dtype()))};
          }});
   // d max / dx: dy goes to the elements equal to the result, shared equally among ties (TF).
@@ -221,18 +243,21 @@ void register_reduction_ops(OpRegistry& r) {
   };
   r.add({.type = "Max",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) { reduce_kernel<Reduction::max, T>(c); }),
+         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c) { reduce_kernel<Reduction::max, T>(c); }),
          .gradient = min_or_max_grad});
   r.add({.type = "Min",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) { reduce_kernel<Reduction::min, T>(c); }),
+         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c) { reduce_kernel<Reduction::min, T>(c); }),
          .gradient = min_or_max_grad});
 
   r.add({.type = "ReducedShape",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           return detail::one(int32, c.shapes[0]);
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               return detail::one(int32, c.shapes[0]);
+             },
          .kernels = kernels_for<std::int32_t>([]<class T>(KernelContext& c) {
            xt::xarray<std::int32_t> s = c.input_as<std::int32_t>(0);
            const auto mask = runtime_axis_mask(c, c.attrs<ReduceAttrs>().axes, s.size());
@@ -245,30 +270,35 @@ void register_reduction_ops(OpRegistry& r) {
   // ArgMax: x viewed as [outer, n, inner]; out[o, i] = the first r maximising x[o, r, i]. The scan
   // over r is the outer loop so that each step reads one contiguous row of `inner` values.
   r.add({.type = "ArgMax",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_inputs(c, 1);
-           const auto& a = c.attrs<ArgMaxAttrs>();
-           if (a.output_type != int32 && a.output_type != int64)
-             throw TypeError(std::string("output_type must be int32 or int64, got ") + dtype_name(a.output_type));
-           const Shape& s = c.shapes[0];
-           if (!s.has_rank()) return detail::one(a.output_type, s);
-           auto d = s.dims();
-           d.erase(d.begin() + detail::resolve_axis(a.axis, s.rank()));
-           return detail::one(a.output_type, Shape(d));
-         },
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 1);
+               const auto& a = c.attrs<ArgMaxAttrs>();
+               if (a.output_type != int32 && a.output_type != int64)
+                 throw TypeError(std::string("output_type must be int32 or int64, got ") +
+                                 dtype_name(a.output_type));
+               const Shape& s = c.shapes[0];
+               if (!s.has_rank()) return detail::one(a.output_type, s);
+               auto d = s.dims();
+               d.erase(d.begin() + detail::resolve_axis(a.axis, s.rank()));
+               return detail::one(a.output_type, Shape(d));
+             },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto& a = c.attrs<ArgMaxAttrs>();
            Dims dims(x.shape().begin(), x.shape().end());
            const auto r = static_cast<int>(dims.size());
            if (a.axis < -r || a.axis >= r)
-             throw InvalidArgumentError("'" + c.op_name() + "' (op: 'ArgMax'): axis " + std::to_string(a.axis) +
-                                        " is out of range for rank " + std::to_string(r));
+             throw InvalidArgumentError("'" + c.op_name() + "' (op: 'ArgMax'): axis " +
+                                        std::to_string(a.axis) + " is out of range for rank " +
+                                        std::to_string(r));
            const auto ax = static_cast<std::size_t>(a.axis < 0 ? a.axis + r : a.axis);
-           const std::size_t n = dims[ax], outer = product(dims, 0, ax), inner = product(dims, ax + 1, dims.size());
+           const std::size_t n = dims[ax], outer = product(dims, 0, ax),
+                             inner = product(dims, ax + 1, dims.size());
            if (n == 0)
-             throw InvalidArgumentError("'" + c.op_name() + "' (op: 'ArgMax'): reduction axis " + std::to_string(ax) +
-                                        " is empty in shape " + c.input(0).shape().to_string());
+             throw InvalidArgumentError("'" + c.op_name() + "' (op: 'ArgMax'): reduction axis " +
+                                        std::to_string(ax) + " is empty in shape " +
+                                        c.input(0).shape().to_string());
            std::vector<std::size_t> best(outer * inner, 0);
            for (std::size_t o = 0; o < outer; ++o) {
              const T* base = x.data() + o * n * inner;
@@ -279,10 +309,11 @@ void register_reduction_ops(OpRegistry& r) {
            }
            dims.erase(dims.begin() + static_cast<std::ptrdiff_t>(ax));
            c.set_output(0, visit_dtype(a.output_type, [&]<class I>() {
-             xt::xarray<I> y = xt::xarray<I>::from_shape(dims);
-             std::transform(best.begin(), best.end(), y.data(), [](std::size_t v) { return static_cast<I>(v); });
-             return Array(std::move(y));
-           }));
+                          xt::xarray<I> y = xt::xarray<I>::from_shape(dims);
+                          std::transform(best.begin(), best.end(), y.data(),
+                                         [](std::size_t v) { return static_cast<I>(v); });
+                          return Array(std::move(y));
+                        }));
          }),
          .not_differentiable = true});
 }

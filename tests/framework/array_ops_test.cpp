@@ -60,7 +60,8 @@ TEST_CASE("array.transpose") {
     for (std::size_t j = 0; j < 3; ++j)
       for (std::size_t k = 0; k < 4; ++k) want(j, k, i) = static_cast<double>(12 * i + 4 * j + k);
   CHECK(testing::allclose(sess.run(y), want));
-  CHECK(testing::allclose(sess.run(transpose(constant(xt::xarray<std::int32_t>{{1, 2}, {3, 4}}))), {{1, 3}, {2, 4}}));
+  CHECK(testing::allclose(sess.run(transpose(constant(xt::xarray<std::int32_t>{{1, 2}, {3, 4}}))),
+                          {{1, 3}, {2, 4}}));
 
   Tensor p = placeholder(float32, {-1, 3, 5}, "p");
   CHECK(transpose(p, {2, 0, 1}).shape() == Shape{5, -1, 3});
@@ -71,8 +72,16 @@ TEST_CASE("array.transpose") {
   const Array r = sess.run(transpose(u), {{u, xt::xarray<float>{{1, 2, 3}, {4, 5, 6}}}});
   CHECK(testing::allclose(r, {{1, 4}, {2, 5}, {3, 6}}));
 
-  check_throws_naming<ValueError>([&] { transpose(p, {0, 0, 1}, "bad_perm"); }, "bad_perm", "Transpose");
-  check_throws_naming<ValueError>([&] { transpose(p, {1, 0}, "short_perm"); }, "short_perm", "Transpose");
+  check_throws_naming<ValueError>(
+      [&] {
+        transpose(p, {0, 0, 1}, "bad_perm");
+      },
+      "bad_perm", "Transpose");
+  check_throws_naming<ValueError>(
+      [&] {
+        transpose(p, {1, 0}, "short_perm");
+      },
+      "short_perm", "Transpose");
 }
 
 TEST_CASE("array.expand_dims_and_squeeze") {
@@ -113,25 +122,45 @@ TEST_CASE("array.concat") {
   CHECK(testing::allclose(sess.run(concat({a, b}, 0)), {{1, 2}, {3, 4}, {5, 6}}));
   CHECK(testing::allclose(sess.run(concat({a, c, a}, 1)), {{1, 2, 7, 1, 2}, {3, 4, 8, 3, 4}}));
   CHECK(testing::allclose(sess.run(concat({c, a}, -1)), {{7, 1, 2}, {8, 3, 4}}));
-  CHECK(testing::allclose(sess.run(concat({constant(xt::xarray<bool>{true}), constant(xt::xarray<bool>{false})}, 0)), {1, 0}));
+  CHECK(testing::allclose(
+      sess.run(concat({constant(xt::xarray<bool>{true}), constant(xt::xarray<bool>{false})}, 0)),
+      {1, 0}));
 
   Tensor p = placeholder(float32, {-1, 3}, "p"), q = placeholder(float32, {2, 3}, "q");
   CHECK(concat({p, q}, 0).shape() == Shape{-1, 3});
   CHECK(concat({q, q}, 0).shape() == Shape{4, 3});
   CHECK(concat({p, q}, 1).shape() == Shape{2, 6});
-  CHECK(concat({placeholder(float32, {-1, 2}), placeholder(float32, {3, -1})}, 1).shape() == Shape{3, -1});
+  CHECK(concat({placeholder(float32, {-1, 2}), placeholder(float32, {3, -1})}, 1).shape() ==
+        Shape{3, -1});
   CHECK(concat({placeholder(float32), q}, 0).shape() == Shape{-1, 3});
   CHECK(concat({placeholder(float32), placeholder(float32)}, 0).shape() == Shape::unknown());
 
-  check_throws_naming<ValueError>([&] { concat({q, placeholder(float32, {2, 4})}, 0, "cat"); }, "cat", "ConcatV2");
-  check_throws_naming<ValueError>([&] { concat({q, placeholder(float32, {2, 3, 1})}, 0, "cat_rank"); }, "cat_rank", "ConcatV2");
+  check_throws_naming<ValueError>(
+      [&] {
+        concat({q, placeholder(float32, {2, 4})}, 0, "cat");
+      },
+      "cat", "ConcatV2");
+  check_throws_naming<ValueError>(
+      [&] {
+        concat({q, placeholder(float32, {2, 3, 1})}, 0, "cat_rank");
+      },
+      "cat_rank", "ConcatV2");
   check_throws_naming<ValueError>([&] { concat({q, q}, 2, "cat_axis"); }, "cat_axis", "ConcatV2");
-  check_throws_naming<ValueError>([&] { concat({scalar(1.0), scalar(2.0)}, 0, "cat_scalars"); }, "cat_scalars", "ConcatV2");
-  check_throws_naming<TypeError>([&] { concat({q, placeholder(int32, {2, 3})}, 0, "cat_type"); }, "cat_type", "ConcatV2");
+  check_throws_naming<ValueError>(
+      [&] {
+        concat({scalar(1.0), scalar(2.0)}, 0, "cat_scalars");
+      },
+      "cat_scalars", "ConcatV2");
+  check_throws_naming<TypeError>(
+      [&] {
+        concat({q, placeholder(int32, {2, 3})}, 0, "cat_type");
+      },
+      "cat_type", "ConcatV2");
   CHECK_THROWS_AS(concat({}, 0), ValueError);
   // Shapes that only disagree at run time.
   Tensor u = placeholder(float32, {-1, -1}, "u"), v = placeholder(float32, {-1, -1}, "v");
-  CHECK_THROWS_AS(sess.run(concat({u, v}, 0), {{u, xt::xarray<float>{{1, 2}}}, {v, xt::xarray<float>{{1, 2, 3}}}}),
+  CHECK_THROWS_AS(sess.run(concat({u, v}, 0),
+                           {{u, xt::xarray<float>{{1, 2}}}, {v, xt::xarray<float>{{1, 2, 3}}}}),
                   InvalidArgumentError);
 }
 
@@ -139,7 +168,8 @@ TEST_CASE("array.stack") {
   Graph g;
   auto guard = g.as_default();
   Session sess;
-  Tensor a = constant(xt::xarray<float>{1, 2}), b = constant(xt::xarray<float>{3, 4}), c = constant(xt::xarray<float>{5, 6});
+  Tensor a = constant(xt::xarray<float>{1, 2}), b = constant(xt::xarray<float>{3, 4}),
+         c = constant(xt::xarray<float>{5, 6});
   CHECK(stack({a, b, c}).shape() == Shape{3, 2});
   CHECK(testing::allclose(sess.run(stack({a, b, c})), {{1, 2}, {3, 4}, {5, 6}}));
   CHECK(stack({a, b, c}, 1).shape() == Shape{2, 3});
@@ -147,11 +177,20 @@ TEST_CASE("array.stack") {
   CHECK(testing::allclose(sess.run(stack({a, b, c}, -1)), {{1, 3, 5}, {2, 4, 6}}));
   CHECK(testing::allclose(sess.run(stack({scalar(1.0), scalar(2.0)})), {1, 2}));
 
-  CHECK(stack({placeholder(float32, {-1, 2}), placeholder(float32, {3, -1})}, 1).shape() == Shape{3, 2, 2});
+  CHECK(stack({placeholder(float32, {-1, 2}), placeholder(float32, {3, -1})}, 1).shape() ==
+        Shape{3, 2, 2});
   CHECK(stack({placeholder(float32), placeholder(float32)}).shape() == Shape::unknown());
-  check_throws_naming<ValueError>([&] { stack({a, constant(xt::xarray<float>{1, 2, 3})}, 0, "st"); }, "st", "Pack");
+  check_throws_naming<ValueError>(
+      [&] {
+        stack({a, constant(xt::xarray<float>{1, 2, 3})}, 0, "st");
+      },
+      "st", "Pack");
   check_throws_naming<ValueError>([&] { stack({a, b}, 2, "st_axis"); }, "st_axis", "Pack");
-  check_throws_naming<TypeError>([&] { stack({a, constant(xt::xarray<double>{1, 2})}, 0, "st_type"); }, "st_type", "Pack");
+  check_throws_naming<TypeError>(
+      [&] {
+        stack({a, constant(xt::xarray<double>{1, 2})}, 0, "st_type");
+      },
+      "st_type", "Pack");
 }
 
 TEST_CASE("array.slice") {
@@ -162,19 +201,26 @@ TEST_CASE("array.slice") {
   CHECK(slice(x, {1, 1}, {2, -1}).shape() == Shape{2, 3});
   CHECK(testing::allclose(sess.run(slice(x, {1, 1}, {2, -1})), {{6, 7, 8}, {10, 11, 12}}));
   CHECK(testing::allclose(sess.run(slice(x, {0, 2}, {-1, 1})), column({3, 7, 11})));
-  CHECK(testing::allclose(sess.run(slice(x, {2, 4}, {1, 0})), xt::xarray<double>::from_shape({1, 0})));
+  CHECK(testing::allclose(sess.run(slice(x, {2, 4}, {1, 0})),
+                          xt::xarray<double>::from_shape({1, 0})));
   // x3[i,j,k] = 12i + 4j + k: the window [1:2, 1:3, 2:4].
-  CHECK(testing::allclose(sess.run(slice(constant(iota({2, 3, 4})), {1, 1, 2}, {1, 2, 2})), {{{18, 19}, {22, 23}}}));
+  CHECK(testing::allclose(sess.run(slice(constant(iota({2, 3, 4})), {1, 1, 2}, {1, 2, 2})),
+                          {{{18, 19}, {22, 23}}}));
 
   Tensor p = placeholder(float32, {-1, 5}, "p");
   CHECK(slice(p, {1, 1}, {2, -1}).shape() == Shape{2, 4});
   CHECK(slice(p, {1, 1}, {-1, 2}).shape() == Shape{-1, 2});
   CHECK(slice(placeholder(float32), {0, 1}, {2, -1}).shape() == Shape{2, -1});
   check_throws_naming<ValueError>([&] { slice(p, {0}, {1}, "sl_rank"); }, "sl_rank", "Slice");
-  check_throws_naming<ValueError>([&] { slice(p, {0, 3}, {1, 3}, "sl_bounds"); }, "sl_bounds", "Slice");
+  check_throws_naming<ValueError>(
+      [&] {
+        slice(p, {0, 3}, {1, 3}, "sl_bounds");
+      },
+      "sl_bounds", "Slice");
   check_throws_naming<ValueError>([&] { slice(p, {0, 0}, {1}, "sl_len"); }, "sl_len", "Slice");
   check_throws_naming<ValueError>([&] { slice(p, {-1, 0}, {1, 1}, "sl_neg"); }, "sl_neg", "Slice");
-  CHECK_THROWS_AS(sess.run(slice(p, {2, 0}, {2, -1}), {{p, xt::xarray<float>::from_shape({3, 5})}}), InvalidArgumentError);
+  CHECK_THROWS_AS(sess.run(slice(p, {2, 0}, {2, -1}), {{p, xt::xarray<float>::from_shape({3, 5})}}),
+                  InvalidArgumentError);
 }
 
 TEST_CASE("array.size_rank_shape") {
@@ -198,9 +244,11 @@ TEST_CASE("array.tile") {
   Session sess;
   Tensor x = constant(xt::xarray<float>{{1, 2}, {3, 4}});
   CHECK(tile(x, {2, 3}).shape() == Shape{4, 6});
-  CHECK(testing::allclose(sess.run(tile(x, {2, 3})),
-                 {{1, 2, 1, 2, 1, 2}, {3, 4, 3, 4, 3, 4}, {1, 2, 1, 2, 1, 2}, {3, 4, 3, 4, 3, 4}}));
-  CHECK(testing::allclose(sess.run(tile(constant(xt::xarray<std::int64_t>{1, 2, 3}), {2})), {1, 2, 3, 1, 2, 3}));
+  CHECK(testing::allclose(
+      sess.run(tile(x, {2, 3})),
+      {{1, 2, 1, 2, 1, 2}, {3, 4, 3, 4, 3, 4}, {1, 2, 1, 2, 1, 2}, {3, 4, 3, 4, 3, 4}}));
+  CHECK(testing::allclose(sess.run(tile(constant(xt::xarray<std::int64_t>{1, 2, 3}), {2})),
+                          {1, 2, 3, 1, 2, 3}));
   CHECK(testing::allclose(sess.run(tile(x, {1, 0})), xt::xarray<double>::from_shape({2, 0})));
   CHECK(tile(placeholder(float32, {-1, 3}), {2, 2}).shape() == Shape{-1, 6});
   CHECK(tile(placeholder(float32), {2, 2}).shape() == Shape{-1, -1});
@@ -222,8 +270,10 @@ TEST_CASE("array.one_hot") {
   CHECK(sess.run(z).dtype() == float64);
   CHECK(testing::allclose(sess.run(z), {{{0, 1}}, {{1, 0}}}));
   CHECK(one_hot(placeholder(int64, {-1}), 10).shape() == Shape{-1, 10});
-  check_throws_naming<TypeError>([&] { one_hot(placeholder(float32, {3}), 2, float32, "oh"); }, "oh", "OneHot");
-  check_throws_naming<ValueError>([&] { one_hot(placeholder(int32, {3}), -1, float32, "oh_depth"); }, "oh_depth", "OneHot");
+  check_throws_naming<TypeError>([&] { one_hot(placeholder(float32, {3}), 2, float32, "oh"); },
+                                 "oh", "OneHot");
+  check_throws_naming<ValueError>(
+      [&] { one_hot(placeholder(int32, {3}), -1, float32, "oh_depth"); }, "oh_depth", "OneHot");
   CHECK(op_registry().get("OneHot").not_differentiable);
 }
 
@@ -238,7 +288,8 @@ TEST_CASE("array.gradients") {
   const Array bv = xt::xarray<double>{{0.3, 1.1, -0.9}};
   const Array dv = xt::xarray<double>{{0.1, 0.2, 0.3}, {0.4, -0.5, 0.6}, {0.7, 0.8, -0.9}};
   // Weights that make the Jacobians non-trivial.
-  Tensor w = constant(xt::xarray<double>{{1, 2, 3}, {4, 5, 6}}), wr = constant(xt::xarray<double>{1.5, -2, 3});
+  Tensor w = constant(xt::xarray<double>{{1, 2, 3}, {4, 5, 6}}),
+         wr = constant(xt::xarray<double>{1.5, -2, 3});
   check_grad(identity(a), {{a, av}});
   check_grad(reshape(a, Shape{3, 2}), {{a, av}});
   check_grad(reshape(d, Shape{-1}), {{d, dv}});

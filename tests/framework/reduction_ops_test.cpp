@@ -43,7 +43,8 @@ void check_throws_naming(F f, const std::string& op_name, const std::string& op_
 // x[2,3,4] with distinct values (7 is coprime to 24), so max/min have no ties.
 xt::xarray<double> rank3_input() {
   xt::xarray<double> x = xt::xarray<double>::from_shape({2, 3, 4});
-  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>((i * 7) % 24) * 0.37 - 4.0;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x.data()[i] = static_cast<double>((i * 7) % 24) * 0.37 - 4.0;
   return x;
 }
 
@@ -51,7 +52,8 @@ enum class Op { sum, mean, max, min };
 
 // Brute-force reference: a loop over every element of x[2,3,4] accumulating into the keepdims
 // shaped result, then dropping the reduced axes unless keepdims.
-xt::xarray<double> reference(const xt::xarray<double>& x, const std::vector<int>& axes, bool keepdims, Op op) {
+xt::xarray<double> reference(const xt::xarray<double>& x, const std::vector<int>& axes,
+                             bool keepdims, Op op) {
   std::array<bool, 3> red{axes.empty(), axes.empty(), axes.empty()};
   for (int a : axes) red[static_cast<std::size_t>((a + 3) % 3)] = true;
   std::vector<std::size_t> kept_shape, out_shape;
@@ -78,15 +80,20 @@ xt::xarray<double> reference(const xt::xarray<double>& x, const std::vector<int>
 
 Tensor reduce(Op op, const Tensor& x, const std::vector<int>& axes, bool keepdims) {
   switch (op) {
-    case Op::sum: return reduce_sum(x, axes, keepdims);
-    case Op::mean: return reduce_mean(x, axes, keepdims);
-    case Op::max: return reduce_max(x, axes, keepdims);
-    case Op::min: break;
+    case Op::sum:
+      return reduce_sum(x, axes, keepdims);
+    case Op::mean:
+      return reduce_mean(x, axes, keepdims);
+    case Op::max:
+      return reduce_max(x, axes, keepdims);
+    case Op::min:
+      break;
   }
   return reduce_min(x, axes, keepdims);
 }
 
-const std::vector<std::vector<int>> kAxesSets = {{}, {0}, {1}, {2}, {-1}, {0, 1}, {0, 2}, {2, 0}, {1, 2}, {0, -1}, {0, 1, 2}};
+const std::vector<std::vector<int>> kAxesSets = {{},     {0},    {1},    {2},     {-1},     {0, 1},
+                                                 {0, 2}, {2, 0}, {1, 2}, {0, -1}, {0, 1, 2}};
 
 }  // namespace
 
@@ -114,15 +121,18 @@ TEST_CASE("reduction.values") {
   CHECK(testing::allclose(sess.run(reduce_sum(n, {1})), {3, 8}));
   CHECK(testing::allclose(sess.run(reduce_mean(n, {1})), {1, 4}));
   CHECK(testing::allclose(sess.run(reduce_max(n, {0})), {3, 5}));
-  CHECK(testing::allclose(sess.run(reduce_min(constant(xt::xarray<std::int64_t>{7, -2, 9}))), xt::xarray<double>(-2.0)));
+  CHECK(testing::allclose(sess.run(reduce_min(constant(xt::xarray<std::int64_t>{7, -2, 9}))),
+                          xt::xarray<double>(-2.0)));
 
   // Float sums accumulate in double: 2^24 + 4 * 1 is exact, a float accumulator would stay at 2^24.
-  CHECK(sess.run(reduce_sum(constant(xt::xarray<float>{16777216.f, 1, 1, 1, 1}))).scalar<float>() == 16777220.f);
+  CHECK(sess.run(reduce_sum(constant(xt::xarray<float>{16777216.f, 1, 1, 1, 1}))).scalar<float>() ==
+        16777220.f);
   // NaN propagates through max and min.
   CHECK(std::isnan(sess.run(reduce_max(constant(xt::xarray<double>{1, NAN, 3}))).scalar<double>()));
   // Empty reductions: the identity of the operation.
   CHECK(testing::allclose(sess.run(reduce_sum(zeros({0, 3}), {0})), {0, 0, 0}));
-  CHECK(sess.run(reduce_max(zeros({0}))).scalar<float>() == -std::numeric_limits<float>::infinity());
+  CHECK(sess.run(reduce_max(zeros({0}))).scalar<float>() ==
+        -std::numeric_limits<float>::infinity());
 
   // ArgMax: the first maximal index.
   CHECK(sess.run(argmax(x, 1)).dtype() == int64);
@@ -131,7 +141,8 @@ TEST_CASE("reduction.values") {
   CHECK(sess.run(argmax(x, -1, int32)).dtype() == int32);
   CHECK(testing::allclose(sess.run(argmax(x, -1, int32)), {1, 2}));
   CHECK(testing::allclose(sess.run(argmax(constant(xt::xarray<double>{{3, 1, 3}}), 1)), {0}));
-  CHECK(testing::allclose(sess.run(argmax(constant(xt::xarray<std::int32_t>{{3, 1}, {0, 4}}), 0)), {0, 1}));
+  CHECK(testing::allclose(sess.run(argmax(constant(xt::xarray<std::int32_t>{{3, 1}, {0, 4}}), 0)),
+                          {0, 1}));
 }
 
 TEST_CASE("reduction.every_axes_keepdims_combination_on_rank3") {
@@ -146,7 +157,8 @@ TEST_CASE("reduction.every_axes_keepdims_combination_on_rank3") {
       for (bool keepdims : {false, true}) {
         CAPTURE(static_cast<int>(op));
         CAPTURE(keepdims);
-        INFO("axes of size " << axes.size() << (axes.empty() ? "" : ", first " + std::to_string(axes[0])));
+        INFO("axes of size " << axes.size()
+                             << (axes.empty() ? "" : ", first " + std::to_string(axes[0])));
         const auto want = reference(xv, axes, keepdims, op);
         const Tensor y = reduce(op, x, axes, keepdims);
         const Array got = sess.run(y);
@@ -183,11 +195,18 @@ TEST_CASE("reduction.errors_name_the_op") {
   Tensor p = placeholder(float32, {-1, 3, 4}, "p");
   check_throws_naming<ValueError>([&] { reduce_sum(p, {1, -2}, false, "dup"); }, "dup", "Sum");
   check_throws_naming<ValueError>([&] { reduce_mean(p, {3}, false, "range"); }, "range", "Mean");
-  check_throws_naming<ValueError>([&] { reduce_max(p, {-4}, true, "neg_range"); }, "neg_range", "Max");
-  check_throws_naming<ValueError>([&] { reduce_min(scalar(1.0), {0}, false, "scalar_axis"); }, "scalar_axis", "Min");
+  check_throws_naming<ValueError>([&] { reduce_max(p, {-4}, true, "neg_range"); }, "neg_range",
+                                  "Max");
+  check_throws_naming<ValueError>([&] { reduce_min(scalar(1.0), {0}, false, "scalar_axis"); },
+                                  "scalar_axis", "Min");
   Tensor u = placeholder(float32, Shape::unknown(), "u");
-  check_throws_naming<ValueError>([&] { reduce_sum(u, {1, 1}, false, "dup_unknown"); }, "dup_unknown", "Sum");
-  check_throws_naming<TypeError>([&] { reduce_sum(placeholder(boolean, {2}), {}, false, "bools"); }, "bools", "Sum");
+  check_throws_naming<ValueError>(
+      [&] {
+        reduce_sum(u, {1, 1}, false, "dup_unknown");
+      },
+      "dup_unknown", "Sum");
+  check_throws_naming<TypeError>([&] { reduce_sum(placeholder(boolean, {2}), {}, false, "bools"); },
+                                 "bools", "Sum");
   check_throws_naming<ValueError>([&] { argmax(p, 3, int64, "am"); }, "am", "ArgMax");
   check_throws_naming<TypeError>([&] { argmax(p, 0, float32, "am_type"); }, "am_type", "ArgMax");
 
@@ -201,7 +220,8 @@ TEST_CASE("reduction.errors_name_the_op") {
     CHECK(std::string(e.what()).find("'late_dup'") != std::string::npos);
   }
   Tensor e = placeholder(float32, {-1}, "e");
-  CHECK_THROWS_AS(sess.run(argmax(e, 0), {{e, xt::xarray<float>::from_shape({0})}}), InvalidArgumentError);
+  CHECK_THROWS_AS(sess.run(argmax(e, 0), {{e, xt::xarray<float>::from_shape({0})}}),
+                  InvalidArgumentError);
 }
 
 TEST_CASE("reduction.gradients") {
@@ -214,7 +234,8 @@ TEST_CASE("reduction.gradients") {
       for (bool keepdims : {false, true}) {
         CAPTURE(static_cast<int>(op));
         CAPTURE(keepdims);
-        INFO("axes of size " << axes.size() << (axes.empty() ? "" : ", first " + std::to_string(axes[0])));
+        INFO("axes of size " << axes.size()
+                             << (axes.empty() ? "" : ", first " + std::to_string(axes[0])));
         check_grad(reduce(op, x, axes, keepdims), {{x, xv}});
       }
   // Shapes known only at run time (ReducedShape and size() in the gradients).
@@ -237,8 +258,11 @@ TEST_CASE("reduction.gradients") {
   Tensor t = placeholder(float64, {2, 3}, "t");
   const FeedDict tv{{t, xt::xarray<double>{{1, 3, 3}, {2, 2, 0}}}};
   Session sess;
-  CHECK(testing::allclose(sess.run(*gradients({reduce_max(t, {1})}, {t})[0], tv), {{0, 0.5, 0.5}, {0.5, 0.5, 0}}));
-  CHECK(testing::allclose(sess.run(*gradients({reduce_min(t, {0})}, {t})[0], tv), {{1, 0, 0}, {0, 1, 1}}));
-  CHECK(testing::allclose(sess.run(*gradients({reduce_max(t)}, {t})[0], tv), {{0, 0.5, 0.5}, {0, 0, 0}}));
+  CHECK(testing::allclose(sess.run(*gradients({reduce_max(t, {1})}, {t})[0], tv),
+                          {{0, 0.5, 0.5}, {0.5, 0.5, 0}}));
+  CHECK(testing::allclose(sess.run(*gradients({reduce_min(t, {0})}, {t})[0], tv),
+                          {{1, 0, 0}, {0, 1, 1}}));
+  CHECK(testing::allclose(sess.run(*gradients({reduce_max(t)}, {t})[0], tv),
+                          {{0, 0.5, 0.5}, {0, 0, 0}}));
   CHECK(op_registry().get("ArgMax").not_differentiable);
 }
