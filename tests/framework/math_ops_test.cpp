@@ -14,7 +14,9 @@ TEST_CASE("math.add_broadcasts_like_numpy") {
   auto guard = g.as_default();
   Tensor a = constant(xt::xarray<float>{{1, 2, 3}, {4, 5, 6}});
   Tensor b = constant(xt::xarray<float>{10, 20, 30});
-  Tensor c = constant(xt::xarray<float>{{100}, {200}});
+  xt::xarray<float> column{100, 200};
+  column.reshape({2, 1});
+  Tensor c = constant(column);
   CHECK(((a + b).shape() == Shape{2, 3}));
   Session sess;
   CHECK(allclose(sess.run(a + b), {{11, 22, 33}, {14, 25, 36}}));
