@@ -6,8 +6,12 @@
 
 namespace kiln::layers {
 
-Layer::Layer(std::string name, std::string base_name, bool trainable, Reuse reuse)
-    : name_(std::move(name)), base_name_(std::move(base_name)), trainable_(trainable), reuse_(reuse) {}
+Layer::Layer(std::string name, std::string base_name, bool trainable, Reuse reuse, bool name_is_scope)
+    : name_(std::move(name)),
+      base_name_(std::move(base_name)),
+      trainable_(trainable),
+      reuse_(reuse),
+      name_is_scope_(name_is_scope) {}
 
 std::vector<Variable> Layer::trainable_variables() const {
   std::vector<Variable> r;
@@ -45,11 +49,27 @@ void Layer::add_loss(const Tensor& loss) { losses_.push_back(loss); }
 
 Tensor Layer::call_in_scope(const Shape& input_shape, const std::function<Tensor()>& f) {
   if (!built_) {
-    variable_scope vs(name_, {.reuse = reuse_, .default_name = base_name_});
-    scope_name_ = vs.name();
-    name_ = scope_name_.substr(scope_name_.rfind('/') + 1);
-    name_scope_ = vs.original_name_scope();
-    build(input_shape);
+    // TF1's Layer._set_scope: an exact scope for functional names and for reuse, else a default
+    // name made unique within the enclosing scope.
+    const std::string& requested = name_.empty() ? base_name_ : name_;
+    const bool exact = (name_is_scope_ && !name_.empty()) || reuse_ != Reuse::inherit;
+    variable_scope vs(exact ? requested : std::string(), {.reuse = reuse_, .default_name = requested});
+    const std::string scope_name = vs.name();
+    const std::string name_scope = vs.original_name_scope();
+    const std::string saved_name = name_;
+    scope_name_ = scope_name;
+    name_ = scope_name.substr(scope_name.rfind('/') + 1);
+    try {
+      build(input_shape);
+    } catch (...) {
+      // Unbuilt again: the next call opens a new scope.
+      variables_.clear();
+      losses_.clear();
+      scope_name_.clear();
+      name_ = saved_name;
+      throw;
+    }
+    name_scope_ = name_scope;
     built_ = true;
     return f();
   }

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-exec ./build/examples/linear_regression "$@"
+# Defaults: the default recipe (5 epochs), all cores, curves.csv and graph.dot in out/fashion_mnist/.
+# Flags override them, e.g. `bash scripts/run-main.sh --epochs 1 --train-limit 10000`; see --help.
+exec ./build/examples/fashion_mnist "$@"

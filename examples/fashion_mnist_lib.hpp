@@ -1,0 +1,115 @@
+#pragma once
+// The training code of examples/fashion_mnist (the README's main job), as a library so that the
+// example's main() and the slow test share it.
+//
+//   kiln::examples::FashionMnistConfig cfg;           // the default recipe
+//   cfg.train_limit = 5000;                            // a quick run
+//   auto result = kiln::examples::train_fashion_mnist(cfg, &std::cout);
+//   result.epochs.back().test_accuracy;
+//
+// The default network (TF1 graph mode, the seed's UPDATE_OPS workflow):
+//   x [N,28,28,1] scaled to [0,1] (or [N,1,28,28] with channels_first)
+//   conv 3x3 32 (same, no bias) -> batch norm -> relu -> max-pool 2
+//   conv 3x3 64 (same, no bias) -> batch norm -> relu -> max-pool 2
+//   flatten -> dense 128 -> relu -> dropout 0.3          (hidden_units = 0 drops these)
+//   dense 10 -> sparse softmax cross entropy
+//   { control_dependencies deps(get_collection(UPDATE_OPS)); train_op = Adam(lr).minimize(loss); }
+// with the learning rate decayed by lr_decay once per epoch (train::exponential_decay, staircase).
+//
+// Deterministic for a fixed seed and BLAS thread count: the graph-level seed fixes the
+// initializers and dropout masks, and the epoch shuffles come from a seeded std::mt19937 with a
+// hand-written Fisher-Yates (no std::uniform_int_distribution, whose output differs between
+// standard libraries).
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "examples/data/idx.hpp"
+#include "examples/progress.hpp"
+
+namespace kiln::examples {
+
+struct FashionMnistConfig {
+  int epochs = 5;
+  int batch_size = 64;
+  /// 0: the optimizer's default (adam 1e-3, sgd 0.1, momentum 0.01 with 0.9, rmsprop 1e-3).
+  double learning_rate = 0;
+  /// Factor applied to the learning rate after each epoch (1: constant).
+  double lr_decay = 0.7;
+  std::string optimizer = "adam";              // adam | sgd | momentum | rmsprop
+  std::string data_format = "channels_last";   // channels_last | channels_first
+  std::optional<bool> fused;                   // batch norm's fused path; empty: kiln's choice
+  bool renorm = false;                         // batch renormalization
+  double bn_momentum = 0.9;
+  int hidden_units = 128;                      // 0: no hidden dense layer (the plain seed network)
+  bool hidden_batch_norm = false;              // dense (no bias) -> batch norm -> relu
+  double dropout = 0.3;                        // after the hidden layer; 0: none
+  std::uint64_t seed = 1;
+  int threads = 0;                             // OpenBLAS threads; 0: all cores
+  std::string data_dir = data::kFashionMnistDir;
+  std::string output_dir;                      // curves.csv and graph.dot; empty: write nothing
+  std::int64_t train_limit = 0;                // first N training examples; 0: all 60000
+  std::int64_t test_limit = 0;                 // first N test examples; 0: all 10000
+  int eval_batch_size = 500;
+  ProgressBar::Mode progress = ProgressBar::Mode::none;
+};
+
+struct EpochStats {
+  int epoch = 0;                // 1-based
+  double learning_rate = 0;     // used during this epoch
+  double train_loss = 0;        // mean over the epoch's batches (weighted by batch size)
+  double train_accuracy = 0;    // in training mode, on the batches as they were trained
+  double test_loss = 0;         // inference mode (training fed false)
+  double test_accuracy = 0;
+  double train_seconds = 0;     // wall time of the epoch's training steps
+  double eval_seconds = 0;      // wall time of the test evaluation
+  double examples_per_second = 0;  // training throughput
+};
+
+struct TrainResult {
+  std::vector<EpochStats> epochs;
+  std::int64_t train_examples = 0;
+  std::int64_t test_examples = 0;
+  std::int64_t parameters = 0;  // trainable scalars
+  int blas_threads = 0;
+};
+
+/// Validates the config (std::invalid_argument naming the field for a bad value).
+void validate(const FashionMnistConfig& config);
+
+/// Trains on an already loaded dataset. `log` (may be null) receives the header, progress and
+/// one summary line per epoch. Writes <output_dir>/graph.dot before training and rewrites
+/// <output_dir>/curves.csv after each epoch when output_dir is set.
+TrainResult train_fashion_mnist(const FashionMnistConfig& config, const data::Dataset& dataset,
+                                std::ostream* log = nullptr);
+/// Loads the dataset from config.data_dir (data::IdxError when missing), then trains.
+TrainResult train_fashion_mnist(const FashionMnistConfig& config, std::ostream* log = nullptr);
+
+/// The permutation 0..n-1 shuffled by Fisher-Yates with draws from `rng` (rejection sampling, so
+/// it is unbiased and identical on every platform).
+template <class Rng>
+void fisher_yates_shuffle(std::vector<std::int64_t>& v, Rng& rng);
+
+}  // namespace kiln::examples
+
+// ---- implementation of the template
+namespace kiln::examples {
+template <class Rng>
+void fisher_yates_shuffle(std::vector<std::int64_t>& v, Rng& rng) {
+  using U = std::uint64_t;
+  constexpr U range = static_cast<U>(Rng::max() - Rng::min()) ;
+  static_assert(range >= 0xFFFFFFFFull, "needs a 32-bit generator at least");
+  for (std::size_t i = v.size(); i > 1; --i) {
+    const U bound = static_cast<U>(i);  // draw j uniformly in [0, i)
+    // the largest multiple of bound that fits in [0, range]: reject draws above it
+    const U limit = range - (range % bound + 1) % bound;
+    U r;
+    do r = static_cast<U>(rng() - Rng::min());
+    while (r > limit);
+    const std::size_t j = static_cast<std::size_t>(r % bound);
+    std::swap(v[i - 1], v[j]);
+  }
+}
+}  // namespace kiln::examples
