@@ -11,7 +11,8 @@
 //   x [N,28,28,1] scaled to [0,1] (or [N,1,28,28] with channels_first)
 //   conv 3x3 32 (same, no bias) -> batch norm -> relu -> max-pool 2
 //   conv 3x3 64 (same, no bias) -> batch norm -> relu -> max-pool 2
-//   flatten -> dense 128 -> relu -> dropout 0.3          (hidden_units = 0 drops these)
+//   flatten -> dense 128 (no bias) -> batch norm -> relu  (hidden_units = 0 drops these; dropout
+//                                                          after the relu when dropout > 0)
 //   dense 10 -> sparse softmax cross entropy
 //   { control_dependencies deps(get_collection(UPDATE_OPS)); train_op = Adam(lr).minimize(loss); }
 // with the learning rate decayed by lr_decay once per epoch (train::exponential_decay, staircase).
@@ -37,15 +38,15 @@ struct FashionMnistConfig {
   /// 0: the optimizer's default (adam 1e-3, sgd 0.1, momentum 0.01 with 0.9, rmsprop 1e-3).
   double learning_rate = 0;
   /// Factor applied to the learning rate after each epoch (1: constant).
-  double lr_decay = 0.7;
+  double lr_decay = 0.6;
   std::string optimizer = "adam";              // adam | sgd | momentum | rmsprop
   std::string data_format = "channels_last";   // channels_last | channels_first
   std::optional<bool> fused;                   // batch norm's fused path; empty: kiln's choice
   bool renorm = false;                         // batch renormalization
   double bn_momentum = 0.9;
   int hidden_units = 128;                      // 0: no hidden dense layer (the plain seed network)
-  bool hidden_batch_norm = false;              // dense (no bias) -> batch norm -> relu
-  double dropout = 0.3;                        // after the hidden layer; 0: none
+  bool hidden_batch_norm = true;               // dense (no bias) -> batch norm -> relu
+  double dropout = 0;                          // after the hidden layer; 0: none
   std::uint64_t seed = 1;
   int threads = 0;                             // OpenBLAS threads; 0: all cores
   std::string data_dir = data::kFashionMnistDir;

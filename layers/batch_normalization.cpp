@@ -15,8 +15,6 @@
 #include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
 
-// g++ 12 warns about fields left to their defaults in designated initializers (VariableOptions).
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace kiln::layers {
 

@@ -7,6 +7,7 @@
 
 #include "autodiff/gradients.hpp"
 #include "framework/errors.hpp"
+#include "framework/op_registry.hpp"
 #include "framework/ops.hpp"
 #include "framework/variable.hpp"
 
@@ -338,12 +339,33 @@ std::vector<GraphElement> missing_update_ops(const Operation& train_op) {
   return missing;
 }
 
+namespace {
+// The layer an update op belongs to: the scope of the variable it assigns (found by walking back
+// from the update, through a gating cond if any, to the assign op), else the op's own scope.
+std::string owner_layer(const Operation& update) {
+  std::vector<const detail::Node*> stack{update.node()};
+  std::vector<const detail::Node*> seen;
+  while (!stack.empty() && seen.size() < 64) {
+    const detail::Node* n = stack.back();
+    stack.pop_back();
+    if (std::find(seen.begin(), seen.end(), n) != seen.end()) continue;
+    seen.push_back(n);
+    if (!n->def->ref_inputs.empty()) {
+      const std::string& var = n->inputs[static_cast<std::size_t>(n->def->ref_inputs[0])].node->name;
+      return var.substr(0, var.rfind('/') == std::string::npos ? var.size() : var.rfind('/'));
+    }
+    for (auto& in : n->inputs) stack.push_back(in.node);
+    for (auto* c : n->control_inputs) stack.push_back(c);
+  }
+  const std::string& op = update.name();
+  return op.substr(0, op.rfind('/') == std::string::npos ? op.size() : op.rfind('/'));
+}
+}  // namespace
+
 std::vector<std::string> missing_update_layers(const Operation& train_op) {
   std::vector<std::string> layers;
   for (auto& item : missing_update_ops(train_op)) {
-    const std::string& op = item.op().name();
-    const auto slash = op.rfind('/');
-    std::string layer = slash == std::string::npos ? op : op.substr(0, slash);
+    std::string layer = owner_layer(item.op());
     if (std::find(layers.begin(), layers.end(), layer) == layers.end()) layers.push_back(std::move(layer));
   }
   return layers;

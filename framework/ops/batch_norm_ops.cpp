@@ -27,8 +27,6 @@
 #include "framework/nn_batch_norm.hpp"
 #include "framework/ops/common.hpp"
 
-// g++ 12 warns about OpDef fields left to their defaults in designated initializers.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace kiln {
 

@@ -16,8 +16,6 @@
 
 #include "tests/support/approx.hpp"
 
-// g++ 12 warns about fields left to their defaults in designated initializers (VariableOptions).
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 using namespace kiln;
 using kiln::testing::check_grad;

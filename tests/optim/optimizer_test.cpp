@@ -405,7 +405,7 @@ TEST_CASE("train.update_ops_guard") {
   Graph graph;
   auto guard = graph.as_default();
   Variable w(constant(xt::xarray<double>{1.0}), {.name = "w"});
-  Variable moving(constant(xt::xarray<double>{0.0}), {.trainable = false, .name = "moving_mean"});
+  Variable moving(constant(xt::xarray<double>{0.0}), {.trainable = false, .name = "batch_normalization/moving_mean"});
   Tensor update;
   {
     name_scope ns("batch_normalization");
@@ -646,4 +646,28 @@ TEST_CASE("optim.small_dense_network_converges") {
   CHECK(last < 0.05f);
   CHECK(sess.run(acc, xor_data).scalar<float>() == 1.0f);
   CHECK(sess.run(step).scalar<std::int64_t>() == 300);
+}
+
+TEST_CASE("train.update_ops_guard_names_batch_norm_layers") {
+  Graph graph;
+  auto guard = graph.as_default();
+  Tensor x = placeholder(float32, {4, 3}, "x");
+  Tensor training = placeholder(boolean, {}, "training");
+  Tensor h = layers::batch_normalization(x, {.training = training});
+  {
+    variable_scope vs("block");
+    h = layers::batch_normalization(h, {.training = true});
+  }
+  Tensor loss = reduce_mean(square(h));
+  train::set_update_ops_warning(false);
+  Operation without = train::GradientDescentOptimizer(0.1).minimize(loss);
+  CHECK(train::missing_update_layers(without) ==
+        std::vector<std::string>{"batch_normalization", "block/batch_normalization"});
+  Operation with;
+  {
+    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
+    with = train::GradientDescentOptimizer(0.1).minimize(loss);
+  }
+  CHECK(train::missing_update_ops(with).empty());
+  train::set_update_ops_warning(true);
 }
