@@ -9,15 +9,10 @@
 #include "tests/support/approx.hpp"
 
 using namespace kiln;
+using kiln::testing::contains;
+using kiln::testing::ran;
 using kiln::testing::allclose;
 
-namespace {
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-bool ran(const Session& s, const std::string& op) {
-  const auto ops = s.last_run_ops();
-  return std::find(ops.begin(), ops.end(), op) != ops.end();
-}
-}  // namespace
 
 TEST_CASE("control_flow.cond_runs_only_the_taken_branch") {
   Graph g;

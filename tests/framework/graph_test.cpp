@@ -8,12 +8,12 @@
 #include <kiln.hpp>
 
 #include "framework/op_registry.hpp"
+#include "tests/support/approx.hpp"
 
 using namespace kiln;
+using kiln::testing::contains;
+using kiln::testing::ran;
 
-namespace {
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-}  // namespace
 
 TEST_CASE("types.dtype_names_and_shapes") {
   CHECK(std::string(dtype_name(float32)) == "float");

@@ -10,10 +10,11 @@
 #include "tests/support/approx.hpp"
 
 using namespace kiln;
+using kiln::testing::contains;
+using kiln::testing::ran;
 using kiln::testing::allclose;
 
 namespace {
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 template <class F>
 std::string value_error(F f) {
   try {

@@ -4,8 +4,11 @@
 
 #include <string>
 
+#include <algorithm>
+
 #include "autodiff/gradient_checker.hpp"
 #include "framework/array.hpp"
+#include "framework/session.hpp"
 
 namespace kiln::testing {
 
@@ -23,6 +26,14 @@ inline void check_grad(const Tensor& y, const FeedDict& xs, double tol = 1e-6, G
   const auto r = check_gradients(y, xs, options);
   INFO(r.report);
   CHECK(r.max_error < tol);
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// Whether the session's last run executed the op named `op`.
+inline bool ran(const Session& s, const std::string& op) {
+  const auto ops = s.last_run_ops();
+  return std::find(ops.begin(), ops.end(), op) != ops.end();
 }
 
 }  // namespace kiln::testing
