@@ -15,6 +15,21 @@ status=0
 meson test -C build -v --suite fast --suite slow >"$log" 2>&1 || status=1
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan -v --suite fast >>"$log" 2>&1 || status=1
+# `meson install` gives headers, the library and a pkg-config file a program can build against.
+inst=$(mktemp -d)
+if meson install -C build --destdir "$inst" --no-rebuild --quiet >>"$log" 2>&1; then
+  pc=$(find "$inst" -name kiln.pc | head -n1)
+  prefix="$inst/usr/local"
+  if [ -n "$pc" ] && c++ -std=c++20 -fsyntax-only $(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-variable=prefix="$prefix" --cflags kiln) \
+      examples/linear_regression.cpp >>"$log" 2>&1; then
+    echo "install: headers, library and kiln.pc usable"
+  else
+    echo "install: FAILED to build against the installed tree"; status=1
+  fi
+else
+  echo "install: meson install FAILED"; status=1
+fi
+rm -rf "$inst"
 grep -E '^\[doctest\] (test cases|Status)|FAILED|ERROR|Sanitizer|runtime error' "$log" | head -200
 [ $status -eq 0 ] || tail -n 60 "$log"
 passed=$(grep -E '^\[doctest\] test cases:' "$log" | awk -F'|' '{gsub(/[^0-9]/,"",$2); s+=$2} END {print s+0}')
