@@ -48,7 +48,7 @@ struct FashionMnistConfig {
   bool hidden_batch_norm = true;               // dense (no bias) -> batch norm -> relu
   double dropout = 0;                          // after the hidden layer; 0: none
   std::uint64_t seed = 1;
-  int threads = 0;                             // OpenBLAS threads; 0: all cores
+  int threads = 1;                             // OpenBLAS threads; 0: all cores
   std::string data_dir = data::kFashionMnistDir;
   std::string output_dir;                      // curves.csv and graph.dot; empty: write nothing
   std::int64_t train_limit = 0;                // first N training examples; 0: all 60000
@@ -100,7 +100,7 @@ namespace kiln::examples {
 template <class Rng>
 void fisher_yates_shuffle(std::vector<std::int64_t>& v, Rng& rng) {
   using U = std::uint64_t;
-  constexpr U range = static_cast<U>(Rng::max() - Rng::min()) ;
+  constexpr U range = static_cast<U>(Rng::max() - Rng::min());
   static_assert(range >= 0xFFFFFFFFull, "needs a 32-bit generator at least");
   for (std::size_t i = v.size(); i > 1; --i) {
     const U bound = static_cast<U>(i);  // draw j uniformly in [0, i)
