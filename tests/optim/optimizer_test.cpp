@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <random>
 #include <sstream>
 
 #include <unistd.h>
@@ -670,4 +671,45 @@ TEST_CASE("train.update_ops_guard_names_batch_norm_layers") {
   }
   CHECK(train::missing_update_ops(with).empty());
   train::set_update_ops_warning(true);
+}
+
+TEST_CASE("train.seed_workflow_with_batch_norm_converges_and_moves_statistics") {
+  // The seed's program: batch norm fed `training`, the train op under
+  // control_dependencies(UPDATE_OPS), Adam's minimize. Data: two Gaussian blobs (offset 5).
+  Graph graph;
+  auto guard = graph.as_default();
+  set_random_seed(3);
+  Tensor x = placeholder(float32, {-1, 2}, "x");
+  Tensor labels = placeholder(int64, {-1}, "labels");
+  Tensor training = placeholder(boolean, {}, "training");
+  Tensor h = layers::dense(x, 8, {.use_bias = false});
+  layers::BatchNormalization bn({.momentum = 0.9});
+  h = nn::relu(bn(h, training));
+  Tensor logits = layers::dense(h, 2);
+  Tensor loss = losses::sparse_softmax_cross_entropy(labels, logits);
+  Tensor accuracy = metrics::accuracy(labels, argmax(logits, 1));
+  Operation train_op;
+  {
+    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
+    train_op = train::AdamOptimizer(0.05).minimize(loss);
+  }
+  CHECK(train::missing_update_ops(train_op).empty());
+
+  xt::xarray<float> xs = xt::xarray<float>::from_shape({64, 2});
+  xt::xarray<std::int64_t> ys = xt::xarray<std::int64_t>::from_shape({64});
+  std::mt19937 gen(5);
+  std::normal_distribution<float> noise(0.0f, 1.0f);
+  for (std::size_t i = 0; i < 64; ++i) {
+    ys(i) = static_cast<std::int64_t>(i % 2);
+    xs(i, 0) = 5.0f + noise(gen) + (i % 2 ? 2.0f : -2.0f);
+    xs(i, 1) = 5.0f + noise(gen);
+  }
+  Session sess;
+  sess.run(global_variables_initializer());
+  const Variable moving_mean = bn.moving_mean();
+  const auto before = sess.run(moving_mean).to_double();
+  for (int step = 0; step < 150; ++step) sess.run(train_op, {{x, xs}, {labels, ys}, {training, true}});
+  const auto after = sess.run(moving_mean).to_double();
+  CHECK(xt::amax(xt::abs(after - before))() > 0.1);  // the moving statistics moved
+  CHECK(sess.run(accuracy, {{x, xs}, {labels, ys}, {training, false}}).scalar<float>() > 0.95f);
 }
