@@ -41,6 +41,7 @@ struct Session::Impl : detail::RunState {
   std::vector<Array> variables;  // by node id
   std::unordered_map<const detail::Node*, std::mt19937_64> rngs;
   std::vector<const detail::Node*> last_run;
+  std::size_t peak_live = 0;
 
   Array& variable_storage(const detail::Node* v) override {
     if (variables.size() <= static_cast<std::size_t>(v->id))
@@ -171,6 +172,8 @@ std::vector<Array> Session::Impl::execute(const Plan& plan, const std::vector<Gr
   for (std::size_t i = 0; i < feeds.size(); ++i)
     if (plan.feed_slots[i] >= 0) values[static_cast<std::size_t>(plan.feed_slots[i])] = feeds[i].second;
   last_run.clear();
+  std::size_t live = 0;
+  peak_live = 0;
 
   for (const Step& s : plan.steps) {
     detail::Node* node = s.node;
@@ -203,12 +206,20 @@ std::vector<Array> Session::Impl::execute(const Plan& plan, const std::vector<Gr
       ctx.outputs_.resize(node->output_dtypes.size());
       (*s.kernel)(ctx);
       for (std::size_t i = 0; i < ctx.outputs_.size(); ++i) {
-        if (ctx.outputs_[i].empty()) dead[out + i] = 1;  // only Switch leaves an output unset
-        else values[out + i] = std::move(ctx.outputs_[i]);
+        if (ctx.outputs_[i].empty()) {
+          dead[out + i] = 1;  // only Switch leaves an output unset
+        } else {
+          values[out + i] = std::move(ctx.outputs_[i]);
+          peak_live = std::max(peak_live, ++live);
+        }
       }
       last_run.push_back(node);
     }
-    for (int sl : s.release) values[static_cast<std::size_t>(sl)] = Array();
+    for (int sl : s.release) {
+      Array& v = values[static_cast<std::size_t>(sl)];
+      if (!v.empty()) --live;
+      v = Array();
+    }
   }
   // Fed values override computed ones (a fed output of a multi-output op that ran).
   for (std::size_t i = 0; i < feeds.size(); ++i)
@@ -264,6 +275,7 @@ std::vector<std::string> Session::last_run_ops() const {
   return r;
 }
 std::size_t Session::num_cached_plans() const { return impl_->plans.size(); }
+std::size_t Session::last_run_peak_values() const { return impl_->peak_live; }
 Graph& Session::graph() const { return *impl_->graph; }
 
 }  // namespace kiln

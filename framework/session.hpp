@@ -42,6 +42,8 @@ class Session {
 
   /// The ops the last run executed, in order (pruned ops and dead branches excluded).
   std::vector<std::string> last_run_ops() const;
+  /// The most op outputs the last run held at once: values are released after their last reader.
+  std::size_t last_run_peak_values() const;
   /// Number of compiled plans held by the cache.
   std::size_t num_cached_plans() const;
   Graph& graph() const;

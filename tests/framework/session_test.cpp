@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <kiln.hpp>
 #include <xtensor/xmath.hpp>
@@ -192,4 +193,19 @@ TEST_CASE("session.random_distributions") {
   CHECK(xt::mean(u)() == doctest::Approx(1.0).epsilon(0.05));
   CHECK_THROWS_AS(random_uniform({2}, 1.0, 0.0), ValueError);
   CHECK_THROWS_AS(random_normal({2}, 0.0, 1.0, int32), TypeError);
+}
+
+TEST_CASE("session.releases_values_after_their_last_reader") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {1000}, "x");
+  Tensor h = x;
+  for (int i = 0; i < 20; ++i) h = h * 1.5;  // a chain of 20 muls, each with a constant
+  Session sess;
+  xt::xarray<float> xv = xt::ones<float>({1000});
+  const Array y = sess.run(h, {{x, xv}});
+  CHECK(y.as<float>()(0) == doctest::Approx(std::pow(1.5, 20)));
+  CHECK(sess.last_run_ops().size() == 40);
+  // Without release, 40 outputs would be alive at the end; a chain needs about two at a time.
+  CHECK(sess.last_run_peak_values() <= 3);
 }
