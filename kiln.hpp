@@ -18,6 +18,7 @@
 #include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
 #include "framework/session.hpp"
+#include "framework/thread_pool.hpp"
 #include "framework/types.hpp"
 #include "framework/variable.hpp"
 #include "autodiff/gradients.hpp"

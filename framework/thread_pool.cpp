@@ -1,0 +1,225 @@
+#include "framework/thread_pool.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "framework/errors.hpp"
+
+namespace kiln {
+
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("KILN_NUM_THREADS")) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+thread_local int tls_thread_index = 0;
+
+// Workers wait on work_cv_; threads that help while waiting for their own work wait on help_cv_.
+// Workers beyond the current size park on park_cv_ and take no tasks.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool pool;
+    return pool;
+  }
+  ~Pool() {
+    {
+      std::lock_guard lk(m_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    park_cv_.notify_all();
+    help_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  int size() const { return size_.load(std::memory_order_relaxed); }
+  void resize(int n) {
+    std::lock_guard lk(m_);
+    size_.store(n, std::memory_order_relaxed);
+    park_cv_.notify_all();
+    work_cv_.notify_all();
+  }
+  void post(detail::PoolTask t) {
+    std::lock_guard lk(m_);
+    start_workers_locked();
+    queue_.push_back(t);
+    work_cv_.notify_one();
+    if (helpers_waiting_ > 0) help_cv_.notify_all();
+  }
+  /// Removes the queued tasks whose argument is `arg`; returns how many.
+  int cancel(void* arg) {
+    std::lock_guard lk(m_);
+    const auto before = queue_.size();
+    queue_.erase(std::remove_if(queue_.begin(), queue_.end(), [&](const detail::PoolTask& t) { return t.arg == arg; }),
+                 queue_.end());
+    return static_cast<int>(before - queue_.size());
+  }
+  void help_until(const std::function<bool()>& done) {
+    std::unique_lock lk(m_);
+    while (!done()) {
+      if (!queue_.empty()) {
+        const detail::PoolTask t = queue_.front();
+        queue_.pop_front();
+        lk.unlock();
+        t.run(t.arg, t.index);
+        lk.lock();
+        continue;
+      }
+      ++helpers_waiting_;
+      help_cv_.wait(lk);
+      --helpers_waiting_;
+    }
+  }
+  void wake_all() {
+    std::lock_guard lk(m_);
+    help_cv_.notify_all();
+  }
+
+ private:
+  Pool() : size_(default_threads()) {}
+
+  void start_workers_locked() {
+    const int want = size_.load(std::memory_order_relaxed) - 1;
+    while (static_cast<int>(threads_.size()) < want) {
+      const int index = static_cast<int>(threads_.size()) + 1;
+      threads_.emplace_back([this, index] { worker(index); });
+    }
+  }
+
+  void worker(int index) {
+    tls_thread_index = index;
+    std::unique_lock lk(m_);
+    for (;;) {
+      if (stopping_) return;
+      if (index >= size_.load(std::memory_order_relaxed)) {
+        park_cv_.wait(lk);
+        continue;
+      }
+      if (queue_.empty()) {
+        work_cv_.wait(lk);
+        continue;
+      }
+      const detail::PoolTask t = queue_.front();
+      queue_.pop_front();
+      lk.unlock();
+      t.run(t.arg, t.index);
+      lk.lock();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable work_cv_, help_cv_, park_cv_;
+  std::deque<detail::PoolTask> queue_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> size_;
+  int helpers_waiting_ = 0;
+  bool stopping_ = false;
+};
+
+constexpr std::int64_t kMaxChunks = 64;
+
+// One parallel_for call. Lives on the caller's stack: the caller cancels the helper tasks that
+// have not started and waits (under done_m) for those that have, so no task outlives it.
+struct ForJob {
+  const std::function<void(std::int64_t, std::int64_t)>* fn;
+  std::int64_t n, grain, chunks;
+  std::atomic<std::int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex done_m;
+  std::condition_variable done_cv;
+  int active = 0;  // helper tasks posted and not finished (guarded by done_m)
+  std::exception_ptr error;
+
+  void run_chunks() {
+    for (;;) {
+      const std::int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= chunks) return;
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        (*fn)(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
+      } catch (...) {
+        std::lock_guard lk(done_m);
+        if (!error) error = std::current_exception();
+        failed.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+  static void helper(void* arg, std::int64_t) {
+    auto* job = static_cast<ForJob*>(arg);
+    job->run_chunks();
+    std::lock_guard lk(job->done_m);
+    if (--job->active == 0) job->done_cv.notify_all();
+  }
+};
+
+}  // namespace
+
+int num_threads() { return Pool::instance().size(); }
+
+void set_num_threads(int n) {
+  if (n < 1) throw ValueError("set_num_threads: the number of threads must be >= 1, got " + std::to_string(n));
+  Pool::instance().resize(n);
+}
+
+std::int64_t parallel_chunk_count(std::int64_t n, std::int64_t grain) {
+  if (n <= 0) return 0;
+  grain = std::max<std::int64_t>(1, grain);
+  return std::clamp<std::int64_t>(n / grain, 1, kMaxChunks);
+}
+
+std::int64_t parallel_chunk_begin(std::int64_t n, std::int64_t grain, std::int64_t chunk) {
+  const std::int64_t chunks = parallel_chunk_count(n, grain);
+  // Even split; the first n % chunks chunks get one item more.
+  const std::int64_t base = n / chunks, extra = n % chunks;
+  return chunk * base + std::min(chunk, extra);
+}
+
+void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  const std::int64_t chunks = parallel_chunk_count(n, grain);
+  if (chunks == 0) return;
+  Pool& pool = Pool::instance();
+  const int helpers = static_cast<int>(std::min<std::int64_t>(chunks, pool.size()) - 1);
+  if (helpers <= 0) {
+    for (std::int64_t i = 0; i < chunks; ++i) fn(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
+    return;
+  }
+  ForJob job;
+  job.fn = &fn;
+  job.n = n;
+  job.grain = grain;
+  job.chunks = chunks;
+  job.active = helpers;
+  for (int h = 0; h < helpers; ++h) pool.post({&ForJob::helper, &job, h});
+  job.run_chunks();
+  const int cancelled = pool.cancel(&job);
+  {
+    std::unique_lock lk(job.done_m);
+    job.active -= cancelled;
+    job.done_cv.wait(lk, [&] { return job.active == 0; });
+  }
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+namespace detail {
+void pool_post(PoolTask task) { Pool::instance().post(task); }
+void pool_help_until(const std::function<bool()>& done) { Pool::instance().help_until(done); }
+void pool_wake_all() { Pool::instance().wake_all(); }
+int pool_thread_index() { return tls_thread_index; }
+}  // namespace detail
+
+}  // namespace kiln

@@ -1,0 +1,57 @@
+#pragma once
+// The library's one thread pool: the executor runs ready ops on it, kernels split their loops on it.
+//
+//   kiln::parallel_for(rows, 64, [&](std::int64_t begin, std::int64_t end) {
+//     for (auto r = begin; r < end; ++r) normalize_row(r);
+//   });
+//
+// Size: `set_num_threads(n)` (TF's intra_op_parallelism_threads), else the environment variable
+// KILN_NUM_THREADS, else the machine's hardware threads. n counts the calling thread: n = 1 runs
+// everything on the caller, n = 2 adds one worker.
+//
+// Determinism: parallel_for splits [0, n) into chunks that depend only on n and the grain, never on
+// the thread count, so a kernel that reduces per chunk and combines the chunks in index order gives
+// bit-identical results for any number of threads.
+//
+// Thread safety: every function here may be called from any thread, including from inside a task
+// running on the pool (nested parallel_for never deadlocks: the caller works through the chunks
+// itself and only waits for chunks other threads have already started).
+#include <cstdint>
+#include <functional>
+
+namespace kiln {
+
+/// The number of threads parallel work uses (the caller included); at least 1.
+int num_threads();
+/// Sets the pool size used from now on; n >= 1 (ValueError otherwise). Waits for no running work:
+/// work already submitted finishes on the threads it started on.
+void set_num_threads(int n);
+
+/// fn(begin, end) over a partition of [0, n) into chunks of at least `grain` items (at most 64
+/// chunks), on up to num_threads() threads. Returns when every chunk has run. The first exception a
+/// chunk throws is rethrown here after the other chunks finished or were skipped.
+void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& fn);
+
+/// The chunks parallel_for(n, grain, ...) uses: count, and the bounds of chunk i.
+std::int64_t parallel_chunk_count(std::int64_t n, std::int64_t grain);
+std::int64_t parallel_chunk_begin(std::int64_t n, std::int64_t grain, std::int64_t chunk);
+
+namespace detail {
+/// A unit of work on the pool: a plain function pointer and its argument (no allocation).
+struct PoolTask {
+  void (*run)(void* arg, std::int64_t index) = nullptr;
+  void* arg = nullptr;
+  std::int64_t index = 0;
+};
+
+/// Posts a task to run on a worker (or on a thread that helps while it waits).
+void pool_post(PoolTask task);
+/// Runs queued tasks on the calling thread until done() is true; sleeps while the queue is empty.
+/// Whoever makes done() true must call pool_wake_all() afterwards.
+void pool_help_until(const std::function<bool()>& done);
+void pool_wake_all();
+/// A small dense index of the calling thread (0 for threads outside the pool), for traces.
+int pool_thread_index();
+}  // namespace detail
+
+}  // namespace kiln
