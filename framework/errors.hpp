@@ -53,4 +53,12 @@ class InternalError : public Error {
   using Error::Error;
 };
 
+namespace detail {
+/// The one place op context is added to errors, at build time and at run time: rethrows the
+/// kiln::Error being handled as the same type with `context` appended to its message. With
+/// `as_build_error`, an InvalidArgumentError becomes a ValueError (a graph-construction mistake).
+/// Must be called inside a catch block.
+[[noreturn]] void rethrow_with_context(const std::string& context, bool as_build_error = false);
+}  // namespace detail
+
 }  // namespace kiln

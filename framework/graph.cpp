@@ -44,7 +44,10 @@ void Operation::add_control_input(const Operation& op) const {
   if (&op.graph() != &graph())
     throw ValueError("Operation '" + op.name() + "' is not in the graph of '" + name() + "'");
   auto& c = node()->control_inputs;
-  if (std::find(c.begin(), c.end(), op.node()) == c.end()) c.push_back(op.node());
+  if (std::find(c.begin(), c.end(), op.node()) == c.end()) {
+    c.push_back(op.node());
+    graph().bump_structure_version();
+  }
 }
 void Operation::throw_bad_attrs() const {
   throw InternalError("attributes of '" + name() + "' read with the wrong type");

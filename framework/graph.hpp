@@ -260,6 +260,11 @@ class Graph {
   std::optional<std::int64_t> seed() const { return seed_; }
   void set_seed(std::int64_t s) { seed_ = s; }
 
+  /// Counts changes to existing ops (add_control_input): a Session recompiles cached plans when
+  /// it changed. Adding new ops does not change it (no cached plan can reach a new op).
+  std::uint64_t structure_version() const { return structure_version_; }
+  void bump_structure_version() { ++structure_version_; }
+
   // ---- building state (used by the op builder, scopes and variables) ----
   /// A name made unique in this graph, under the current name scope ("scope/base_1").
   std::string unique_name(const std::string& base, bool mark_used = true);
@@ -293,6 +298,7 @@ class Graph {
   std::unordered_map<std::string, int> names_in_use_;
   std::vector<std::pair<std::string, std::vector<GraphElement>>> collections_;
   std::optional<std::int64_t> seed_;
+  std::uint64_t structure_version_ = 0;
 };
 
 /// The graph ops are built in: the innermost `as_default()` graph, else a global one.

@@ -9,36 +9,56 @@
 
 namespace kiln::detail {
 
+std::vector<char> reachable_backward(const Graph& g, const std::vector<const Node*>& from, bool follow_control,
+                                     const std::function<bool(const Node*)>& stop) {
+  std::vector<char> seen(static_cast<std::size_t>(g.num_nodes()), 0);
+  std::vector<const Node*> stack(from.begin(), from.end());
+  while (!stack.empty()) {
+    const Node* v = stack.back();
+    stack.pop_back();
+    if (seen[static_cast<std::size_t>(v->id)]) continue;
+    seen[static_cast<std::size_t>(v->id)] = 1;
+    if (stop && stop(v)) continue;
+    for (auto& in : v->inputs) stack.push_back(in.node);
+    if (follow_control)
+      for (const Node* c : v->control_inputs) stack.push_back(c);
+  }
+  return seen;
+}
+
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut) {
-  // 1. Pruning: the ops reachable backwards from the targets.
+  // 1. Pruning: the ops reachable backwards from the targets, not past fed (cut) ops; the targets
+  //    get the first vertex numbers so the depth-first search below starts from them.
   const int n = g.num_nodes();
+  const std::vector<char> reached = reachable_backward(
+      g, std::vector<const Node*>(targets.begin(), targets.end()), /*follow_control=*/true,
+      [&](const Node* v) { return cut[static_cast<std::size_t>(v->id)]; });
   std::vector<int> local(static_cast<std::size_t>(n), -1);
   std::vector<Node*> needed;
-  std::vector<Node*> stack(targets.begin(), targets.end());
-  while (!stack.empty()) {
-    Node* v = stack.back();
-    stack.pop_back();
-    if (local[static_cast<std::size_t>(v->id)] >= 0) continue;
+  const auto number = [&](Node* v) {
+    if (local[static_cast<std::size_t>(v->id)] >= 0) return;
     local[static_cast<std::size_t>(v->id)] = static_cast<int>(needed.size());
     needed.push_back(v);
-    if (cut[static_cast<std::size_t>(v->id)]) continue;
-    for (auto& in : v->inputs) stack.push_back(in.node);
-    for (auto* c : v->control_inputs) stack.push_back(c);
-  }
+  };
+  for (Node* t : targets) number(t);
+  for (int id = 0; id < n; ++id)
+    if (reached[static_cast<std::size_t>(id)]) number(g.node(id));
 
-  // 2. Ordering: a topological sort of the pruned subgraph (edges input -> consumer).
+  // 2. Ordering: a depth-first search from the targets along edges consumer -> input (inputs in
+  //    their order, then control inputs). Its finishing order places every op right after the ops
+  //    it needs, so a chain runs op by op and keeps few values alive.
   using BGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
   BGraph bg(needed.size());
   for (Node* v : needed) {
     if (cut[static_cast<std::size_t>(v->id)]) continue;
-    const auto to = static_cast<std::size_t>(local[static_cast<std::size_t>(v->id)]);
-    for (auto& in : v->inputs) boost::add_edge(static_cast<std::size_t>(local[static_cast<std::size_t>(in.node->id)]), to, bg);
-    for (auto* c : v->control_inputs) boost::add_edge(static_cast<std::size_t>(local[static_cast<std::size_t>(c->id)]), to, bg);
+    const auto from = static_cast<std::size_t>(local[static_cast<std::size_t>(v->id)]);
+    for (auto& in : v->inputs) boost::add_edge(from, static_cast<std::size_t>(local[static_cast<std::size_t>(in.node->id)]), bg);
+    for (auto* c : v->control_inputs) boost::add_edge(from, static_cast<std::size_t>(local[static_cast<std::size_t>(c->id)]), bg);
   }
-  std::vector<std::size_t> reversed;
+  std::vector<std::size_t> finished;
   try {
-    boost::topological_sort(bg, std::back_inserter(reversed));
+    boost::topological_sort(bg, std::back_inserter(finished));
   } catch (const boost::not_a_dag&) {
     // Name the ops on a cycle: a strongly connected component with more than one op.
     std::vector<int> comp(needed.size());
@@ -52,7 +72,7 @@ std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& tar
   }
   std::vector<Node*> order;
   order.reserve(needed.size());
-  for (auto it = reversed.rbegin(); it != reversed.rend(); ++it) order.push_back(needed[*it]);
+  for (std::size_t v : finished) order.push_back(needed[v]);
   return order;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 // The Boost.Graph seam: ordering and pruning of the ops a run needs, cycle checks.
+#include <functional>
 #include <vector>
 
 #include "framework/graph.hpp"
@@ -9,6 +10,12 @@ namespace kiln::detail {
 /// The ops needed to compute `targets` (following data and control inputs, not past `cut` ops,
 /// whose outputs are all fed), in an order where every op follows its inputs.
 /// Throws InvalidArgumentError naming ops on a dependency cycle.
+/// The ops reachable backwards from `from` along data inputs (and control inputs when
+/// `follow_control`), one flag per node id. An op for which `stop` is true is included but not
+/// followed further.
+std::vector<char> reachable_backward(const Graph& g, const std::vector<const Node*>& from, bool follow_control,
+                                     const std::function<bool(const Node*)>& stop = {});
+
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut);
 

@@ -57,28 +57,11 @@ std::string shapes_text(const std::vector<Tensor>& inputs) {
   return s;
 }
 
-// Shape functions throw short messages; this is the one place that adds the op context.
+// Shape functions throw short messages; the op context is added here.
 [[noreturn]] void rethrow_with_context(const std::string& name, const std::string& type,
                                        const std::vector<Tensor>& inputs) {
-  const auto ctx = [&](const std::exception& e) {
-    return std::string(e.what()) + " for '" + name + "' (op: '" + type + "') with input shapes: " +
-           shapes_text(inputs) + ".";
-  };
-  try {
-    throw;
-  } catch (const TypeError& e) {
-    throw TypeError(ctx(e));
-  } catch (const ValueError& e) {
-    throw ValueError(ctx(e));
-  } catch (const InvalidArgumentError& e) {
-    throw ValueError(ctx(e));
-  } catch (const NotFoundError& e) {
-    throw NotFoundError(ctx(e));
-  } catch (const UnimplementedError& e) {
-    throw UnimplementedError(ctx(e));
-  } catch (const InternalError& e) {
-    throw InternalError(ctx(e));
-  }
+  detail::rethrow_with_context(" for '" + name + "' (op: '" + type + "') with input shapes: " + shapes_text(inputs) + ".",
+                               /*as_build_error=*/true);
 }
 
 // Inside a cond branch, a tensor from outside reaches the branch through Switch(x, pred)[branch],

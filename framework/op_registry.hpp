@@ -5,6 +5,7 @@
 #include <any>
 #include <array>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -43,18 +44,27 @@ namespace detail {
 class RunState {
  public:
   virtual ~RunState() = default;
+  /// The storage behind a ref input. The executor holds the variable's lock while the kernel runs.
   virtual Array& variable_storage(const Node* variable_node) = 0;
-  virtual std::mt19937_64& rng(const Node* node) = 0;
+  /// The op's generator; `hold` keeps it locked until the kernel ends (one session's runs on
+  /// several threads draw from one generator per op).
+  virtual std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) = 0;
 };
 }  // namespace detail
 
+/// What a kernel sees while it runs: its inputs (views owned by the executor), its outputs to set,
+/// the storage of its ref inputs and its random generator. Not thread-safe: one per running op.
 class KernelContext {
  public:
-  KernelContext(const detail::Node& node, detail::RunState& state) : node_(node), state_(state) {}
+  KernelContext(const detail::Node& node, detail::RunState& state, const Array* const* inputs, int num_inputs,
+                Array* outputs)
+      : node_(node), state_(state), inputs_(inputs), num_inputs_(num_inputs), outputs_(outputs) {}
   const detail::Node& node() const { return node_; }
   const std::string& op_name() const { return node_.name; }
-  int num_inputs() const { return static_cast<int>(inputs_.size()); }
-  const Array& input(int i) const { return *inputs_[static_cast<std::size_t>(i)]; }
+  int num_inputs() const { return num_inputs_; }
+  /// False for a dead input of Merge and for ref inputs (which are never read as values).
+  bool has_input(int i) const { return inputs_[i] != nullptr; }
+  const Array& input(int i) const { return *inputs_[i]; }
   template <class T>
   const xt::xarray<T>& input_as(int i) const {
     return input(i).as<T>();
@@ -64,19 +74,19 @@ class KernelContext {
     if (const A* a = std::any_cast<A>(&node_.attrs)) return *a;
     throw InternalError("kernel of '" + node_.name + "' read attributes of the wrong type");
   }
-  void set_output(int i, Array value) { outputs_[static_cast<std::size_t>(i)] = std::move(value); }
+  void set_output(int i, Array value) { outputs_[i] = std::move(value); }
   /// The session storage of the variable behind ref input i (Assign and friends).
   Array& variable_ref(int i) { return state_.variable_storage(node_.inputs[static_cast<std::size_t>(i)].node); }
-  std::mt19937_64& rng() { return state_.rng(&node_); }
+  std::mt19937_64& rng() { return state_.rng(&node_, rng_lock_); }
   const Shape& output_shape(int i) const { return node_.output_shapes[static_cast<std::size_t>(i)]; }
-
-  // executor side
-  std::vector<const Array*> inputs_;
-  std::vector<Array> outputs_;
 
  private:
   const detail::Node& node_;
   detail::RunState& state_;
+  const Array* const* inputs_;
+  int num_inputs_;
+  Array* outputs_;
+  std::unique_lock<std::mutex> rng_lock_;
 };
 
 using ShapeFn = std::function<std::vector<TensorSpec>(const InferenceContext&)>;
@@ -101,6 +111,9 @@ struct OpDef {
   /// Variable-like op whose value the session keeps (VariableV2).
   bool is_variable = false;
   bool is_placeholder = false;
+  /// Communicates with other processes (AllReduce, ...): the executor runs these ops one at a time
+  /// in plan order, so every process issues them in the same order.
+  bool is_collective = false;
 };
 
 /// Builds the per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up, build, and run every test: the release build (g++) and the test suite again under
-# ASan + UBSan (clang, UBSan fatal). Ends with `tests: N passed, N failed`.
+# Set up, build, and run every test: the release build (g++), the test suite again under
+# ASan + UBSan (clang, UBSan fatal), and the concurrency tests under ThreadSanitizer (clang).
+# Ends with `tests: N passed, N failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh || exit 1
@@ -9,12 +10,20 @@ if [ ! -f build-asan/build.ninja ]; then
     -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all -Dwerror=true >/dev/null || exit 1
 fi
 ninja -C build-asan -j"$(nproc)" tests/kiln_tests || exit 1
+# ThreadSanitizer (clang) for the concurrency tests: the library and that one test program.
+if [ ! -f build-tsan/build.ninja ]; then
+  CXX=clang++ meson setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
+    -Dwerror=true >/dev/null || exit 1
+fi
+ninja -C build-tsan -j"$(nproc)" tests/kiln_concurrency_tests || exit 1
 
 log=$(mktemp)
 status=0
 meson test -C build -v --suite fast --suite slow >"$log" 2>&1 || status=1
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan -v --suite fast >>"$log" 2>&1 || status=1
+OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  meson test -C build-tsan -v kiln_concurrency_tests >>"$log" 2>&1 || status=1
 # `meson install` gives headers, the library and a pkg-config file a program can build against.
 inst=$(mktemp -d)
 if meson install -C build --destdir "$inst" --no-rebuild --quiet >>"$log" 2>&1; then

@@ -166,7 +166,7 @@ void register_control_flow_ops(OpRegistry& r) {
          .shape_fn = merge_shape,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            for (int i = 0; i < c.num_inputs(); ++i)
-             if (c.inputs_[static_cast<std::size_t>(i)]) {
+             if (c.has_input(i)) {
                c.set_output(0, c.input(i));
                c.set_output(1, Array(static_cast<std::int32_t>(i)));
                return;

@@ -1,0 +1,350 @@
+#include "framework/executor.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+
+#include "framework/errors.hpp"
+#include "framework/thread_pool.hpp"
+
+namespace kiln::detail {
+
+std::mt19937_64& SessionResources::rng(const Node* node, std::unique_lock<std::mutex>& hold) {
+  Rng* r = nullptr;
+  {
+    std::lock_guard lk(mutex_);
+    auto& slot = rngs_[node];
+    if (!slot) {
+      slot = std::make_unique<Rng>();
+      slot->gen.seed(node->seed ? *node->seed : std::random_device{}());
+    }
+    r = slot.get();
+  }
+  hold = std::unique_lock(r->mutex);
+  return r->gen;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Small buffers on the stack for the common case, the heap past it.
+template <class T, std::size_t N>
+class SmallBuffer {
+ public:
+  explicit SmallBuffer(std::size_t n) : n_(n) {
+    if (n > N) heap_.resize(n);
+  }
+  T* data() { return n_ > N ? heap_.data() : local_; }
+  T& operator[](std::size_t i) { return data()[i]; }
+
+ private:
+  std::size_t n_;
+  T local_[N]{};
+  std::vector<T> heap_;
+};
+
+// The shapes a failing op received (its static shapes where an input is not at hand).
+std::string input_shapes_text(const PlanStep& s, const Array* const* inputs) {
+  std::string out;
+  for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
+    if (i) out += ", ";
+    out += inputs && inputs[i] && !inputs[i]->empty() ? inputs[i]->shape().to_string()
+                                                      : s.node->inputs[i].node->output_shapes[static_cast<std::size_t>(
+                                                                                                 s.node->inputs[i].index)]
+                                                            .to_string();
+  }
+  return out;
+}
+
+// One run of a plan: everything that is per run.
+class Frame {
+ public:
+  Frame(const Plan& plan, SessionResources& res, const ExecuteOptions& options)
+      : plan_(plan),
+        res_(res),
+        options_(options),
+        values_(static_cast<std::size_t>(plan.num_slots)),
+        dead_(static_cast<std::size_t>(plan.num_slots), 0),
+        fed_(static_cast<std::size_t>(plan.num_slots), 0),
+        executed_(plan.steps.size(), 0),
+        pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
+        readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))) {
+    for (std::size_t i = 0; i < plan.steps.size(); ++i) pending_[i].store(plan.steps[i].num_predecessors, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < values_.size(); ++i) readers_[i].store(plan.slot_readers[i], std::memory_order_relaxed);
+    if (options.trace) traces_.resize(plan.steps.size());
+    start_ = Clock::now();
+  }
+
+  // Fed values belong to the caller: they do not count as values the run holds.
+  void feed(int slot, const Array& value) {
+    values_[static_cast<std::size_t>(slot)] = value;
+    fed_[static_cast<std::size_t>(slot)] = 1;
+  }
+
+  void run() {
+    if (plan_.steps.empty()) return;
+    if (options_.sequential) {
+      for (std::size_t i = 0; i < plan_.steps.size(); ++i) run_step(static_cast<int>(i));
+      return;
+    }
+    parallel_ = num_threads() > 1;
+    // Roots (constants, fed placeholders, variables) are cheap: the caller walks them in plan order.
+    run_from(plan_.initial_ready);
+    pool_help_until([this] { return done_.load(std::memory_order_acquire); });
+  }
+
+  std::vector<Array> results() {
+    if (error_) std::rethrow_exception(error_);
+    std::vector<Array> out;
+    out.reserve(plan_.fetch_slots.size());
+    for (std::size_t i = 0; i < plan_.fetch_slots.size(); ++i) {
+      const int sl = plan_.fetch_slots[i];
+      if (sl < 0) {
+        out.emplace_back();
+      } else if (plan_.fetch_variable_slots[i]) {
+        out.push_back(VariableStore::read(*plan_.fetch_variable_slots[i]));
+      } else if (dead_[static_cast<std::size_t>(sl)]) {
+        throw InvalidArgumentError("Fetch '" + fetch_name(sl) +
+                                   "' has no value: it belongs to a cond branch that was not taken");
+      } else {
+        out.push_back(values_[static_cast<std::size_t>(sl)]);
+      }
+    }
+    return out;
+  }
+
+  void roll_back() { undo_.roll_back(); }
+
+  void fill_record(RunRecord& record, RunMetadata* metadata) const {
+    record.executed.clear();
+    for (std::size_t i = 0; i < plan_.steps.size(); ++i)
+      if (executed_[i]) record.executed.push_back(plan_.steps[i].node);
+    record.peak_values = static_cast<std::size_t>(peak_.load());
+    if (!metadata || !options_.trace) return;
+    metadata->step_stats.clear();
+    for (std::size_t i = 0; i < plan_.steps.size(); ++i)
+      if (executed_[i] && !plan_.steps[i].is_variable) metadata->step_stats.push_back(traces_[i]);
+  }
+
+ private:
+  // The RunState a kernel sees: the variables behind this step's ref inputs, the session's rngs.
+  class StepState : public RunState {
+   public:
+    StepState(const PlanStep& s, SessionResources& res) : s_(s), res_(res) {}
+    Array& variable_storage(const Node* v) override {
+      for (VariableSlot* slot : s_.writes)
+        if (slot->node == v) return slot->value;
+      throw InternalError("'" + s_.node->name + "' touched variable " + v->name + " that is not its ref input");
+    }
+    std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) override { return res_.rng(node, hold); }
+
+   private:
+    const PlanStep& s_;
+    SessionResources& res_;
+  };
+
+  std::string fetch_name(int slot) const {
+    for (const PlanStep& s : plan_.steps)
+      if (slot >= s.out_base && slot < s.out_base + s.num_outputs)
+        return s.node->name + ":" + std::to_string(slot - s.out_base);
+    return "?";
+  }
+
+  static void task(void* frame, std::int64_t step) { static_cast<Frame*>(frame)->run_from({static_cast<int>(step)}); }
+  void post(int step) { pool_post({&Frame::task, this, step}); }
+
+  // Whether a ready op is worth a hop to another thread: its largest input holds many elements.
+  // Cheap ops run on the thread that made them ready, lowest plan index first, so a run of cheap
+  // ops executes in plan order and keeps few values alive.
+  bool worth_a_thread(const PlanStep& s) const {
+    constexpr std::int64_t kElements = 1 << 15;
+    for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
+      const int sl = s.in_slots[i];
+      const Array& v = sl >= 0 ? values_[static_cast<std::size_t>(sl)] : Array();
+      if (!v.empty() && v.size() >= kElements) return true;
+      if (sl < 0 && s.var_reads[i] && s.node->inputs[i].node->output_shapes[0].num_elements() >= kElements) return true;
+    }
+    return false;
+  }
+
+  // Runs `first` and every op it makes ready that is not worth a thread of its own (those are
+  // posted to the pool), in plan order.
+  void run_from(std::vector<int> ready) {
+    const auto later = std::greater<int>();
+    std::make_heap(ready.begin(), ready.end(), later);  // lowest plan index on top
+    while (!ready.empty()) {
+      std::pop_heap(ready.begin(), ready.end(), later);
+      const int step = ready.back();
+      ready.pop_back();
+      run_step(step);
+      for (int succ : plan_.steps[static_cast<std::size_t>(step)].successors) {
+        if (pending_[static_cast<std::size_t>(succ)].fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
+        if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)])) {
+          post(succ);
+        } else {
+          ready.push_back(succ);
+          std::push_heap(ready.begin(), ready.end(), later);
+        }
+      }
+      // This thread's last access to the frame unless it has more ready ops.
+      if (completed_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<int>(plan_.steps.size())) {
+        done_.store(true, std::memory_order_release);
+        pool_wake_all();
+      }
+    }
+  }
+
+  void note_live(int delta) {
+    const auto now = live_.fetch_add(delta, std::memory_order_relaxed) + delta;
+    auto peak = peak_.load(std::memory_order_relaxed);
+    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+
+  void release(int slot) {
+    if (readers_[static_cast<std::size_t>(slot)].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    Array& v = values_[static_cast<std::size_t>(slot)];
+    if (!v.empty()) note_live(-1);
+    v = Array();
+  }
+
+  bool is_dead(const PlanStep& s) const {
+    for (int c : s.ctrl_slots)
+      if (dead_[static_cast<std::size_t>(c)]) return true;
+    bool all_dead = !s.in_slots.empty(), any_dead = false;
+    for (int sl : s.in_slots) {
+      const bool d = sl >= 0 && dead_[static_cast<std::size_t>(sl)];
+      any_dead |= d;
+      all_dead &= d;
+    }
+    return s.is_merge ? all_dead : any_dead;
+  }
+
+  void run_step(int index) {
+    const PlanStep& s = plan_.steps[static_cast<std::size_t>(index)];
+    if (s.cut) return;
+    if (s.is_variable) {
+      executed_[static_cast<std::size_t>(index)] = 1;
+      return;
+    }
+    if (!failed_.load(std::memory_order_acquire)) {
+      if (is_dead(s)) {
+        for (int k = 0; k < s.num_outputs; ++k) dead_[static_cast<std::size_t>(s.out_base + k)] = 1;
+      } else {
+        compute(index, s);
+      }
+    }
+    for (int sl : s.in_slots)
+      if (sl >= 0) release(sl);
+  }
+
+  void compute(int index, const PlanStep& s) {
+    const std::size_t n_in = s.in_slots.size();
+    const std::size_t n_out = s.node->output_dtypes.size();
+    SmallBuffer<const Array*, 8> inputs(n_in);
+    SmallBuffer<Array, 4> snapshots(n_in);
+    SmallBuffer<Array, 4> outputs(n_out);
+    OpTrace* trace = options_.trace ? &traces_[static_cast<std::size_t>(index)] : nullptr;
+    try {
+      for (std::size_t i = 0; i < n_in; ++i) {
+        const int sl = s.in_slots[i];
+        if (sl >= 0) {
+          inputs[i] = dead_[static_cast<std::size_t>(sl)] ? nullptr : &values_[static_cast<std::size_t>(sl)];
+        } else if (s.var_reads[i]) {
+          snapshots[i] = VariableStore::read(*s.var_reads[i]);
+          inputs[i] = &snapshots[i];
+        } else {
+          inputs[i] = nullptr;  // a ref input: the kernel reaches the storage through variable_ref
+        }
+      }
+      SmallBuffer<std::unique_lock<std::mutex>, 2> locks(s.writes.size());
+      for (std::size_t w = 0; w < s.writes.size(); ++w) {
+        locks[w] = std::unique_lock(s.writes[w]->mutex);
+        undo_.record(*s.writes[w]);
+      }
+      if (trace) trace->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
+      StepState state(s, res_);
+      KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data());
+      (*s.kernel)(ctx);
+      if (trace) trace->end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
+    } catch (const Error&) {
+      try {
+        rethrow_with_context(" [[node '" + s.node->name + "' (op: '" + s.node->def->type +
+                             "') with input shapes: " + input_shapes_text(s, inputs.data()) + "]]");
+      } catch (...) {
+        fail(std::current_exception());
+      }
+      return;
+    } catch (...) {
+      fail(std::current_exception());
+      return;
+    }
+    executed_[static_cast<std::size_t>(index)] = 1;
+    if (trace) {
+      trace->name = s.node->name;
+      trace->type = s.node->def->type;
+      trace->thread = pool_thread_index();
+    }
+    for (std::size_t k = 0; k < n_out; ++k) {
+      const auto slot = static_cast<std::size_t>(s.out_base) + k;
+      Array& out = outputs[k];
+      if (out.empty()) {
+        dead_[slot] = 1;  // only Switch leaves an output unset
+        continue;
+      }
+      if (trace) {
+        trace->output_shapes.push_back(out.shape());
+        trace->bytes += out.size() * static_cast<std::int64_t>(visit_dtype(out.dtype(), []<class T>() { return sizeof(T); }));
+      }
+      if (fed_[slot] || plan_.slot_readers[slot] == 0) continue;  // a fed value wins; nobody reads it
+      values_[slot] = std::move(out);
+      note_live(+1);
+    }
+  }
+
+  void fail(std::exception_ptr e) {
+    std::lock_guard lk(error_mutex_);
+    if (!error_) error_ = std::move(e);
+    failed_.store(true, std::memory_order_release);
+  }
+
+  const Plan& plan_;
+  SessionResources& res_;
+  ExecuteOptions options_;
+  std::vector<Array> values_;
+  std::vector<char> dead_, fed_, executed_;
+  std::unique_ptr<std::atomic<int>[]> pending_, readers_;
+  bool parallel_ = false;
+  std::atomic<int> completed_{0};
+  std::atomic<bool> done_{false}, failed_{false};
+  std::atomic<long> live_{0}, peak_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+  UndoLog undo_;
+  std::vector<OpTrace> traces_;
+  Clock::time_point start_;
+};
+
+}  // namespace
+
+std::vector<Array> execute(const Plan& plan, const std::vector<std::pair<Tensor, Array>>& feeds,
+                           SessionResources& resources, const ExecuteOptions& options, RunRecord& record,
+                           RunMetadata* metadata) {
+  Frame frame(plan, resources, options);
+  for (std::size_t i = 0; i < feeds.size(); ++i)
+    if (plan.feed_slots[i] >= 0) frame.feed(plan.feed_slots[i], feeds[i].second);
+  frame.run();
+  frame.fill_record(record, metadata);
+  try {
+    return frame.results();
+  } catch (...) {
+    frame.roll_back();
+    throw;
+  }
+}
+
+}  // namespace kiln::detail

@@ -1,0 +1,166 @@
+#include "framework/plan.hpp"
+
+#include <algorithm>
+
+#include "framework/graph_algorithms.hpp"
+
+namespace kiln::detail {
+
+namespace {
+
+DType kernel_dtype(const Node& node) {
+  const int d = node.def->dispatch_input;
+  if (d >= 0 && d < static_cast<int>(node.inputs.size())) {
+    const TensorRef& in = node.inputs[static_cast<std::size_t>(d)];
+    return in.node->output_dtypes[static_cast<std::size_t>(in.index)];
+  }
+  return node.output_dtypes.empty() ? float32 : node.output_dtypes[0];
+}
+
+bool is_ref_input(const Node& node, std::size_t i) {
+  const auto& refs = node.def->ref_inputs;
+  return std::find(refs.begin(), refs.end(), static_cast<int>(i)) != refs.end();
+}
+
+// Edges that keep the accesses to each variable in plan order (see plan.hpp).
+void order_variable_accesses(const std::vector<PlanStep>& steps, std::vector<std::vector<int>>& preds) {
+  struct Access {
+    int last_write = -1;
+    std::vector<int> reads_since;
+  };
+  std::vector<std::pair<const VariableSlot*, Access>> seen;
+  const auto state = [&](const VariableSlot* v) -> Access& {
+    for (auto& [s, a] : seen)
+      if (s == v) return a;
+    return seen.emplace_back(v, Access{}).second;
+  };
+  for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
+    const PlanStep& s = steps[static_cast<std::size_t>(i)];
+    for (const VariableSlot* v : s.var_reads) {
+      if (!v) continue;
+      Access& a = state(v);
+      if (a.last_write >= 0) preds[static_cast<std::size_t>(i)].push_back(a.last_write);
+      a.reads_since.push_back(i);
+    }
+    for (const VariableSlot* v : s.writes) {
+      Access& a = state(v);
+      if (a.last_write >= 0) preds[static_cast<std::size_t>(i)].push_back(a.last_write);
+      for (int r : a.reads_since)
+        if (r != i) preds[static_cast<std::size_t>(i)].push_back(r);
+      a.reads_since.clear();
+      a.last_write = i;
+    }
+  }
+}
+
+}  // namespace
+
+Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
+                  const std::vector<std::pair<Tensor, Array>>& feeds, VariableStore& store) {
+  Plan plan;
+  plan.structure_version = graph.structure_version();
+  const auto n = static_cast<std::size_t>(graph.num_nodes());
+
+  // Ops whose outputs are all fed are cut: not run, not followed further.
+  std::vector<bool> cut(n, false);
+  {
+    std::vector<int> fed_outputs(n, 0);
+    for (auto& [t, v] : feeds) ++fed_outputs[static_cast<std::size_t>(t.op().node()->id)];
+    for (auto& [t, v] : feeds) {
+      const Node* node = t.op().node();
+      if (fed_outputs[static_cast<std::size_t>(node->id)] >= static_cast<int>(node->output_dtypes.size()))
+        cut[static_cast<std::size_t>(node->id)] = true;
+    }
+  }
+  std::vector<Node*> targets;
+  for (auto& f : fetches) targets.push_back(f.op().node());
+  const std::vector<Node*> order = execution_order(graph, targets, cut);
+
+  std::vector<int> base(n, -1), step_of(n, -1);
+  for (Node* node : order) {
+    base[static_cast<std::size_t>(node->id)] = plan.num_slots;
+    step_of[static_cast<std::size_t>(node->id)] = static_cast<int>(plan.steps.size());
+    PlanStep s;
+    s.node = node;
+    s.out_base = plan.num_slots;
+    s.num_outputs = std::max<int>(1, static_cast<int>(node->output_dtypes.size()));
+    plan.num_slots += s.num_outputs;
+    plan.steps.push_back(std::move(s));
+  }
+  const auto slot = [&](const TensorRef& r) { return base[static_cast<std::size_t>(r.node->id)] + r.index; };
+  plan.slot_readers.assign(static_cast<std::size_t>(plan.num_slots), 0);
+
+  std::vector<std::vector<int>> preds(plan.steps.size());
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    PlanStep& s = plan.steps[i];
+    Node* node = s.node;
+    s.cut = cut[static_cast<std::size_t>(node->id)];
+    s.is_merge = node->def->type == "Merge";
+    s.is_variable = node->def->is_variable;
+    s.kernel = &node->def->kernels[static_cast<std::size_t>(kernel_dtype(*node))];
+    if (s.cut) continue;
+    for (std::size_t k = 0; k < node->inputs.size(); ++k) {
+      const TensorRef& in = node->inputs[k];
+      preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);
+      const bool reads_store = in.node->def->is_variable && !cut[static_cast<std::size_t>(in.node->id)];
+      if (is_ref_input(*node, k)) {
+        s.in_slots.push_back(-1);
+        s.var_reads.push_back(nullptr);
+        s.writes.push_back(&store.slot(in.node));
+      } else if (reads_store) {
+        s.in_slots.push_back(-1);
+        s.var_reads.push_back(&store.slot(in.node));
+      } else {
+        s.in_slots.push_back(slot(in));
+        s.var_reads.push_back(nullptr);
+        ++plan.slot_readers[static_cast<std::size_t>(slot(in))];
+      }
+    }
+    std::sort(s.writes.begin(), s.writes.end());
+    s.writes.erase(std::unique(s.writes.begin(), s.writes.end()), s.writes.end());
+    for (Node* c : node->control_inputs) {
+      s.ctrl_slots.push_back(base[static_cast<std::size_t>(c->id)]);
+      preds[i].push_back(step_of[static_cast<std::size_t>(c->id)]);
+    }
+  }
+  order_variable_accesses(plan.steps, preds);
+  int last_collective = -1;
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    if (!plan.steps[i].node->def->is_collective || plan.steps[i].cut) continue;
+    if (last_collective >= 0) preds[i].push_back(last_collective);
+    last_collective = static_cast<int>(i);
+  }
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    auto& p = preds[i];
+    std::sort(p.begin(), p.end());
+    p.erase(std::unique(p.begin(), p.end()), p.end());
+    plan.steps[i].num_predecessors = static_cast<int>(p.size());
+    for (int from : p) plan.steps[static_cast<std::size_t>(from)].successors.push_back(static_cast<int>(i));
+    if (p.empty()) plan.initial_ready.push_back(static_cast<int>(i));
+  }
+
+  for (auto& f : fetches) {
+    if (f.is_operation()) {
+      plan.fetch_slots.push_back(-1);
+      plan.fetch_variables.push_back(nullptr);
+      plan.fetch_variable_slots.push_back(nullptr);
+      continue;
+    }
+    const Tensor t = f.as_tensor();
+    const int sl = slot(t.ref());
+    plan.fetch_slots.push_back(sl);
+    ++plan.slot_readers[static_cast<std::size_t>(sl)];  // never reaches zero: kept for the result
+    const Node* node = t.op().node();
+    const bool from_store = node->def->is_variable && !cut[static_cast<std::size_t>(node->id)];
+    plan.fetch_variables.push_back(from_store ? node : nullptr);
+    plan.fetch_variable_slots.push_back(from_store ? &store.slot(node) : nullptr);
+  }
+  for (auto& [t, v] : feeds) {
+    const bool needed = base[static_cast<std::size_t>(t.op().node()->id)] >= 0;
+    plan.feed_slots.push_back(needed ? slot(t.ref()) : -1);
+    if (needed) ++plan.slot_readers[static_cast<std::size_t>(slot(t.ref()))];  // the caller owns it
+  }
+  return plan;
+}
+
+}  // namespace kiln::detail

@@ -1,0 +1,261 @@
+// The executor and the session's run-time guarantees: many threads on one session, plan cache
+// invalidation, all-or-nothing runs, run-time error context, traces.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <kiln.hpp>
+#include <xtensor/xrandom.hpp>
+
+#include "tests/support/approx.hpp"
+#include "tests/support/json.hpp"
+
+using namespace kiln;
+using kiln::testing::contains;
+
+namespace {
+
+// A small batch-normalized MLP with its Adam train op (the main job's pattern, small).
+struct SmallNet {
+  Tensor x, labels, training, logits, loss;
+  Operation train_op;
+  SmallNet() {
+    x = placeholder(float32, {-1, 8}, "x");
+    labels = placeholder(int64, {-1}, "labels");
+    training = placeholder(boolean, {}, "training");
+    Tensor h = layers::dense(x, 16);
+    h = layers::batch_normalization(h, {.momentum = 0.9, .training = training});
+    h = nn::relu(h);
+    logits = layers::dense(h, 3);
+    loss = losses::sparse_softmax_cross_entropy(labels, logits);
+    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
+    train_op = train::AdamOptimizer(1e-2).minimize(loss);
+  }
+};
+
+xt::xarray<float> inputs(std::size_t batch, int seed) {
+  xt::random::seed(static_cast<unsigned>(seed));
+  return xt::random::randn<float>({batch, std::size_t{8}});
+}
+xt::xarray<std::int64_t> classes(std::size_t batch) {
+  xt::xarray<std::int64_t> y = xt::zeros<std::int64_t>({batch});
+  for (std::size_t i = 0; i < batch; ++i) y(i) = static_cast<std::int64_t>(i % 3);
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("executor.four_threads_share_one_session") {
+  Graph g;
+  auto guard = g.as_default();
+  set_random_seed(5);
+  SmallNet net;
+  Session sess;
+  sess.run(global_variables_initializer());
+  const auto x = inputs(12, 1);
+  const auto y = classes(12);
+  // Inference from 4 threads equals the serial result.
+  const xt::xarray<double> expected = sess.run(net.logits, {{net.x, x}, {net.training, false}}).to_double();
+  constexpr int kThreads = 4, kRuns = 200;
+  std::atomic<int> mismatches{0}, errors{0};
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&] {
+        for (int r = 0; r < kRuns; ++r) {
+          try {
+            const auto out = sess.run(net.logits, {{net.x, x}, {net.training, false}}).to_double();
+            if (out != expected) ++mismatches;
+          } catch (...) {
+            ++errors;
+          }
+        }
+      });
+    for (auto& th : threads) th.join();
+  }
+  CHECK(mismatches.load() == 0);
+  CHECK(errors.load() == 0);
+  // Training from 4 threads (with an evaluation thread's kind of fetch mixed in) ends finite.
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        const auto xt_ = inputs(12, 10 + t);
+        for (int r = 0; r < kRuns; ++r) {
+          try {
+            if (r % 10 == 9) sess.run(net.loss, {{net.x, xt_}, {net.labels, y}, {net.training, false}});
+            else sess.run(net.train_op, {{net.x, xt_}, {net.labels, y}, {net.training, true}});
+          } catch (...) {
+            ++errors;
+          }
+        }
+      });
+    for (auto& th : threads) th.join();
+  }
+  CHECK(errors.load() == 0);
+  const float loss = sess.run(net.loss, {{net.x, x}, {net.labels, y}, {net.training, false}}).scalar<float>();
+  CHECK(std::isfinite(loss));
+}
+
+TEST_CASE("executor.results_do_not_depend_on_the_thread_count") {
+  const auto train = [](int threads) {
+    const int saved = num_threads();
+    set_num_threads(threads);
+    Graph g;
+    auto guard = g.as_default();
+    set_random_seed(9);
+    SmallNet net;
+    Session sess;
+    sess.run(global_variables_initializer());
+    for (int step = 0; step < 5; ++step)
+      sess.run(net.train_op, {{net.x, inputs(12, step)}, {net.labels, classes(12)}, {net.training, true}});
+    auto out = sess.run(net.logits, {{net.x, inputs(12, 99)}, {net.training, false}}).to_double();
+    set_num_threads(saved);
+    return out;
+  };
+  CHECK(train(1) == train(3));
+}
+
+TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
+  Graph g;
+  auto guard = g.as_default();
+  Variable counter(zeros({}, float32), {.trainable = false, .name = "counter"});
+  Tensor bump = assign_add(counter, scalar(1.0));
+  Tensor c = constant(Array(2.0f), "c");
+  Tensor out = identity(c, "out");
+  Session sess;
+  sess.run(counter.initializer());
+  sess.run(out);
+  CHECK(sess.run(counter).scalar<float>() == 0.0f);
+  out.op().add_control_input(bump.op());  // after `out`'s plan was cached
+  sess.run(out);
+  CHECK(sess.run(counter).scalar<float>() == 1.0f);
+  // A cycle created after caching is reported, not ignored.
+  bump.op().add_control_input(out.op());
+  try {
+    sess.run(out);
+    FAIL("expected InvalidArgumentError");
+  } catch (const InvalidArgumentError& e) {
+    CHECK(contains(e.what(), "cycle"));
+    CHECK(contains(e.what(), "'out'"));
+  }
+}
+
+TEST_CASE("executor.a_failed_run_changes_no_variable") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {}, "x");
+  Variable a(ones({2}), {.name = "a"});
+  Variable b(ones({2}), {.name = "b"});
+  // Two grouped SGD-like steps; the second needs a feed the run does not give.
+  Tensor step_a = assign_sub(a, constant(xt::xarray<float>{0.5f, 0.5f}));
+  Tensor step_b = assign_sub(b, fill({2}, 1.0) * x);
+  Operation both;
+  {
+    control_dependencies after({step_a});
+    both = group({step_b}, "both");
+  }
+  Session sess;
+  sess.run(global_variables_initializer());
+  CHECK_THROWS_AS(sess.run(both), InvalidArgumentError);
+  CHECK(kiln::testing::allclose(sess.run(a), {1, 1}));
+  CHECK(kiln::testing::allclose(sess.run(b), {1, 1}));
+  sess.run(both, {{x, 2.0f}});
+  CHECK(kiln::testing::allclose(sess.run(a), {0.5, 0.5}));
+  CHECK(kiln::testing::allclose(sess.run(b), {-1, -1}));
+}
+
+TEST_CASE("executor.a_failed_training_step_keeps_the_moving_statistics") {
+  Graph g;
+  auto guard = g.as_default();
+  SmallNet net;
+  Session sess;
+  sess.run(global_variables_initializer());
+  Tensor moving_mean = g.get_tensor_by_name("batch_normalization/moving_mean:0");
+  const auto before = sess.run(moving_mean).to_double();
+  xt::xarray<std::int64_t> bad = classes(12);
+  bad(3) = 7;  // out of range for 3 classes
+  CHECK_THROWS_AS(sess.run(net.train_op, {{net.x, inputs(12, 3)}, {net.labels, bad}, {net.training, true}}),
+                  InvalidArgumentError);
+  CHECK(sess.run(moving_mean).to_double() == before);
+  sess.run(net.train_op, {{net.x, inputs(12, 3)}, {net.labels, classes(12)}, {net.training, true}});
+  CHECK(sess.run(moving_mean).to_double() != before);
+}
+
+TEST_CASE("executor.kernel_errors_name_the_op_and_its_input_shapes") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor a = placeholder(float32, {-1, 3}, "a");
+  Tensor b = placeholder(float32, {-1, 2}, "b");
+  Tensor p = matmul(a, b, {}, "product");
+  Session sess;
+  try {
+    sess.run(p, {{a, xt::xarray<float>(xt::zeros<float>({2, 3}))}, {b, xt::xarray<float>(xt::zeros<float>({4, 2}))}});
+    FAIL("expected InvalidArgumentError");
+  } catch (const InvalidArgumentError& e) {
+    INFO(e.what());
+    CHECK(contains(e.what(), "[[node 'product' (op: 'MatMul') with input shapes: [2,3], [4,2]]]"));
+  }
+}
+
+TEST_CASE("executor.full_trace_gives_one_event_per_executed_op") {
+  Graph g;
+  auto guard = g.as_default();
+  SmallNet net;
+  Session sess;
+  sess.run(global_variables_initializer());
+  const FeedDict feeds{{net.x, inputs(12, 1)}, {net.labels, classes(12)}, {net.training, true}};
+  RunMetadata untraced;
+  sess.run({net.train_op}, feeds, RunOptions{}, &untraced);
+  CHECK(untraced.step_stats.empty());
+  RunMetadata meta;
+  sess.run({net.train_op}, feeds, RunOptions{.trace_level = RunOptions::full_trace}, &meta);
+  const auto ran = sess.last_run_ops();
+  std::set<std::string> traced;
+  for (const auto& t : meta.step_stats) {
+    traced.insert(t.name);
+    CHECK(t.end_ns >= t.start_ns);
+    CHECK(t.start_ns >= 0);
+  }
+  CHECK(traced.size() == meta.step_stats.size());
+  CHECK(std::any_of(traced.begin(), traced.end(),
+                    [](const std::string& n) { return contains(n, "AssignMovingAvg/AssignSub"); }));
+  const auto json = kiln::testing::parse_json(meta.chrome_trace());
+  std::size_t complete_events = 0;
+  for (const auto& e : json["traceEvents"].array()) {
+    if (e["ph"].string() != "X") continue;
+    ++complete_events;
+    CHECK(e["dur"].number() >= 0.0);
+    CHECK(traced.count(e["name"].string()) == 1);
+    const std::string& name = e["name"].string();
+    const auto slash = name.rfind('/');
+    CHECK(e["cat"].string() == (slash == std::string::npos ? "(root)" : name.substr(0, slash)));
+  }
+  CHECK(complete_events == meta.step_stats.size());
+  const std::string table = meta.summary();
+  CHECK(contains(table, "MatMul"));
+  CHECK(contains(table, "all ops"));
+  (void)ran;
+}
+
+TEST_CASE("executor.run_takes_any_range_of_fetches") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor a = constant(Array(1.0f), "a");
+  Tensor b = a + 1.0;
+  Session sess;
+  const std::vector<Tensor> tensors{a, b};
+  const auto out = sess.run(tensors);
+  REQUIRE(out.size() == 2);
+  CHECK(out[1].scalar<float>() == 2.0f);
+  const std::vector<Operation> ops{a.op(), b.op()};
+  CHECK(sess.run(ops).size() == 2);
+  Session sequential(g, {.inter_op_parallelism_threads = 1});
+  CHECK(sequential.run(b).scalar<float>() == 2.0f);
+  CHECK_THROWS_AS(Session(g, {.inter_op_parallelism_threads = -1}), ValueError);
+}
