@@ -17,6 +17,7 @@
 #include "framework/nn_conv.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 #include "framework/session.hpp"
 #include "framework/thread_pool.hpp"
 #include "framework/types.hpp"

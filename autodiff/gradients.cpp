@@ -9,16 +9,7 @@
 
 namespace kiln {
 
-namespace {
-
 using detail::Node;
-
-bool is_ref_input(const Node* n, std::size_t i) {
-  const auto& refs = n->def->ref_inputs;
-  return std::find(refs.begin(), refs.end(), static_cast<int>(i)) != refs.end();
-}
-
-}  // namespace
 
 std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, const std::vector<Tensor>& xs,
                                              const std::vector<Tensor>& grad_ys) {
@@ -34,7 +25,7 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
   for (std::size_t i = 0; i < n; ++i) {
     Node* node = g.node(static_cast<int>(i));
     for (std::size_t k = 0; k < node->inputs.size(); ++k)
-      if (!is_ref_input(node, k)) consumers[static_cast<std::size_t>(node->inputs[k].node->id)].push_back(node);
+      if (!node->def->is_ref_input(k)) consumers[static_cast<std::size_t>(node->inputs[k].node->id)].push_back(node);
   }
   std::vector<char> from_x(n, 0);
   std::vector<Node*> stack;
@@ -56,7 +47,7 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
     if (between[id] || !from_x[id]) continue;
     between[id] = 1;
     for (std::size_t k = 0; k < v->inputs.size(); ++k)
-      if (!is_ref_input(v, k)) stack.push_back(v->inputs[k].node);
+      if (!v->def->is_ref_input(k)) stack.push_back(v->inputs[k].node);
   }
 
   // 2. Pending counts: how many consumers between xs and ys each op waits for.
@@ -65,7 +56,7 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
     if (!between[i]) continue;
     Node* node = g.node(static_cast<int>(i));
     for (std::size_t k = 0; k < node->inputs.size(); ++k)
-      if (!is_ref_input(node, k) && between[static_cast<std::size_t>(node->inputs[k].node->id)])
+      if (!node->def->is_ref_input(k) && between[static_cast<std::size_t>(node->inputs[k].node->id)])
         ++pending[static_cast<std::size_t>(node->inputs[k].node->id)];
   }
 
@@ -136,7 +127,7 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
                             std::to_string(dx.size()) + " gradients for " + std::to_string(node->inputs.size()) + " inputs");
       for (std::size_t k = 0; k < dx.size(); ++k) {
         const auto& in = node->inputs[k];
-        if (dx[k] && !is_ref_input(node, k) && is_floating(in.node->output_dtypes[static_cast<std::size_t>(in.index)]) &&
+        if (dx[k] && !node->def->is_ref_input(k) && is_floating(in.node->output_dtypes[static_cast<std::size_t>(in.index)]) &&
             between[static_cast<std::size_t>(in.node->id)])
           contribute(in, *dx[k]);
       }
@@ -144,7 +135,7 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
     for (std::size_t k = 0; k < node->inputs.size(); ++k) {
       Node* in = node->inputs[k].node;
       const auto id = static_cast<std::size_t>(in->id);
-      if (is_ref_input(node, k) || !between[id]) continue;
+      if (node->def->is_ref_input(k) || !between[id]) continue;
       if (--pending[id] == 0) ready.push_back(in);
     }
   }

@@ -104,8 +104,7 @@ Operation build_op(const std::string& type, const std::vector<Tensor>& given_inp
   detail::CondContext* ctx = g.cond_stack_.empty() ? nullptr : g.cond_stack_.back();
   if (ctx) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-      const bool is_ref = std::find(def.ref_inputs.begin(), def.ref_inputs.end(), int(i)) != def.ref_inputs.end();
-      if (!is_ref && !ctx->contains(inputs[i].op().node())) inputs[i] = enter_branch(g, ctx, inputs[i]);
+      if (!def.is_ref_input(i) && !ctx->contains(inputs[i].op().node())) inputs[i] = enter_branch(g, ctx, inputs[i]);
     }
     node->cond_ctx = ctx;
   }

@@ -2,6 +2,7 @@
 // One record per op type: shape function, kernels per dtype, gradient (or "not differentiable").
 // Op families register their records explicitly from register_all_ops(); nothing registers itself
 // from a static initialiser.
+#include <algorithm>
 #include <any>
 #include <array>
 #include <functional>
@@ -106,6 +107,9 @@ struct OpDef {
   bool not_differentiable = false;
   /// Inputs that refer to a variable's storage (Assign's target): never switched, never read.
   std::vector<int> ref_inputs;
+  bool is_ref_input(std::size_t i) const {
+    return std::find(ref_inputs.begin(), ref_inputs.end(), static_cast<int>(i)) != ref_inputs.end();
+  }
   /// Switch: called even when only some outputs received gradients.
   bool accepts_missing_output_grads = false;
   /// Variable-like op whose value the session keeps (VariableV2).

@@ -17,11 +17,6 @@ DType kernel_dtype(const Node& node) {
   return node.output_dtypes.empty() ? float32 : node.output_dtypes[0];
 }
 
-bool is_ref_input(const Node& node, std::size_t i) {
-  const auto& refs = node.def->ref_inputs;
-  return std::find(refs.begin(), refs.end(), static_cast<int>(i)) != refs.end();
-}
-
 // Edges that keep the accesses to each variable in plan order (see plan.hpp).
 void order_variable_accesses(const std::vector<PlanStep>& steps, std::vector<std::vector<int>>& preds) {
   struct Access {
@@ -103,7 +98,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
       const TensorRef& in = node->inputs[k];
       preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);
       const bool reads_store = in.node->def->is_variable && !cut[static_cast<std::size_t>(in.node->id)];
-      if (is_ref_input(*node, k)) {
+      if (node->def->is_ref_input(k)) {
         s.in_slots.push_back(-1);
         s.var_reads.push_back(nullptr);
         s.writes.push_back(&store.slot(in.node));

@@ -4,6 +4,7 @@
 
 #include "framework/errors.hpp"
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 
 namespace kiln::train {
 
@@ -23,8 +24,7 @@ void AdagradOptimizer::create_slots(const std::vector<Variable>& var_list) {
 Operation AdagradOptimizer::apply_dense(const Tensor& grad, const Variable& var) {
   const Tensor lr = hyper(learning_rate_, var.dtype());
   const Variable accum = slot(var, "accumulator");
-  const Tensor accum_t = assign_add(accum, square(grad));
-  return assign_sub(var, grad * lr * rsqrt(accum_t), "ApplyAdagrad").op();
+  return apply_adagrad(var, accum, lr, grad, "ApplyAdagrad").op();
 }
 
 }  // namespace kiln::train

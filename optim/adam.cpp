@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 
 namespace kiln::train {
 
@@ -37,12 +38,9 @@ Operation AdamOptimizer::apply_dense(const Tensor& grad, const Variable& var) {
   const Tensor beta1 = hyper(beta1_, dt);
   const Tensor beta2 = hyper(beta2_, dt);
   const Tensor epsilon = hyper(epsilon_, dt);
-  const Tensor lr_t = lr * sqrt(1.0 - beta2_power) / (1.0 - beta1_power);
-  const Variable m = slot(var, "m");
-  const Variable v = slot(var, "v");
-  const Tensor m_t = assign(m, m.value() * beta1 + grad * (1.0 - beta1));
-  const Tensor v_t = assign(v, v.value() * beta2 + square(grad) * (1.0 - beta2));
-  return assign_sub(var, lr_t * m_t / (sqrt(v_t) + epsilon), "ApplyAdam").op();
+  return apply_adam(var, slot(var, "m"), slot(var, "v"), beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
+                    "ApplyAdam")
+      .op();
 }
 
 Operation AdamOptimizer::finish(const std::vector<Operation>& update_ops, const std::string& name) {

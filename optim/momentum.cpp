@@ -1,6 +1,7 @@
 #include "optim/momentum.hpp"
 
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 
 namespace kiln::train {
 
@@ -19,9 +20,7 @@ Operation MomentumOptimizer::apply_dense(const Tensor& grad, const Variable& var
   const Tensor lr = hyper(learning_rate_, dt);
   const Tensor momentum = hyper(momentum_, dt);
   const Variable accum = slot(var, "momentum");
-  const Tensor accum_t = assign(accum, accum.value() * momentum + grad);
-  if (use_nesterov_) return assign_sub(var, grad * lr + accum_t * momentum * lr, "ApplyMomentum").op();
-  return assign_sub(var, accum_t * lr, "ApplyMomentum").op();
+  return apply_momentum(var, accum, lr, grad, momentum, use_nesterov_, "ApplyMomentum").op();
 }
 
 }  // namespace kiln::train

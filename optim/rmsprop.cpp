@@ -1,6 +1,7 @@
 #include "optim/rmsprop.hpp"
 
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 
 namespace kiln::train {
 
@@ -23,15 +24,11 @@ Operation RMSPropOptimizer::apply_dense(const Tensor& grad, const Variable& var)
   const Tensor epsilon = hyper(options_.epsilon, dt);
   const Variable ms = slot(var, "rms");
   const Variable mom = slot(var, "momentum");
-  const Tensor ms_t = assign(ms, ms.value() * decay + square(grad) * (1.0 - decay));
-  Tensor denom = ms_t + epsilon;
-  if (options_.centered) {
-    const Variable mg = slot(var, "mg");
-    const Tensor mg_t = assign(mg, mg.value() * decay + grad * (1.0 - decay));
-    denom = ms_t - square(mg_t) + epsilon;
-  }
-  const Tensor mom_t = assign(mom, mom.value() * momentum + lr * grad / sqrt(denom));
-  return assign_sub(var, mom_t, options_.centered ? "ApplyCenteredRMSProp" : "ApplyRMSProp").op();
+  if (options_.centered)
+    return apply_centered_rms_prop(var, slot(var, "mg"), ms, mom, lr, decay, momentum, epsilon, grad,
+                                   "ApplyCenteredRMSProp")
+        .op();
+  return apply_rms_prop(var, ms, mom, lr, decay, momentum, epsilon, grad, "ApplyRMSProp").op();
 }
 
 }  // namespace kiln::train

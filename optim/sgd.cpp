@@ -1,6 +1,7 @@
 #include "optim/sgd.hpp"
 
 #include "framework/ops.hpp"
+#include "framework/ops/training_ops.hpp"
 
 namespace kiln::train {
 
@@ -9,7 +10,7 @@ GradientDescentOptimizer::GradientDescentOptimizer(Hyper learning_rate, const st
 
 Operation GradientDescentOptimizer::apply_dense(const Tensor& grad, const Variable& var) {
   const Tensor lr = hyper(learning_rate_, var.dtype());
-  return assign_sub(var, lr * grad, "ApplyGradientDescent").op();
+  return apply_gradient_descent(var, lr, grad, "ApplyGradientDescent").op();
 }
 
 }  // namespace kiln::train

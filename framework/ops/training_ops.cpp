@@ -1,0 +1,174 @@
+// Training ops: fused in-place optimizer updates with TF's names and TF's kernel equations
+// (tensorflow/core/kernels/training_ops.cc). Each op's inputs are its ref inputs (the variable and
+// its slots), its scalar hyperparameters, and the gradient last.
+#include "framework/ops/training_ops.hpp"
+
+#include <array>
+#include <cmath>
+
+#include "framework/ops/common.hpp"
+#include "framework/thread_pool.hpp"
+
+namespace kiln {
+
+namespace {
+
+struct ApplyMomentumAttrs {
+  bool use_nesterov = false;
+};
+
+// `refs` variables (same shape as the gradient), then `hypers` scalars, then the gradient.
+std::vector<TensorSpec> apply_shape(const InferenceContext& c, int refs, int hypers) {
+  detail::expect_inputs(c, refs + hypers + 1);
+  detail::expect_same_dtype(c);
+  if (!is_floating(c.dtypes[0]))
+    throw TypeError(std::string("Value of dtype ") + dtype_name(c.dtypes[0]) + " is not a floating-point type");
+  Shape s = c.shapes[0];
+  for (int i = 1; i <= refs; ++i) {
+    const auto k = static_cast<std::size_t>(i == refs ? refs + hypers : i);
+    if (!s.is_compatible_with(c.shapes[k]))
+      throw ValueError("Shapes must be equal: the variable has shape " + s.to_string() + ", input " +
+                       std::to_string(k) + " has shape " + c.shapes[k].to_string());
+    s = s.merge_with(c.shapes[k]);
+  }
+  for (int h = refs; h < refs + hypers; ++h) {
+    const Shape& hs = c.shapes[static_cast<std::size_t>(h)];
+    if (hs.has_rank() && hs.rank() != 0)
+      throw ValueError("Hyperparameter input " + std::to_string(h) + " must be a scalar, got shape " + hs.to_string());
+  }
+  return detail::one(c.dtypes[0], s);
+}
+
+template <class T>
+T hyper(const KernelContext& c, int i) {
+  return c.input(i).scalar<T>();
+}
+
+// Updates the variable and its slots element by element, in their storage (copied first only when
+// a reader still holds the buffer). update(p, g, i) sees p[r] = the data of ref input r.
+template <class T, std::size_t NRefs, class F>
+void apply_in_place(KernelContext& c, F update) {
+  const Array& grad = c.input(c.num_inputs() - 1);
+  std::array<T*, NRefs> p{};
+  for (std::size_t r = 0; r < NRefs; ++r) {
+    Array& storage = c.variable_ref(static_cast<int>(r));
+    const std::string& var = c.node().inputs[r].node->name;
+    if (storage.empty()) throw FailedPreconditionError("Attempting to use uninitialized value " + var);
+    if (storage.shape() != grad.shape())
+      throw InvalidArgumentError("Variable " + var + " has shape " + storage.shape().to_string() +
+                                 " but the gradient has shape " + grad.shape().to_string());
+    p[r] = storage.template mutable_as<T>().data();
+  }
+  const T* g = grad.as<T>().data();
+  parallel_for(grad.size(), 1 << 15, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) update(p, g[i], i);
+  });
+  c.set_output(0, c.variable_ref(0));
+}
+
+OpDef apply_op(const char* type, int refs, int hypers, std::array<Kernel, kNumDTypes> kernels) {
+  OpDef d;
+  d.type = type;
+  d.shape_fn = [refs, hypers](const InferenceContext& c) { return apply_shape(c, refs, hypers); };
+  d.kernels = std::move(kernels);
+  d.not_differentiable = true;
+  for (int r = 0; r < refs; ++r) d.ref_inputs.push_back(r);
+  return d;
+}
+
+}  // namespace
+
+Tensor apply_gradient_descent(const Variable& var, const Tensor& alpha, const Tensor& delta, const std::string& name) {
+  return detail::build1("ApplyGradientDescent", {var.value(), alpha, delta}, {}, name);
+}
+Tensor apply_momentum(const Variable& var, const Variable& accum, const Tensor& lr, const Tensor& grad,
+                      const Tensor& momentum, bool use_nesterov, const std::string& name) {
+  return detail::build1("ApplyMomentum", {var.value(), accum.value(), lr, momentum, grad},
+                        ApplyMomentumAttrs{use_nesterov}, name);
+}
+Tensor apply_adam(const Variable& var, const Variable& m, const Variable& v, const Tensor& beta1_power,
+                  const Tensor& beta2_power, const Tensor& lr, const Tensor& beta1, const Tensor& beta2,
+                  const Tensor& epsilon, const Tensor& grad, const std::string& name) {
+  return detail::build1("ApplyAdam",
+                        {var.value(), m.value(), v.value(), beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad},
+                        {}, name);
+}
+Tensor apply_rms_prop(const Variable& var, const Variable& ms, const Variable& mom, const Tensor& lr,
+                      const Tensor& rho, const Tensor& momentum, const Tensor& epsilon, const Tensor& grad,
+                      const std::string& name) {
+  return detail::build1("ApplyRMSProp", {var.value(), ms.value(), mom.value(), lr, rho, momentum, epsilon, grad}, {},
+                        name);
+}
+Tensor apply_centered_rms_prop(const Variable& var, const Variable& mg, const Variable& ms, const Variable& mom,
+                               const Tensor& lr, const Tensor& rho, const Tensor& momentum, const Tensor& epsilon,
+                               const Tensor& grad, const std::string& name) {
+  return detail::build1("ApplyCenteredRMSProp",
+                        {var.value(), mg.value(), ms.value(), mom.value(), lr, rho, momentum, epsilon, grad}, {}, name);
+}
+Tensor apply_adagrad(const Variable& var, const Variable& accum, const Tensor& lr, const Tensor& grad,
+                     const std::string& name) {
+  return detail::build1("ApplyAdagrad", {var.value(), accum.value(), lr, grad}, {}, name);
+}
+
+void register_training_ops(OpRegistry& r) {
+  // var -= alpha * delta
+  r.add(apply_op("ApplyGradientDescent", 1, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T alpha = hyper<T>(c, 1);
+                   apply_in_place<T, 1>(c, [=](auto& p, T g, std::int64_t i) { p[0][i] -= alpha * g; });
+                 })));
+  // accum = accum * momentum + g; var -= lr * accum, or with Nesterov var -= lr * g + lr * momentum * accum.
+  r.add(apply_op("ApplyMomentum", 2, 2, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T lr = hyper<T>(c, 2), momentum = hyper<T>(c, 3);
+                   if (c.attrs<ApplyMomentumAttrs>().use_nesterov)
+                     apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
+                       p[1][i] = p[1][i] * momentum + g;
+                       p[0][i] -= g * lr + p[1][i] * momentum * lr;
+                     });
+                   else
+                     apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
+                       p[1][i] = p[1][i] * momentum + g;
+                       p[0][i] -= p[1][i] * lr;
+                     });
+                 })));
+  // lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t); m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2);
+  // var -= lr_t m / (sqrt(v) + epsilon).
+  r.add(apply_op("ApplyAdam", 3, 6, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T b1p = hyper<T>(c, 3), b2p = hyper<T>(c, 4), lr = hyper<T>(c, 5);
+                   const T b1 = hyper<T>(c, 6), b2 = hyper<T>(c, 7), eps = hyper<T>(c, 8);
+                   const T lr_t = lr * std::sqrt(T(1) - b2p) / (T(1) - b1p);
+                   apply_in_place<T, 3>(c, [=](auto& p, T g, std::int64_t i) {
+                     p[1][i] += (g - p[1][i]) * (T(1) - b1);
+                     p[2][i] += (g * g - p[2][i]) * (T(1) - b2);
+                     p[0][i] -= lr_t * p[1][i] / (std::sqrt(p[2][i]) + eps);
+                   });
+                 })));
+  // ms += (g^2 - ms)(1 - rho); mom = mom * momentum + lr g / sqrt(ms + epsilon); var -= mom.
+  r.add(apply_op("ApplyRMSProp", 3, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T lr = hyper<T>(c, 3), rho = hyper<T>(c, 4), momentum = hyper<T>(c, 5), eps = hyper<T>(c, 6);
+                   apply_in_place<T, 3>(c, [=](auto& p, T g, std::int64_t i) {
+                     p[1][i] += (g * g - p[1][i]) * (T(1) - rho);
+                     p[2][i] = p[2][i] * momentum + lr * g / std::sqrt(p[1][i] + eps);
+                     p[0][i] -= p[2][i];
+                   });
+                 })));
+  // As ApplyRMSProp with mg += (g - mg)(1 - rho) and the denominator sqrt(ms - mg^2 + epsilon).
+  r.add(apply_op("ApplyCenteredRMSProp", 4, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T lr = hyper<T>(c, 4), rho = hyper<T>(c, 5), momentum = hyper<T>(c, 6), eps = hyper<T>(c, 7);
+                   apply_in_place<T, 4>(c, [=](auto& p, T g, std::int64_t i) {
+                     p[1][i] += (g - p[1][i]) * (T(1) - rho);
+                     p[2][i] += (g * g - p[2][i]) * (T(1) - rho);
+                     p[3][i] = p[3][i] * momentum + lr * g / std::sqrt(p[2][i] - p[1][i] * p[1][i] + eps);
+                     p[0][i] -= p[3][i];
+                   });
+                 })));
+  // accum += g^2; var -= lr g / sqrt(accum).
+  r.add(apply_op("ApplyAdagrad", 2, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+                   const T lr = hyper<T>(c, 2);
+                   apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
+                     p[1][i] += g * g;
+                     p[0][i] -= lr * g / std::sqrt(p[1][i]);
+                   });
+                 })));
+}
+
+}  // namespace kiln
