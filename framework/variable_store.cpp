@@ -43,12 +43,17 @@ void UndoLog::record(VariableSlot& slot) {
 }
 
 void UndoLog::roll_back() {
-  std::lock_guard lk(mutex_);
-  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+  // record() locks the log while holding a slot: take the entries out first, so that no slot is
+  // locked here while the log is (one lock order).
+  std::vector<std::pair<VariableSlot*, Array>> entries;
+  {
+    std::lock_guard lk(mutex_);
+    entries.swap(entries_);
+  }
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
     std::lock_guard slot_lock(it->first->mutex);
     it->first->value = it->second;
   }
-  entries_.clear();
 }
 
 }  // namespace kiln::detail

@@ -81,11 +81,13 @@ TEST_CASE("executor.four_threads_share_one_session") {
   CHECK(mismatches.load() == 0);
   CHECK(errors.load() == 0);
   // Training from 4 threads (with an evaluation thread's kind of fetch mixed in) ends finite.
+  std::vector<xt::xarray<float>> batches;  // made here: xtensor's random engine is one global
+  for (int t = 0; t < kThreads; ++t) batches.push_back(inputs(12, 10 + t));
   {
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
-        const auto xt_ = inputs(12, 10 + t);
+        const auto& xt_ = batches[static_cast<std::size_t>(t)];
         for (int r = 0; r < kRuns; ++r) {
           try {
             if (r % 10 == 9) sess.run(net.loss, {{net.x, xt_}, {net.labels, y}, {net.training, false}});
