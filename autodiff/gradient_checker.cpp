@@ -5,6 +5,7 @@
 
 #include "autodiff/gradients.hpp"
 #include "framework/errors.hpp"
+#include "framework/graph_algorithms.hpp"
 #include "framework/op_registry.hpp"
 #include "framework/ops.hpp"
 
@@ -27,22 +28,12 @@ std::set<std::string>& checked_types() {
 
 // Records the types of the ops on a path from one of xs to y.
 void record_checked_types(const Tensor& y, const std::vector<Tensor>& xs) {
-  Graph& g = y.graph();
-  std::vector<char> from_x(static_cast<std::size_t>(g.num_nodes()), 0);
-  for (auto& x : xs) from_x[static_cast<std::size_t>(x.op().node()->id)] = 1;
+  const Graph& g = y.graph();
+  std::vector<const detail::Node*> from;
+  for (auto& x : xs) from.push_back(x.op().node());
+  const std::vector<char> between = detail::ops_between(g, from, {y.op().node()});
   for (int i = 0; i < g.num_nodes(); ++i)
-    for (auto& in : g.node(i)->inputs)
-      if (from_x[static_cast<std::size_t>(in.node->id)]) from_x[static_cast<std::size_t>(i)] = 1;
-  std::vector<char> seen(from_x.size(), 0);
-  std::vector<const detail::Node*> stack{y.op().node()};
-  while (!stack.empty()) {
-    const auto* n = stack.back();
-    stack.pop_back();
-    if (seen[static_cast<std::size_t>(n->id)] || !from_x[static_cast<std::size_t>(n->id)]) continue;
-    seen[static_cast<std::size_t>(n->id)] = 1;
-    checked_types().insert(n->def->type);
-    for (auto& in : n->inputs) stack.push_back(in.node);
-  }
+    if (between[static_cast<std::size_t>(i)]) checked_types().insert(g.node(i)->def->type);
 }
 
 }  // namespace

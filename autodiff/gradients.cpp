@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "framework/errors.hpp"
+#include "framework/graph_algorithms.hpp"
 #include "framework/op_registry.hpp"
 #include "framework/ops.hpp"
 
@@ -20,35 +21,11 @@ std::vector<std::optional<Tensor>> gradients(const std::vector<Tensor>& ys, cons
   Graph& g = ys[0].graph();
   const auto n = static_cast<std::size_t>(g.num_nodes());
 
-  // 1. Ops reachable forward from xs (data edges only, not through ref inputs)...
-  std::vector<std::vector<Node*>> consumers(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    Node* node = g.node(static_cast<int>(i));
-    for (std::size_t k = 0; k < node->inputs.size(); ++k)
-      if (!node->def->is_ref_input(k)) consumers[static_cast<std::size_t>(node->inputs[k].node->id)].push_back(node);
-  }
-  std::vector<char> from_x(n, 0);
-  std::vector<Node*> stack;
-  for (auto& x : xs) stack.push_back(x.op().node());
-  while (!stack.empty()) {
-    Node* v = stack.back();
-    stack.pop_back();
-    if (from_x[static_cast<std::size_t>(v->id)]) continue;
-    from_x[static_cast<std::size_t>(v->id)] = 1;
-    for (Node* c : consumers[static_cast<std::size_t>(v->id)]) stack.push_back(c);
-  }
-  // ...and backward from ys: the ops between them.
-  std::vector<char> between(n, 0);
-  for (auto& y : ys) stack.push_back(y.op().node());
-  while (!stack.empty()) {
-    Node* v = stack.back();
-    stack.pop_back();
-    const auto id = static_cast<std::size_t>(v->id);
-    if (between[id] || !from_x[id]) continue;
-    between[id] = 1;
-    for (std::size_t k = 0; k < v->inputs.size(); ++k)
-      if (!v->def->is_ref_input(k)) stack.push_back(v->inputs[k].node);
-  }
+  // 1. The ops on a data path from one of xs to one of ys (not through ref inputs).
+  std::vector<const Node*> from, to;
+  for (auto& x : xs) from.push_back(x.op().node());
+  for (auto& y : ys) to.push_back(y.op().node());
+  const std::vector<char> between = detail::ops_between(g, from, to);
 
   // 2. Pending counts: how many consumers between xs and ys each op waits for.
   std::vector<int> pending(n, 0);

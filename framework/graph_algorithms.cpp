@@ -6,6 +6,7 @@
 #include <boost/graph/topological_sort.hpp>
 
 #include "framework/errors.hpp"
+#include "framework/op_registry.hpp"
 
 namespace kiln::detail {
 
@@ -24,6 +25,32 @@ std::vector<char> reachable_backward(const Graph& g, const std::vector<const Nod
       for (const Node* c : v->control_inputs) stack.push_back(c);
   }
   return seen;
+}
+
+std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& from, const std::vector<const Node*>& to) {
+  const auto n = static_cast<std::size_t>(g.num_nodes());
+  // Forward from `from` along data edges: an op is reached when one of its non-ref inputs is.
+  // Ops are created after their inputs, so one pass in id order suffices.
+  std::vector<char> reached(n, 0);
+  for (const Node* f : from) reached[static_cast<std::size_t>(f->id)] = 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Node* node = g.node(static_cast<int>(i));
+    for (std::size_t k = 0; k < node->inputs.size() && !reached[i]; ++k)
+      if (!node->def->is_ref_input(k) && reached[static_cast<std::size_t>(node->inputs[k].node->id)]) reached[i] = 1;
+  }
+  // Backward from `to` within the reached ops.
+  std::vector<char> between(n, 0);
+  std::vector<const Node*> stack(to.begin(), to.end());
+  while (!stack.empty()) {
+    const Node* v = stack.back();
+    stack.pop_back();
+    const auto id = static_cast<std::size_t>(v->id);
+    if (between[id] || !reached[id]) continue;
+    between[id] = 1;
+    for (std::size_t k = 0; k < v->inputs.size(); ++k)
+      if (!v->def->is_ref_input(k)) stack.push_back(v->inputs[k].node);
+  }
+  return between;
 }
 
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,

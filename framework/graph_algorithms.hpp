@@ -16,6 +16,10 @@ namespace kiln::detail {
 std::vector<char> reachable_backward(const Graph& g, const std::vector<const Node*>& from, bool follow_control,
                                      const std::function<bool(const Node*)>& stop = {});
 
+/// The ops on a data path from one of `from` to one of `to`, not through ref inputs (what
+/// gradients flow through), one flag per node id.
+std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& from, const std::vector<const Node*>& to);
+
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut);
 

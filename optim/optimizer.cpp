@@ -7,6 +7,7 @@
 
 #include "autodiff/gradients.hpp"
 #include "framework/errors.hpp"
+#include "framework/graph_algorithms.hpp"
 #include "framework/op_registry.hpp"
 #include "framework/ops.hpp"
 #include "framework/variable.hpp"
@@ -323,16 +324,7 @@ std::vector<GraphElement> missing_update_ops(const Operation& train_op) {
   Graph& g = train_op.graph();
   const auto update_ops = g.get_collection(GraphKeys::UPDATE_OPS);
   if (update_ops.empty()) return {};
-  std::vector<bool> seen(static_cast<std::size_t>(g.num_nodes()), false);
-  std::vector<detail::Node*> stack{train_op.node()};
-  while (!stack.empty()) {
-    detail::Node* n = stack.back();
-    stack.pop_back();
-    if (seen[static_cast<std::size_t>(n->id)]) continue;
-    seen[static_cast<std::size_t>(n->id)] = true;
-    for (auto& in : n->inputs) stack.push_back(in.node);
-    for (auto* c : n->control_inputs) stack.push_back(c);
-  }
+  const std::vector<char> seen = detail::reachable_backward(g, {train_op.node()}, /*follow_control=*/true);
   std::vector<GraphElement> missing;
   for (auto& item : update_ops)
     if (!seen[static_cast<std::size_t>(item.op().node()->id)]) missing.push_back(item);
@@ -341,21 +333,16 @@ std::vector<GraphElement> missing_update_ops(const Operation& train_op) {
 
 namespace {
 // The layer an update op belongs to: the scope of the variable it assigns (found by walking back
-// from the update, through a gating cond if any, to the assign op), else the op's own scope.
+// from the update, through a gating cond if any, to an assign op), else the op's own scope.
 std::string owner_layer(const Operation& update) {
-  std::vector<const detail::Node*> stack{update.node()};
-  std::vector<const detail::Node*> seen;
-  while (!stack.empty() && seen.size() < 64) {
-    const detail::Node* n = stack.back();
-    stack.pop_back();
-    if (std::find(seen.begin(), seen.end(), n) != seen.end()) continue;
-    seen.push_back(n);
-    if (!n->def->ref_inputs.empty()) {
-      const std::string& var = n->inputs[static_cast<std::size_t>(n->def->ref_inputs[0])].node->name;
-      return var.substr(0, var.rfind('/') == std::string::npos ? var.size() : var.rfind('/'));
-    }
-    for (auto& in : n->inputs) stack.push_back(in.node);
-    for (auto* c : n->control_inputs) stack.push_back(c);
+  const Graph& g = update.graph();
+  const auto assigns = [](const detail::Node* n) { return !n->def->ref_inputs.empty(); };
+  const std::vector<char> reached = detail::reachable_backward(g, {update.node()}, /*follow_control=*/true, assigns);
+  for (int id = 0; id < g.num_nodes(); ++id) {
+    const detail::Node* n = g.node(id);
+    if (!reached[static_cast<std::size_t>(id)] || !assigns(n)) continue;
+    const std::string& var = n->inputs[static_cast<std::size_t>(n->def->ref_inputs[0])].node->name;
+    return var.substr(0, var.rfind('/') == std::string::npos ? var.size() : var.rfind('/'));
   }
   const std::string& op = update.name();
   return op.substr(0, op.rfind('/') == std::string::npos ? op.size() : op.rfind('/'));
