@@ -69,9 +69,10 @@ Tensor l2_loss(const Tensor& t, const std::string& name = "");
 /// from zero; the gradient is exact because d variance / d mean = 0).
 std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims = false,
                                   const std::string& name = "");
-/// (x - mean) * scale / sqrt(variance + variance_epsilon) + offset, composed like TF: inv =
-/// rsqrt(variance + eps) * scale; x * inv + (offset - mean * inv). mean, variance, offset and scale
-/// broadcast against x (typically [C] for channels-last x); absent offset / scale mean 0 / 1.
+/// (x - mean) * scale / sqrt(variance + variance_epsilon) + offset, composed as inv =
+/// rsqrt(variance + eps) * scale; (x - mean) * inv + offset (TF writes x * inv + (offset - mean *
+/// inv), which cancels for data far from zero). mean, variance, offset and scale broadcast against
+/// x (typically [C] for channels-last x); absent offset / scale mean 0 / 1.
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name = "");

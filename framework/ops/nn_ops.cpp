@@ -521,10 +521,13 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name) {
+  // TF writes x * inv + (offset - mean * inv); that is the same value, but for data far from zero
+  // (mean 1e4, std 1) both terms are ~1e4 and cancel, in y and, worse, in d/dinv = sum(dy x) -
+  // mean sum(dy): float32 keeps ~3 digits of dgamma. (x - mean) is exact for x near the mean.
   name_scope ns(name.empty() ? "batchnorm" : name);
   Tensor inv = rsqrt(variance + variance_epsilon);
   if (scale) inv = inv * *scale;
-  return x * inv + (offset ? *offset - mean * inv : -(mean * inv));
+  return offset ? (x - mean) * inv + *offset : (x - mean) * inv;
 }
 
 Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_format,
