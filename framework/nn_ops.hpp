@@ -91,4 +91,22 @@ Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_for
 Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_shape = {},
                std::optional<std::int64_t> seed = {}, const std::string& name = "");
 
+// ---- debugging
+/// x unchanged ("CheckNumerics", TF's tf.debugging.check_numerics). Running it with a NaN or an
+/// infinity in x throws InvalidArgumentError "CheckNumerics '<op>': <message> : Tensor had NaN
+/// values" (or "Inf", "Inf and NaN"). Its gradient is the incoming gradient, checked the same way
+/// with TF's message. x not float32/float64: TypeError.
+Tensor check_numerics(const Tensor& x, const std::string& message, const std::string& name = "");
+
 }  // namespace kiln::nn
+
+namespace kiln {
+/// TF1's tf.add_check_numerics_ops(): a CheckNumerics (message "<op name>:<output index>") on every
+/// float output of every op in the default graph, chained by control dependencies in creation
+/// order, and an op grouping them. Running it (with the feeds the graph needs) throws
+/// InvalidArgumentError naming the first op, in creation order, whose output holds a NaN or an Inf.
+/// Not checked: variables, ops that write to a variable (checking would run them), earlier checks,
+/// and ops inside a cond branch or fed by one (their values are checked where they leave the cond;
+/// TF1 refuses graphs with control flow instead).
+Operation add_check_numerics_ops();
+}  // namespace kiln

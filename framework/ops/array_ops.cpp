@@ -378,6 +378,7 @@ void register_array_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
+           check_array_size(dtype_of<T>(), target, "'" + c.op_name() + "'");
            const std::vector<std::size_t> sx(x.shape().begin(), x.shape().end());
            if (kernels::broadcast_shape(sx, target) != target)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " +
@@ -468,6 +469,7 @@ void register_array_ops(OpRegistry& r) {
              dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
            }
            const auto n = static_cast<std::int64_t>(x.size());
+           check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
            if (infer >= 0 && known > 0 && n % known == 0)
              dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
            std::int64_t total = 1;
@@ -823,7 +825,8 @@ void register_array_ops(OpRegistry& r) {
                c, "multiples " + list_text(m) + " do not match rank " + std::to_string(in.size()));
          Dims out(in.size());
          for (std::size_t d = 0; d < in.size(); ++d)
-           out[d] = in[d] * static_cast<std::size_t>(m[d]);
+           if (__builtin_mul_overflow(in[d], static_cast<std::size_t>(m[d]), &out[d])) out[d] = SIZE_MAX;
+         check_array_size(dtype_of<T>(), out, "'" + c.op_name() + "'");
          xt::xarray<T> y = xt::xarray<T>::from_shape(out);
          T* dst = y.data();
          const std::size_t len = in.empty() ? 1 : in.back(),
