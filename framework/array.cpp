@@ -1,5 +1,8 @@
 #include "framework/array.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "framework/errors.hpp"
 
 namespace kiln {
@@ -40,7 +43,27 @@ xt::xarray<double> Array::to_double() const {
       *data_);
 }
 
+void check_array_size(DType dtype, const std::vector<std::size_t>& dims, const std::string& what) {
+  std::vector<std::int64_t> d;
+  bool fits = true;
+  for (auto v : dims) {
+    fits = fits && v <= static_cast<std::size_t>(INT64_MAX);
+    d.push_back(static_cast<std::int64_t>(std::min<std::size_t>(v, INT64_MAX)));
+  }
+  if (fits && checked_num_elements(d, dtype_size(dtype))) return;
+  std::string text = what.empty() ? "" : what + ": ";
+  text += "an array of shape [";
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (i) text += ',';
+    text += std::to_string(dims[i]);
+  }
+  text += "] of ";
+  text += dtype_name(dtype);
+  throw InvalidArgumentError(text + " would hold more than 2^63 - 1 bytes");
+}
+
 Array make_array(DType dtype, const std::vector<std::size_t>& shape) {
+  check_array_size(dtype, shape);
   return visit_dtype(dtype, [&]<class T>() { return Array(xt::xarray<T>::from_shape(shape)); });
 }
 

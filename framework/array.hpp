@@ -2,6 +2,7 @@
 // Array: a concrete value (a feed or a fetch result). Cheap to copy: copies share one immutable
 // buffer; kernels write new arrays.
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <variant>
 
@@ -71,7 +72,19 @@ class Array {
   std::shared_ptr<detail::ArrayStorage> data_;
 };
 
-/// An uninitialized array of the given dtype and fully defined dimensions.
+/// Prints like NumPy's repr, with shape and dtype always shown: "array([[1. , 2.5],\n       [3. ,
+/// 4. ]], shape=(2, 2), dtype=float32)". More than 1000 elements: the first and last 3 entries of
+/// each axis, "..." between (NumPy's threshold and edgeitems). Lines wrap at 75 characters.
+/// Floats: shortest round-trip digits, at most 8 after the point, aligned on it; scientific when
+/// magnitudes span more than 1e3 or reach 1e8 or go below 1e-4. An empty Array prints as such.
+std::ostream& operator<<(std::ostream& os, const Array& a);
+
+/// Checks at run time that an array of `dtype` and `dims` can exist: InvalidArgumentError, prefixed
+/// by `what` (e.g. the op), naming the dims and dtype when the element or byte count exceeds
+/// INT64_MAX. make_array calls it; so do kernels whose output dims come from run-time values.
+void check_array_size(DType dtype, const std::vector<std::size_t>& dims, const std::string& what = "");
+
+/// An uninitialized array of the given dtype and fully defined dimensions (check_array_size first).
 Array make_array(DType dtype, const std::vector<std::size_t>& shape);
 
 }  // namespace kiln

@@ -69,9 +69,10 @@ Tensor l2_loss(const Tensor& t, const std::string& name = "");
 /// from zero; the gradient is exact because d variance / d mean = 0).
 std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims = false,
                                   const std::string& name = "");
-/// (x - mean) * scale / sqrt(variance + variance_epsilon) + offset, composed like TF: inv =
-/// rsqrt(variance + eps) * scale; x * inv + (offset - mean * inv). mean, variance, offset and scale
-/// broadcast against x (typically [C] for channels-last x); absent offset / scale mean 0 / 1.
+/// (x - mean) * scale / sqrt(variance + variance_epsilon) + offset, composed as inv =
+/// rsqrt(variance + eps) * scale; (x - mean) * inv + offset (TF writes x * inv + (offset - mean *
+/// inv), which cancels for data far from zero). mean, variance, offset and scale broadcast against
+/// x (typically [C] for channels-last x); absent offset / scale mean 0 / 1.
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name = "");
@@ -90,4 +91,22 @@ Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_for
 Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_shape = {},
                std::optional<std::int64_t> seed = {}, const std::string& name = "");
 
+// ---- debugging
+/// x unchanged ("CheckNumerics", TF's tf.debugging.check_numerics). Running it with a NaN or an
+/// infinity in x throws InvalidArgumentError "CheckNumerics '<op>': <message> : Tensor had NaN
+/// values" (or "Inf", "Inf and NaN"). Its gradient is the incoming gradient, checked the same way
+/// with TF's message. x not float32/float64: TypeError.
+Tensor check_numerics(const Tensor& x, const std::string& message, const std::string& name = "");
+
 }  // namespace kiln::nn
+
+namespace kiln {
+/// TF1's tf.add_check_numerics_ops(): a CheckNumerics (message "<op name>:<output index>") on every
+/// float output of every op in the default graph, chained by control dependencies in creation
+/// order, and an op grouping them. Running it (with the feeds the graph needs) throws
+/// InvalidArgumentError naming the first op, in creation order, whose output holds a NaN or an Inf.
+/// Not checked: variables, ops that write to a variable (checking would run them), earlier checks,
+/// and ops inside a cond branch or fed by one (their values are checked where they leave the cond;
+/// TF1 refuses graphs with control flow instead).
+Operation add_check_numerics_ops();
+}  // namespace kiln

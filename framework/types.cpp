@@ -17,6 +17,9 @@ const char* dtype_name(DType t) {
   }
   return "?";
 }
+std::size_t dtype_size(DType t) {
+  return visit_dtype(t, []<class T>() { return sizeof(T); });
+}
 bool is_floating(DType t) { return t == float32 || t == float64; }
 bool is_integer(DType t) { return t == int32 || t == int64; }
 std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
@@ -39,11 +42,37 @@ bool Shape::is_fully_defined() const {
   return dims_ && std::all_of(dims_->begin(), dims_->end(), [](auto d) { return d >= 0; });
 }
 
+std::optional<std::int64_t> checked_num_elements(const std::vector<std::int64_t>& dims,
+                                                 std::size_t element_bytes) {
+  // An empty dimension makes everything 0, however large the others.
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end()) return 0;
+  std::int64_t n = 1, bytes = 0;
+  for (auto d : dims)
+    if (__builtin_mul_overflow(n, d, &n)) return std::nullopt;
+  if (__builtin_mul_overflow(n, static_cast<std::int64_t>(element_bytes), &bytes)) return std::nullopt;
+  return n;
+}
+
+void Shape::check_size() const {
+  std::vector<std::int64_t> known;
+  for (auto d : *dims_)
+    if (d >= 0) known.push_back(d);
+  if (!checked_num_elements(known))
+    throw ValueError("Shape " + to_string() + " has more elements than int64 can count (2^63 - 1)");
+}
+
 std::int64_t Shape::num_elements() const {
   if (!is_fully_defined()) return -1;
-  std::int64_t n = 1;
-  for (auto d : *dims_) n *= d;
-  return n;
+  return *checked_num_elements(*dims_);
+}
+
+std::int64_t Shape::num_bytes(DType t) const {
+  if (!is_fully_defined()) return -1;
+  const auto n = checked_num_elements(*dims_, dtype_size(t));
+  if (!n)
+    throw ValueError("Shape " + to_string() + " of " + dtype_name(t) + " (" +
+                     std::to_string(dtype_size(t)) + " bytes each) needs more than 2^63 - 1 bytes");
+  return *n * static_cast<std::int64_t>(dtype_size(t));
 }
 
 bool Shape::is_compatible_with(const Shape& other) const {

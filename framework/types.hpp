@@ -19,6 +19,8 @@ inline constexpr int kNumDTypes = 5;
 
 /// TF's names: "float", "double", "int32", "int64", "bool".
 const char* dtype_name(DType t);
+/// Bytes per element (sizeof of the C++ type).
+std::size_t dtype_size(DType t);
 bool is_floating(DType t);
 bool is_integer(DType t);
 std::ostream& operator<<(std::ostream& os, DType t);
@@ -50,12 +52,19 @@ decltype(auto) visit_dtype(DType t, F&& f) {
   return f.template operator()<bool>();
 }
 
-/// A shape whose rank and dimensions may be unknown. -1 is an unknown dimension.
+/// Elements of an array of `dims` (each >= 0) and bytes at `element_bytes` each; nullopt when either
+/// count exceeds INT64_MAX. The one overflow check behind Shape and make_array.
+std::optional<std::int64_t> checked_num_elements(const std::vector<std::int64_t>& dims,
+                                                 std::size_t element_bytes = 1);
+
+/// A shape whose rank and dimensions may be unknown. -1 is an unknown dimension. A shape whose known
+/// dimensions multiply past INT64_MAX elements cannot be made: its constructor throws ValueError
+/// naming the dimensions.
 class Shape {
  public:
   Shape() : dims_(std::vector<std::int64_t>{}) {}  // scalar
-  Shape(std::initializer_list<std::int64_t> dims) : dims_(std::vector<std::int64_t>(dims)) {}
-  explicit Shape(std::vector<std::int64_t> dims) : dims_(std::move(dims)) {}
+  Shape(std::initializer_list<std::int64_t> dims) : Shape(std::vector<std::int64_t>(dims)) {}
+  explicit Shape(std::vector<std::int64_t> dims) : dims_(std::move(dims)) { check_size(); }
   static Shape unknown() {
     Shape s;
     s.dims_.reset();
@@ -72,6 +81,9 @@ class Shape {
   bool is_fully_defined() const;
   /// Product of the dimensions, -1 if any is unknown.
   std::int64_t num_elements() const;
+  /// Bytes of an array of this shape and dtype t, -1 if any dimension is unknown; ValueError naming
+  /// the shape and dtype when the count exceeds INT64_MAX.
+  std::int64_t num_bytes(DType t) const;
   /// True when some fully defined shape could match both.
   bool is_compatible_with(const Shape& other) const;
   /// The most specific shape compatible with both (throws ValueError when incompatible).
@@ -81,6 +93,7 @@ class Shape {
   friend bool operator==(const Shape&, const Shape&) = default;
 
  private:
+  void check_size() const;
   std::optional<std::vector<std::int64_t>> dims_;
 };
 std::ostream& operator<<(std::ostream& os, const Shape& s);

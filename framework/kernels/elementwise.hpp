@@ -14,6 +14,65 @@ namespace kiln::kernels {
 template <class T>
 inline constexpr bool kSimd = std::is_same_v<T, float> || std::is_same_v<T, double>;
 
+// ---- NaN-propagating lane operations for kernel functors: each takes scalars (any arithmetic
+// type) or xsimd batches. xsimd::max / std::max return one operand when the other is NaN (x86's
+// maxps returns its second operand), so maximum(NaN, x) would depend on the argument order; these
+// return NaN whenever either float input is NaN, like NumPy's np.maximum and TF.
+
+template <class V>
+inline constexpr bool kIsBatch = false;
+template <class T, class A>
+inline constexpr bool kIsBatch<xsimd::batch<T, A>> = true;
+
+/// True where v is NaN (always false for integers).
+template <class V>
+auto is_nan(const V& v) {
+  if constexpr (kIsBatch<V>)
+    return xsimd::isnan(v);
+  else
+    return v != v;  // NOLINT(misc-redundant-expression): the NaN test
+}
+
+/// c ? a : b, lane-wise for batches.
+template <class C, class V>
+V select(const C& c, const V& a, const V& b) {
+  if constexpr (kIsBatch<V>)
+    return xsimd::select(c, a, b);
+  else
+    return c ? a : b;
+}
+
+/// max(a, b); NaN when either is NaN (a + b is then NaN).
+template <class V>
+V maximum(const V& a, const V& b) {
+  if constexpr (kIsBatch<V>)
+    return xsimd::select(xsimd::isnan(a) || xsimd::isnan(b), a + b, xsimd::max(a, b));
+  else if constexpr (std::is_floating_point_v<V>)
+    return (a != a || b != b) ? a + b : (a < b ? b : a);  // NOLINT(misc-redundant-expression)
+  else
+    return a < b ? b : a;
+}
+
+/// min(a, b); NaN when either is NaN.
+template <class V>
+V minimum(const V& a, const V& b) {
+  if constexpr (kIsBatch<V>)
+    return xsimd::select(xsimd::isnan(a) || xsimd::isnan(b), a + b, xsimd::min(a, b));
+  else if constexpr (std::is_floating_point_v<V>)
+    return (a != a || b != b) ? a + b : (b < a ? b : a);  // NOLINT(misc-redundant-expression)
+  else
+    return b < a ? b : a;
+}
+
+/// A gradient gated by a comparison on the op's input or output x (ReluGrad and friends): g where
+/// `pass`, else g * 0 as TF computes it (g times the 0/1 mask), so a NaN or infinite g gives NaN;
+/// NaN where x is NaN (the op's value is undefined there, so is its derivative). g - g is g * 0
+/// without its sign: 0 for finite g, NaN for NaN or infinite g.
+template <class C, class V>
+V gate(const C& pass, const V& g, const V& x) {
+  return select(pass, g, select(is_nan(x), x, g - g));
+}
+
 /// y[i] = f(x[i]).
 template <class T, class R, class F>
 void map_unary(const T* x, R* y, std::size_t n, F f) {

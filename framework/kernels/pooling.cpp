@@ -73,13 +73,15 @@ void for_each_plane(const Pool2DGeometry& g, F&& f) {
 }
 
 // Index (h * in_w + w) of the first strict maximum of window (hs, ws), scanning row by row; the
-// same choice as max_pool_forward and TF's MaxPoolGrad. Requires a non-empty window.
+// same choice as max_pool_forward and TF's MaxPoolGrad. A NaN counts as the maximum (the first
+// one wins), so NaN propagates. Requires a non-empty window.
 template <class T>
 i64 first_max(const Pool2DGeometry& g, Plane<const T> x, Span hs, Span ws) {
   i64 best = hs.lo * g.in_w + ws.lo;
   for (i64 h = hs.lo; h < hs.hi; ++h) {
     for (i64 w = ws.lo; w < ws.hi; ++w) {
-      if (x[best] < x[h * g.in_w + w]) best = h * g.in_w + w;
+      const T v = x[h * g.in_w + w], m = x[best];
+      if (m < v || (v != v && m == m)) best = h * g.in_w + w;  // NOLINT: v != v is the NaN test
     }
   }
   return best;
@@ -111,7 +113,9 @@ void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y) {
           for (i64 h = hs.lo; h < hs.hi; ++h) {
             for (i64 w = ws.lo; w < ws.hi; ++w) {
               const T* xr = xn + (h * g.in_w + w) * ch;
-              for (i64 c = 0; c < ch; ++c) yr[c] = yr[c] < xr[c] ? xr[c] : yr[c];
+              // A NaN replaces a number and is never replaced (x != x tests NaN).
+              for (i64 c = 0; c < ch; ++c)
+                yr[c] = (yr[c] < xr[c] || (xr[c] != xr[c] && yr[c] == yr[c])) ? xr[c] : yr[c];
             }
           }
         }

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "framework/kernels/elementwise.hpp"
+#include "framework/kernels/reduce.hpp"
 #include "framework/ops/common.hpp"
 
 
@@ -377,6 +378,7 @@ void register_array_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
+           check_array_size(dtype_of<T>(), target, "'" + c.op_name() + "'");
            const std::vector<std::size_t> sx(x.shape().begin(), x.shape().end());
            if (kernels::broadcast_shape(sx, target) != target)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " +
@@ -396,29 +398,24 @@ void register_array_ops(OpRegistry& r) {
                detail::expect_inputs(c, 2);
                return detail::one(c.dtypes[0], static_shape_of(c, 1));
              },
-         // Each output element sums the input elements that broadcasting maps onto it.
+         // Each output element sums the input elements that broadcasting maps onto it: g reduced
+         // over its leading axes and the axes where the target has 1, pairwise in double (floats)
+         // or int64 (kernels/reduce.hpp); the kept axes are in the target's order.
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& g = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
            const std::vector<std::size_t> sg(g.shape().begin(), g.shape().end());
            if (target == sg) return c.set_output(0, c.input(0));
-           if (kernels::broadcast_shape(sg, target) != sg)
+           if (target.size() > sg.size() || kernels::broadcast_shape(sg, target) != sg)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " +
                                         c.input(0).shape().to_string() + " to the requested shape");
-           xt::xarray<T> y = xt::zeros<T>(target);
-           const auto st = kernels::broadcast_strides(target, sg);
-           std::vector<std::size_t> idx(sg.size(), 0);
-           std::size_t off = 0;
-           for (std::size_t i = 0; i < g.size(); ++i) {
-             y.data()[off] += g.data()[i];
-             for (std::size_t d = sg.size(); d-- > 0;) {
-               ++idx[d];
-               off += st[d];
-               if (idx[d] < sg[d]) break;
-               off -= st[d] * sg[d];
-               idx[d] = 0;
-             }
-           }
+           const std::size_t lead = sg.size() - target.size();
+           std::vector<char> mask(sg.size(), 1);
+           for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
+           using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+           const auto acc = kernels::reduce_sum<Acc>(g.data(), sg, mask);
+           xt::xarray<T> y = xt::xarray<T>::from_shape(target);
+           std::transform(acc.begin(), acc.end(), y.data(), [](Acc v) { return static_cast<T>(v); });
            c.set_output(0, std::move(y));
          }),
          .gradient =
@@ -472,6 +469,7 @@ void register_array_ops(OpRegistry& r) {
              dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
            }
            const auto n = static_cast<std::int64_t>(x.size());
+           check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
            if (infer >= 0 && known > 0 && n % known == 0)
              dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
            std::int64_t total = 1;
@@ -827,7 +825,8 @@ void register_array_ops(OpRegistry& r) {
                c, "multiples " + list_text(m) + " do not match rank " + std::to_string(in.size()));
          Dims out(in.size());
          for (std::size_t d = 0; d < in.size(); ++d)
-           out[d] = in[d] * static_cast<std::size_t>(m[d]);
+           if (__builtin_mul_overflow(in[d], static_cast<std::size_t>(m[d]), &out[d])) out[d] = SIZE_MAX;
+         check_array_size(dtype_of<T>(), out, "'" + c.op_name() + "'");
          xt::xarray<T> y = xt::xarray<T>::from_shape(out);
          T* dst = y.data();
          const std::size_t len = in.empty() ? 1 : in.back(),

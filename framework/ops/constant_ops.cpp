@@ -19,6 +19,7 @@ Array filled(const std::vector<std::size_t>& shape, T value) {
 Array filled(DType dtype, const Shape& shape, double value) {
   if (!shape.is_fully_defined())
     throw ValueError("a constant needs a fully defined shape, got " + shape.to_string());
+  shape.num_bytes(dtype);  // ValueError when the shape cannot be held
   std::vector<std::size_t> dims(shape.dims().begin(), shape.dims().end());
   return visit_dtype(dtype, [&]<class T>() { return filled<T>(dims, static_cast<T>(value)); });
 }

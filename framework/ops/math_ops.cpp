@@ -87,6 +87,18 @@ void add_unary(OpRegistry& r, const std::string& type, F f, GradFn grad) {
   r.add(std::move(d));
 }
 
+// The broadcast shape of a three-input op's run-time inputs; InvalidArgumentError naming the op.
+std::vector<std::size_t> broadcast3(const KernelContext& c, const std::vector<std::size_t>& s0,
+                                    const std::vector<std::size_t>& s1, const std::vector<std::size_t>& s2) {
+  const auto out = kernels::broadcast_shape(kernels::broadcast_shape(s0, s1), s2);
+  for (const auto* s : {&s0, &s1, &s2})
+    if (kernels::broadcast_shape(*s, out) != out)
+      throw InvalidArgumentError("'" + c.op_name() + "': shapes " + c.input(0).shape().to_string() + ", " +
+                                 c.input(1).shape().to_string() + " and " + c.input(2).shape().to_string() +
+                                 " cannot be broadcast together");
+  return out;
+}
+
 // out = cond ? x : y over the broadcast of the three shapes (an odometer over output indices).
 template <class T>
 void select_kernel(KernelContext& c) {
@@ -94,12 +106,7 @@ void select_kernel(KernelContext& c) {
   const auto& x = c.input_as<T>(1);
   const auto& y = c.input_as<T>(2);
   const auto sc = dims_of(c.input(0)), sx = dims_of(c.input(1)), sy = dims_of(c.input(2));
-  const auto out = kernels::broadcast_shape(kernels::broadcast_shape(sc, sx), sy);
-  for (const auto* s : {&sc, &sx, &sy})
-    if (kernels::broadcast_shape(*s, out) != out)
-      throw InvalidArgumentError("'" + c.op_name() + "': shapes " + c.input(0).shape().to_string() + ", " +
-                                 c.input(1).shape().to_string() + " and " + c.input(2).shape().to_string() +
-                                 " cannot be broadcast together");
+  const auto out = broadcast3(c, sc, sx, sy);
   xt::xarray<T> r = xt::xarray<T>::from_shape(out);
   const auto stc = kernels::broadcast_strides(sc, out), stx = kernels::broadcast_strides(sx, out),
              sty = kernels::broadcast_strides(sy, out);
@@ -192,13 +199,14 @@ void register_math_ops(OpRegistry& r) {
     const Tensor a = x_of(op, 0), b = x_of(op, 1);
     return OptionalTensors{reduce_to_shape_of(*dy[0] / b, a), reduce_to_shape_of(-*dy[0] * a / (b * b), b)};
   });
-  // The gradient goes to a where a >= b (ties to a), like TF.
-  add_binary(r, "Maximum", [](auto a, auto b) { return xsimd::max(a, b); }, [](const Operation& op, const OptionalTensors& dy) {
+  // NaN when either input is NaN (NumPy, TF). The gradient goes to a where a >= b (ties to a), like
+  // TF.
+  add_binary(r, "Maximum", [](auto a, auto b) { return kernels::maximum(a, b); }, [](const Operation& op, const OptionalTensors& dy) {
     const Tensor a = x_of(op, 0), b = x_of(op, 1), g = *dy[0], z = zeros_like(g);
     const Tensor mask = greater_equal(a, b);
     return OptionalTensors{reduce_to_shape_of(where(mask, g, z), a), reduce_to_shape_of(where(mask, z, g), b)};
   });
-  add_binary(r, "Minimum", [](auto a, auto b) { return xsimd::min(a, b); }, [](const Operation& op, const OptionalTensors& dy) {
+  add_binary(r, "Minimum", [](auto a, auto b) { return kernels::minimum(a, b); }, [](const Operation& op, const OptionalTensors& dy) {
     const Tensor a = x_of(op, 0), b = x_of(op, 1), g = *dy[0], z = zeros_like(g);
     const Tensor mask = less_equal(a, b);
     return OptionalTensors{reduce_to_shape_of(where(mask, g, z), a), reduce_to_shape_of(where(mask, z, g), b)};
@@ -313,7 +321,8 @@ void register_math_ops(OpRegistry& r) {
                                   reduce_to_shape_of(where(cnd, z, g), x_of(op, 2))};
          }});
 
-  // The gradient passes where lo <= x <= hi; lo and hi receive it where x is below / above them.
+  // min(max(x, lo), hi) as two broadcasting passes; NaN in x, lo or hi gives NaN. The gradient
+  // passes where lo <= x <= hi; lo and hi receive it where x is below / above them.
   r.add({.type = "ClipByValue",
          .shape_fn = [](const InferenceContext& c) {
            detail::expect_inputs(c, 3);
@@ -321,8 +330,14 @@ void register_math_ops(OpRegistry& r) {
            return detail::one(c.dtypes[0], broadcast_shapes(broadcast_shapes(c.shapes[0], c.shapes[1]), c.shapes[2]));
          },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           xt::xarray<T> out = xt::minimum(xt::maximum(c.input_as<T>(0), c.input_as<T>(1)), c.input_as<T>(2));
-           c.set_output(0, std::move(out));
+           const auto sx = dims_of(c.input(0)), slo = dims_of(c.input(1)), shi = dims_of(c.input(2));
+           const auto out = broadcast3(c, sx, slo, shi), s1 = kernels::broadcast_shape(sx, slo);
+           xt::xarray<T> lower = xt::xarray<T>::from_shape(s1), y = xt::xarray<T>::from_shape(out);
+           kernels::broadcast_binary(c.input_as<T>(0).data(), sx, c.input_as<T>(1).data(), slo, lower.data(), s1,
+                                     [](auto a, auto b) { return kernels::maximum(a, b); });
+           kernels::broadcast_binary(lower.data(), s1, c.input_as<T>(2).data(), shi, y.data(), out,
+                                     [](auto a, auto b) { return kernels::minimum(a, b); });
+           c.set_output(0, std::move(y));
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            const Tensor x = x_of(op, 0), lo = x_of(op, 1), hi = x_of(op, 2), g = *dy[0], z = zeros_like(g);

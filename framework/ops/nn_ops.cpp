@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "framework/kernels/elementwise.hpp"
+#include "framework/kernels/reduce.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops/common.hpp"
 
@@ -30,16 +31,6 @@ xt::xarray<T> like(const xt::xarray<T>& x) {
   return xt::xarray<T>::from_shape(x.shape());
 }
 
-// Lane-wise choice for the generic kernel functors: a ternary on scalars, xsimd::select on batches.
-template <class T>
-T sel(bool c, T a, T b) {
-  return c ? a : b;
-}
-template <class T, class A>
-xsimd::batch<T, A> sel(const xsimd::batch_bool<T, A>& c, const xsimd::batch<T, A>& a,
-                       const xsimd::batch<T, A>& b) {
-  return xsimd::select(c, a, b);
-}
 template <class V>
 struct elem {
   using type = V;
@@ -131,12 +122,13 @@ std::vector<TensorSpec> softmax_shape(const InferenceContext& c) {
 // exp(x - m) <= 1 and their sum s >= 1, so nothing overflows: softmax = exp(x - m) / s, and
 // log_softmax = (x - m) - log s (subtracting m first keeps the small log s term exact in float).
 // A "line" is one whole row (inner == 1, m a single value) or one inner block (m one per position).
+// The sums s add the exp values pairwise in double; the max propagates NaN (so does the sum).
 template <class T>
 void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner,
                    bool log) {
   const std::size_t len = inner == 1 ? n : inner, lines = inner == 1 ? 1 : n,
                     step = inner == 1 ? 0 : 1;
-  std::vector<T> m(inner), t(inner), e(log ? len : 0);
+  std::vector<T> m(inner), t(inner), e(log ? n * inner : 0);
   std::vector<double> s(inner);
   const auto sub = [](auto a, auto b) { return a - b; };
   const auto div = [](auto a, auto b) { return a / b; };
@@ -145,16 +137,15 @@ void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size
     const T* xo = x + o * n * inner;
     T* yo = y + o * n * inner;
     std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-    std::fill(s.begin(), s.end(), 0.0);
     for (std::size_t j = 0; j < n; ++j)
-      for (std::size_t i = 0; i < inner; ++i) m[i] = std::max(m[i], xo[j * inner + i]);
+      for (std::size_t i = 0; i < inner; ++i) m[i] = kernels::maximum(m[i], xo[j * inner + i]);
+    T* eo = log ? e.data() : yo;
     for (std::size_t l = 0; l < lines; ++l) {
       T* yl = yo + l * len;
       kernels::map_binary(xo + l * len, 1, m.data(), step, yl, len, sub);
-      T* el = log ? e.data() : yl;
-      kernels::map_unary(yl, el, len, exp_);
-      for (std::size_t i = 0; i < len; ++i) s[i * step] += el[i];
+      kernels::map_unary(yl, eo + l * len, len, exp_);
     }
+    kernels::sum_rows(eo, n, inner, s.data());
     for (std::size_t i = 0; i < inner; ++i) t[i] = static_cast<T>(log ? std::log(s[i]) : s[i]);
     for (std::size_t l = 0; l < lines; ++l) {
       T* yl = yo + l * len;
@@ -377,16 +368,12 @@ void bias_add_kernel(KernelContext& c) {
   c.set_output(0, std::move(y));
 }
 
-// db[c] = sum over o, i of dy[o, c, i], accumulated in double.
+// db[c] = sum over o, i of dy[o, c, i], pairwise in double.
 template <class T>
 void bias_add_grad_kernel(KernelContext& c) {
   const auto& dy = c.input_as<T>(0);
   const Layout l = bias_layout(c, dy);
-  std::vector<double> acc(l.channels, 0.0);
-  const T* p = dy.data();
-  for (std::size_t o = 0; o < l.outer; ++o)
-    for (std::size_t ch = 0; ch < l.channels; ++ch)
-      for (std::size_t i = 0; i < l.inner; ++i) acc[ch] += *p++;
+  const auto acc = kernels::reduce_sum<double>(dy.data(), {l.outer, l.channels, l.inner}, {1, 0, 1});
   xt::xarray<T> db = xt::xarray<T>::from_shape({l.channels});
   std::transform(acc.begin(), acc.end(), db.begin(), [](double v) { return static_cast<T>(v); });
   c.set_output(0, std::move(db));
@@ -534,10 +521,13 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name) {
+  // TF writes x * inv + (offset - mean * inv); that is the same value, but for data far from zero
+  // (mean 1e4, std 1) both terms are ~1e4 and cancel, in y and, worse, in d/dinv = sum(dy x) -
+  // mean sum(dy): float32 keeps ~3 digits of dgamma. (x - mean) is exact for x near the mean.
   name_scope ns(name.empty() ? "batchnorm" : name);
   Tensor inv = rsqrt(variance + variance_epsilon);
   if (scale) inv = inv * *scale;
-  return x * inv + (offset ? *offset - mean * inv : -(mean * inv));
+  return offset ? (x - mean) * inv + *offset : (x - mean) * inv;
 }
 
 Tensor bias_add(const Tensor& x, const Tensor& bias, const std::string& data_format,
@@ -585,13 +575,14 @@ void register_nn_ops(OpRegistry& r) {
   using G = const OptionalTensors&;
   using Op = const Operation&;
 
+  // NaN propagates through every activation and its gradient (kernels::maximum, kernels::gate).
   // Relu: y = max(x, 0); dx = ReluGrad(dy, y) (TF passes the output: y > 0 exactly where x > 0).
   // ReluGrad(g, f) = g [f > 0] is linear in g and piecewise constant in f.
   unary(
-      "Relu", [](auto x) { return xsimd::max(x, k<decltype(x)>(0)); },
+      "Relu", [](auto x) { return kernels::maximum(x, k<decltype(x)>(0)); },
       [](Op op, G dy) { return OptionalTensors{build2("ReluGrad", *dy[0], op.output(0))}; });
   binary(
-      "ReluGrad", [](auto g, auto f) { return sel(f > k<decltype(f)>(0), g, k<decltype(g)>(0)); },
+      "ReluGrad", [](auto g, auto f) { return kernels::gate(f > k<decltype(f)>(0), g, f); },
       [](Op op, G dy) {
         return OptionalTensors{build2("ReluGrad", *dy[0], in(op, 1)), zeros_like(in(op, 1))};
       });
@@ -599,13 +590,16 @@ void register_nn_ops(OpRegistry& r) {
   // Relu6: y = min(max(x, 0), 6); Relu6Grad(g, x) = g [0 < x < 6].
   unary(
       "Relu6",
-      [](auto x) { return xsimd::min(xsimd::max(x, k<decltype(x)>(0)), k<decltype(x)>(6)); },
+      [](auto x) {
+        using V = decltype(x);
+        return kernels::minimum(kernels::maximum(x, k<V>(0)), k<V>(6));
+      },
       [](Op op, G dy) { return OptionalTensors{build2("Relu6Grad", *dy[0], in(op))}; });
   binary(
       "Relu6Grad",
       [](auto g, auto f) {
         using V = decltype(g);
-        return sel(f > k<V>(0), sel(f < k<V>(6), g, k<V>(0)), k<V>(0));
+        return kernels::gate((f > k<V>(0)) && (f < k<V>(6)), g, f);
       },
       [](Op op, G dy) {
         return OptionalTensors{build2("Relu6Grad", *dy[0], in(op, 1)), zeros_like(in(op, 1))};
@@ -614,13 +608,13 @@ void register_nn_ops(OpRegistry& r) {
   // Elu: y = x if x > 0 else exp(x) - 1, so dy/dx = 1 or y + 1: EluGrad(g, y) = g if y > 0 else g
   // (y + 1). EluGrad's own gradient: (EluGrad(dz, y), dz g where y < 0).
   unary(
-      "Elu", [](auto x) { return sel(x > k<decltype(x)>(0), x, xsimd::expm1(x)); },
+      "Elu", [](auto x) { return kernels::select(x > k<decltype(x)>(0), x, xsimd::expm1(x)); },
       [](Op op, G dy) { return OptionalTensors{build2("EluGrad", *dy[0], op.output(0))}; });
   binary(
       "EluGrad",
       [](auto g, auto y) {
         using V = decltype(g);
-        return sel(y > k<V>(0), g, g * (y + k<V>(1)));
+        return kernels::select(y > k<V>(0), g, g * (y + k<V>(1)));
       },
       [](Op op, G dy) {
         const Tensor g = in(op, 0), y = in(op, 1), dz = *dy[0];
@@ -662,7 +656,7 @@ void register_nn_ops(OpRegistry& r) {
   unary(
       "Softplus",
       [](auto x) {
-        return xsimd::log1p(xsimd::exp(-xsimd::abs(x))) + xsimd::max(x, k<decltype(x)>(0));
+        return xsimd::log1p(xsimd::exp(-xsimd::abs(x))) + kernels::maximum(x, k<decltype(x)>(0));
       },
       [](Op op, G dy) { return OptionalTensors{build2("SoftplusGrad", *dy[0], in(op))}; });
   binary(
@@ -741,7 +735,7 @@ void register_nn_ops(OpRegistry& r) {
                  return OptionalTensors{dx, dl};
                })));
 
-  // L2Loss: sum(x^2) / 2 in double; dx = x dy.
+  // L2Loss: sum(x^2) / 2, pairwise in double; dx = x dy.
   r.add(make_def(
       "L2Loss",
       [](const InferenceContext& c) {
@@ -750,8 +744,9 @@ void register_nn_ops(OpRegistry& r) {
       },
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
         const auto& x = c.input_as<T>(0);
-        double s = 0;
-        for (const T v : x) s += static_cast<double>(v) * v;
+        const double s = kernels::pairwise_sum<double>(x.data(), x.size(), [](T v) {
+          return static_cast<double>(v) * static_cast<double>(v);
+        });
         c.set_output(0, Array(static_cast<T>(s / 2)));
       }),
       [](Op op, G dy) { return OptionalTensors{in(op) * *dy[0]}; }));

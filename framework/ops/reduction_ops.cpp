@@ -6,8 +6,9 @@
 #include <numeric>
 #include <type_traits>
 
+#include "framework/kernels/elementwise.hpp"
+#include "framework/kernels/reduce.hpp"
 #include "framework/ops/common.hpp"
-
 
 namespace kiln {
 
@@ -48,70 +49,14 @@ std::vector<char> runtime_axis_mask(const KernelContext& c, const std::vector<in
   }
 }
 
-std::size_t product(const Dims& d, std::size_t first, std::size_t last) {
-  return std::accumulate(d.begin() + static_cast<std::ptrdiff_t>(first),
-                         d.begin() + static_cast<std::ptrdiff_t>(last), std::size_t{1},
-                         std::multiplies<>());
-}
-
-// x viewed as [outer, n, inner]: y[o, i] = f(...f(f(init, x[o,0,i]), x[o,1,i])..., x[o,n-1,i]).
-// The innermost loop walks contiguous memory (and vectorises for sums).
-template <class Acc, class In, class F>
-std::vector<Acc> fold_middle(const In* x, std::size_t outer, std::size_t n, std::size_t inner,
-                             Acc init, F f) {
-  std::vector<Acc> y(outer * inner, init);
-  for (std::size_t o = 0; o < outer; ++o) {
-    Acc* yr = y.data() + o * inner;
-    for (std::size_t r = 0; r < n; ++r) {
-      const In* xr = x + (o * n + r) * inner;
-      for (std::size_t i = 0; i < inner; ++i) yr[i] = f(yr[i], static_cast<Acc>(xr[i]));
-    }
-  }
-  return y;
-}
-
-// Reduces x (row-major dims) over the axes in `mask`, accumulating in Acc. Adjacent axes of the
-// same kind merge (size-1 axes are dropped), so x is [g_0, g_1, ...] with kept and reduced groups
-// alternating; each reduced group is folded with fold_middle in turn, innermost first, leaving a
-// 1 in its place. One buffer per reduced group; none per element.
-template <class Acc, class T, class F>
-std::vector<Acc> reduce_groups(const T* x, const Dims& dims, const std::vector<char>& mask,
-                               Acc init, F f) {
-  Dims g;
-  std::vector<char> reduced;
-  for (std::size_t k = 0; k < dims.size(); ++k) {
-    if (dims[k] == 1) continue;
-    if (!g.empty() && reduced.back() == mask[k])
-      g.back() *= dims[k];
-    else
-      g.push_back(dims[k]), reduced.push_back(mask[k]);
-  }
-  std::vector<Acc> acc;
-  bool folded = false;
-  for (std::size_t j = g.size(); j-- > 0;) {
-    if (!reduced[j]) continue;
-    const std::size_t outer = product(g, 0, j), inner = product(g, j + 1, g.size());
-    acc = folded ? fold_middle(acc.data(), outer, g[j], inner, init, f)
-                 : fold_middle(x, outer, g[j], inner, init, f);
-    g[j] = 1;
-    folded = true;
-  }
-  if (!folded) acc.assign(x, x + product(dims, 0, dims.size()));
-  return acc;
-}
-
-template <class T>
-bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>)
-    return std::isnan(v);
-  else
-    return false;
-}
+using kernels::is_nan;
+using kernels::product;
 
 enum class Reduction { sum, mean, max, min };
 
-// Sums accumulate in double (floats) or int64 (integers); the mean divides the sum by the number
-// of reduced elements (integer division for integers, like TF). Max/min propagate NaN.
+// Sums add pairwise (kernels/reduce.hpp) in double (floats) or int64 (integers); the mean divides
+// the sum by the number of reduced elements (integer division for integers, like TF). Max/min
+// propagate NaN.
 template <Reduction R, class T>
 void reduce_kernel(KernelContext& c) {
   const auto& x = c.input_as<T>(0);
@@ -127,7 +72,7 @@ void reduce_kernel(KernelContext& c) {
   xt::xarray<T> y = xt::xarray<T>::from_shape(out);
   if constexpr (R == Reduction::sum || R == Reduction::mean) {
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-    auto acc = reduce_groups<Acc>(x.data(), dims, mask, Acc{0}, std::plus<>());
+    auto acc = kernels::reduce_sum<Acc>(x.data(), dims, mask);
     if constexpr (R == Reduction::mean) {
       if (std::is_floating_point_v<T> || count > 0)
         for (Acc& v : acc) v /= static_cast<Acc>(count);
@@ -138,7 +83,7 @@ void reduce_kernel(KernelContext& c) {
     using L = std::numeric_limits<T>;
     const T init =
         L::has_infinity ? (max ? -L::infinity() : L::infinity()) : (max ? L::lowest() : L::max());
-    const auto acc = reduce_groups<T>(x.data(), dims, mask, init, [](T best, T v) {
+    const auto acc = kernels::reduce_fold(x.data(), dims, mask, init, [](T best, T v) {
       return ((max ? v > best : v < best) || is_nan(v)) ? v : best;
     });
     std::copy(acc.begin(), acc.end(), y.data());
@@ -267,8 +212,9 @@ void register_reduction_ops(OpRegistry& r) {
          }),
          .not_differentiable = true});
 
-  // ArgMax: x viewed as [outer, n, inner]; out[o, i] = the first r maximising x[o, r, i]. The scan
-  // over r is the outer loop so that each step reads one contiguous row of `inner` values.
+  // ArgMax: x viewed as [outer, n, inner]; out[o, i] = the first r maximising x[o, r, i], or the
+  // first NaN (NumPy's np.argmax: NaN counts as the maximum). The scan over r is the outer loop so
+  // that each step reads one contiguous row of `inner` values.
   r.add({.type = "ArgMax",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -305,7 +251,9 @@ void register_reduction_ops(OpRegistry& r) {
              std::size_t* b = best.data() + o * inner;
              for (std::size_t k = 1; k < n; ++k)
                for (std::size_t i = 0; i < inner; ++i)
-                 if (base[k * inner + i] > base[b[i] * inner + i]) b[i] = k;
+                 if (const T v = base[k * inner + i], m = base[b[i] * inner + i];
+                     v > m || (is_nan(v) && !is_nan(m)))
+                   b[i] = k;
            }
            dims.erase(dims.begin() + static_cast<std::ptrdiff_t>(ax));
            c.set_output(0, visit_dtype(a.output_type, [&]<class I>() {

@@ -16,5 +16,6 @@ void register_all_ops(OpRegistry& r) {
   register_state_ops(r);
   register_training_ops(r);
   register_control_flow_ops(r);
+  register_numerics_ops(r);
 }
 }  // namespace kiln

@@ -15,5 +15,6 @@ void register_conv_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_training_ops(OpRegistry& r);
 void register_control_flow_ops(OpRegistry& r);
+void register_numerics_ops(OpRegistry& r);
 void register_all_ops(OpRegistry& r);
 }  // namespace kiln

@@ -1,0 +1,82 @@
+// Pairwise summation (framework/kernels/reduce.hpp) and the accuracy it buys where sums are long:
+// the references are exact sums (integers, or values whose float64 sum is exact) and, for batch
+// norm, the same graph evaluated in float64.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include <kiln.hpp>
+
+#include "framework/kernels/reduce.hpp"
+
+using namespace kiln;
+
+TEST_CASE("reduce_kernels.pairwise_sum_matches_exact_sums") {
+  // 1 + 2^-24 (float32 ulp at 1 is 2^-23): added one by one in float32 every term after the first
+  // rounds away; pairwise in float32 keeps them, as the float64 accumulation does.
+  for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 127u, 128u, 129u, 1000u, 100003u}) {
+    CAPTURE(n);
+    std::vector<float> x(n, 1.0f + 0x1.0p-24f);  // rounds to 1.0f: ties to even
+    std::vector<float> y(n, 0x1.0p-24f);
+    if (n) y[0] = 1.0f;
+    CHECK(kernels::pairwise_sum<double>(x.data(), n) == static_cast<double>(n));
+    // 1 + (n - 1) 2^-24 is exact in double for these n.
+    const double exact = n ? 1.0 + static_cast<double>(n - 1) * 0x1.0p-24 : 0.0;
+    CHECK(kernels::pairwise_sum<double>(y.data(), n) == exact);
+    // In float32 itself, pairwise loses at most the terms added one by one into the accumulator
+    // that holds the 1 (within one block of 128: about 16 + 7), naive loses all n - 1.
+    const float pw = kernels::pairwise_sum<float>(y.data(), n);
+    CHECK(std::abs(static_cast<double>(pw) - exact) <= 32 * 0x1.0p-24);
+  }
+}
+
+TEST_CASE("reduce_kernels.sum_rows_and_axes") {
+  // x [5, 300, 3] of small integers: every order gives the exact sum, so this checks the indexing
+  // of the recursion (blocks of 128 rows, odd halves) against a plain loop.
+  const std::size_t a = 5, n = 300, b = 3;
+  std::vector<std::int32_t> x(a * n * b);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<std::int32_t>((i * 37) % 11) - 5;
+  const auto mid = kernels::reduce_sum<std::int64_t>(x.data(), {a, n, b}, {0, 1, 0});
+  const auto outer = kernels::reduce_sum<std::int64_t>(x.data(), {a, n, b}, {1, 0, 1});
+  const auto all = kernels::reduce_sum<std::int64_t>(x.data(), {a, n, b}, {1, 1, 1});
+  std::vector<std::int64_t> mid_ref(a * b, 0), outer_ref(n, 0);
+  std::int64_t all_ref = 0;
+  for (std::size_t i = 0; i < a; ++i)
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t k = 0; k < b; ++k) {
+        const auto v = x[(i * n + j) * b + k];
+        mid_ref[i * b + k] += v;
+        outer_ref[j] += v;
+        all_ref += v;
+      }
+  CHECK(mid == mid_ref);
+  CHECK(outer == outer_ref);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0] == all_ref);
+}
+
+TEST_CASE("reduce_kernels.float32_sums_of_many_terms") {
+  // 2^20 values of 0.1f: added one by one in float32 the sum drifts by about 1e-3 relative;
+  // pairwise in double it is the float64 sum of the same float32 values rounded once.
+  Graph g;
+  auto guard = g.as_default();
+  const std::size_t n = std::size_t{1} << 20;
+  xt::xarray<float> v = xt::xarray<float>::from_shape({n / 2, 2});
+  v.fill(0.1f);
+  const double tenth = static_cast<double>(0.1f);
+  const auto f32 = [](double d) { return static_cast<double>(static_cast<float>(d)); };
+  Tensor x = constant(Array(v));
+  Tensor s = placeholder(float32, {1}, "s");     // x * s: d/ds is SumToShape over all of x
+  Tensor bias = placeholder(float32, {2}, "bias");  // d/dbias: BiasAddGrad(x), 2^19 rows
+  const auto grads = gradients({reduce_sum(x * s), reduce_sum(nn::bias_add(x, bias) * x)}, {s, bias});
+  Session sess;
+  const FeedDict feeds{{s, xt::xarray<float>{1}}, {bias, xt::xarray<float>{0, 0}}};
+  const auto out = sess.run({reduce_sum(x), reduce_mean(x), *grads[0], *grads[1], nn::l2_loss(x)}, feeds);
+  CHECK(out[0].to_double()() == f32(tenth * static_cast<double>(n)));
+  CHECK(out[1].to_double()() == f32(tenth));
+  CHECK(out[2].to_double()(0) == f32(tenth * static_cast<double>(n)));
+  CHECK(out[3].to_double() == xt::xarray<double>{f32(tenth * static_cast<double>(n / 2)),
+                                                  f32(tenth * static_cast<double>(n / 2))});
+  CHECK(out[4].to_double()() == f32(tenth * tenth * static_cast<double>(n) / 2));
+}

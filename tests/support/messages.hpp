@@ -1,0 +1,19 @@
+#pragma once
+// Test helper: the message of the exception a callable throws.
+#include <string>
+
+namespace kiln::testing {
+
+/// The what() of the exception of type E that f() throws; a marker string when it throws nothing
+/// (another exception type propagates, so the test fails on it).
+template <class E, class F>
+std::string message_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(nothing thrown as the expected type)";
+}
+
+}  // namespace kiln::testing
