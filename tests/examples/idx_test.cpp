@@ -3,16 +3,14 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "examples/data/idx.hpp"
+#include "tests/support/scratch_dir.hpp"
 
 namespace {
 
@@ -21,25 +19,9 @@ using kiln::data::IdxArray;
 using kiln::data::IdxError;
 using kiln::data::read_idx;
 
-// A fresh directory under the system temp dir, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("kiln_idx_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+// A scratch directory named for these tests.
+struct TempDir : kiln::testing::ScratchDir {
+  TempDir() : ScratchDir("kiln_idx_test") {}
 };
 
 // Header bytes of an IDX file of unsigned bytes: magic 0x000008<rank>, big-endian dims.

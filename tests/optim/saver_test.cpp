@@ -4,7 +4,6 @@
 // dtype/shape/missing-key errors are in optimizer_test.cpp's "train.saver_round_trip".)
 #include <doctest/doctest.h>
 
-#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,35 +15,16 @@
 
 #include "optim/saver_format.hpp"
 #include "tests/support/approx.hpp"
+#include "tests/support/scratch_dir.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;
+using kiln::testing::ScratchDir;
 
 namespace {
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
-
-// A fresh directory under the system temp dir, removed with its contents on destruction.
-class ScratchDir {
- public:
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("kiln_saver_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 Bytes read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -69,10 +49,16 @@ std::string message_of(F&& f) {
   return "<no exception>";
 }
 
-// w float32 [2,3] and b float64 [3], initialized, in the caller's default graph.
-struct Model {
+// A graph of its own (the default while the fixture lives) holding w float32 [2,3] and b float64
+// [3], initialized in `sess`, and a scratch directory for the checkpoints.
+struct TwoVariables {
+  ScratchDir dir{"kiln_saver_test"};
+  Graph graph;
+  Graph::DefaultGuard guard{&graph};
   Variable w{constant(xt::xarray<float>{{1.5f, -2.0f, 3.0f}, {4.0f, 5.0f, 6.25f}}), {.name = "w"}};
   Variable b{constant(xt::xarray<double>{0.1, 0.2, 0.3}), {.name = "b"}};
+  Session sess;
+  TwoVariables() { sess.run(global_variables_initializer()); }
 };
 
 template <class T>
@@ -106,14 +92,8 @@ TEST_CASE("saver.crc32c_is_castagnoli") {
   CHECK(train::checkpoint::crc32c({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}) == 0xE3069283u);
 }
 
-TEST_CASE("saver.corrupt_lengths_are_invalid_argument_before_any_allocation") {
-  ScratchDir dir;
-  Graph graph;
-  auto guard = graph.as_default();
-  Model m;
-  train::Saver saver({m.w, m.b});
-  Session sess;
-  sess.run(global_variables_initializer());
+TEST_CASE_FIXTURE(TwoVariables, "saver.corrupt_lengths_are_invalid_argument_before_any_allocation") {
+  train::Saver saver({w, b});
   const std::string path = saver.save(sess, dir.file("model.ckpt"));
   const Bytes good = read_bytes(path);
   REQUIRE(good.size() > 40);
@@ -173,33 +153,27 @@ TEST_CASE("saver.corrupt_lengths_are_invalid_argument_before_any_allocation") {
   }
 }
 
-TEST_CASE("saver.flipped_data_bits_name_path_and_tensor_and_change_nothing") {
-  ScratchDir dir;
-  Graph graph;
-  auto guard = graph.as_default();
-  Model m;
-  train::Saver saver({m.w, m.b});
-  Session sess;
-  sess.run(global_variables_initializer());
+TEST_CASE_FIXTURE(TwoVariables, "saver.flipped_data_bits_name_path_and_tensor_and_change_nothing") {
+  train::Saver saver({w, b});
   const std::string path = saver.save(sess, dir.file("model.ckpt"));
-  Bytes b = read_bytes(path);
+  Bytes bytes = read_bytes(path);
   // The data of b (float64 x 3) is the file's last 24 bytes: flip two bits of its second element.
-  b[b.size() - 16] ^= 0x01;
-  b[b.size() - 10] ^= 0x20;
-  write_bytes(path, b);
-  sess.run(assign(m.w, zeros({2, 3})));
+  bytes[bytes.size() - 16] ^= 0x01;
+  bytes[bytes.size() - 10] ^= 0x20;
+  write_bytes(path, bytes);
+  sess.run(assign(w, zeros({2, 3})));
   const std::string e = message_of<InvalidArgumentError>([&] { saver.restore(sess, path); });
   CHECK(contains(e, path));
   CHECK(contains(e, "tensor 'b'"));
   CHECK(contains(e, "checksum"));
   // Nothing was assigned: w keeps the value it had before the failed restore.
-  CHECK(kiln::testing::allclose(sess.run(m.w), xt::zeros<double>({2, 3}), 0, 0));
+  CHECK(kiln::testing::allclose(sess.run(w), xt::zeros<double>({2, 3}), 0, 0));
 }
 
 TEST_CASE("saver.reads_version_1_files") {
   // Bytes laid out by the format-1 writer (a file written by it is in tests/fuzz/corpus/checkpoint/
-  // v1_all_dtypes.ckpt, checked by fuzz.corpus_replay).
-  ScratchDir dir;
+  // v1_all_dtypes.ckpt, checked by fuzz.v1_golden_checkpoint_restores).
+  ScratchDir dir("kiln_saver_test");
   const std::string path = dir.file("v1.ckpt");
   write_bytes(path, v1_file("w", {2, 3}, {1.5f, -2.0f, 3.0f, 4.0f, 5.0f, 6.25f}));
   Graph graph;
@@ -211,14 +185,8 @@ TEST_CASE("saver.reads_version_1_files") {
   CHECK(train::checkpoint::read_checkpoint(path).version == 1);
 }
 
-TEST_CASE("saver.tmp_file_never_left_behind") {
-  ScratchDir dir;
-  Graph graph;
-  auto guard = graph.as_default();
-  Model m;
-  train::Saver saver({m.w, m.b});
-  Session sess;
-  sess.run(global_variables_initializer());
+TEST_CASE_FIXTURE(TwoVariables, "saver.tmp_file_never_left_behind") {
+  train::Saver saver({w, b});
   const std::string path = dir.file("model.ckpt");
   SUBCASE("a stale .tmp of a crashed save is replaced") {
     write_bytes(path + ".tmp", Bytes(100000, 0xAB));
@@ -238,16 +206,10 @@ TEST_CASE("saver.tmp_file_never_left_behind") {
   }
 }
 
-TEST_CASE("saver.max_to_keep_deletes_the_oldest") {
-  ScratchDir dir;
-  Graph graph;
-  auto guard = graph.as_default();
-  Model m;
+TEST_CASE_FIXTURE(TwoVariables, "saver.max_to_keep_deletes_the_oldest") {
   const std::string prefix = dir.file("model.ckpt");
-  Session sess;
-  sess.run(global_variables_initializer());
   SUBCASE("max_to_keep = 2") {
-    train::Saver saver({m.w, m.b}, {.max_to_keep = 2});
+    train::Saver saver({w, b}, {.max_to_keep = 2});
     for (int step = 1; step <= 4; ++step) saver.save(sess, prefix, step);
     CHECK_FALSE(fs::exists(prefix + "-1"));
     CHECK_FALSE(fs::exists(prefix + "-2"));
@@ -266,31 +228,25 @@ TEST_CASE("saver.max_to_keep_deletes_the_oldest") {
     CHECK(fs::exists(prefix + "-4"));
   }
   SUBCASE("the default keeps 5; 0 keeps every file") {
-    train::Saver five({m.w, m.b});
+    train::Saver five({w, b});
     for (int step = 1; step <= 7; ++step) five.save(sess, prefix, step);
     CHECK_FALSE(fs::exists(prefix + "-2"));
     CHECK(fs::exists(prefix + "-3"));
     CHECK(five.last_checkpoints().size() == 5);
-    train::Saver all({m.w, m.b}, {.max_to_keep = 0});
+    train::Saver all({w, b}, {.max_to_keep = 0});
     for (int step = 10; step <= 16; ++step) all.save(sess, prefix, step);
     for (int step = 10; step <= 16; ++step) CHECK(fs::exists(prefix + "-" + std::to_string(step)));
   }
   SUBCASE("bad options and names") {
-    CHECK(contains(message_of<ValueError>([&] { train::Saver({m.w}, {.max_to_keep = -1}); }), "max_to_keep"));
-    train::Saver saver({m.w});
+    CHECK(contains(message_of<ValueError>([&] { train::Saver({w}, {.max_to_keep = -1}); }), "max_to_keep"));
+    train::Saver saver({w});
     CHECK(contains(message_of<ValueError>([&] { saver.save(sess, dir.file("checkpoint")); }), "state file"));
   }
 }
 
-TEST_CASE("saver.latest_checkpoint_finds_the_newest") {
-  ScratchDir dir;
+TEST_CASE_FIXTURE(TwoVariables, "saver.latest_checkpoint_finds_the_newest") {
   CHECK_FALSE(train::latest_checkpoint(dir.path().string()).has_value());  // no state file yet
-  Graph graph;
-  auto guard = graph.as_default();
-  Model m;
-  train::Saver saver({m.w, m.b});
-  Session sess;
-  sess.run(global_variables_initializer());
+  train::Saver saver({w, b});
   saver.save(sess, dir.file("model.ckpt"), 100);
   saver.save(sess, dir.file("model.ckpt"), 200);
   CHECK(train::latest_checkpoint(dir.path().string()) == dir.file("model.ckpt-200"));
@@ -333,7 +289,7 @@ struct Training {
 }  // namespace
 
 TEST_CASE("saver.train_save_restore_continue_equals_an_uninterrupted_run") {
-  ScratchDir dir;
+  ScratchDir dir("kiln_saver_test");
   Training uninterrupted;
   Session s0(uninterrupted.graph);
   {
