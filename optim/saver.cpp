@@ -1,61 +1,104 @@
 #include "optim/saver.hpp"
 
-#include <bit>
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "framework/array.hpp"
 #include "framework/errors.hpp"
 #include "framework/ops.hpp"
 #include "framework/session.hpp"
 #include "framework/variable.hpp"
+#include "optim/saver_format.hpp"
 
 namespace kiln::train {
 
-static_assert(std::endian::native == std::endian::little,
-              "kiln checkpoints store raw little-endian elements; add byte swapping for big-endian hosts");
+static_assert(sizeof(bool) == 1, "checkpoints store bool elements as one byte each");
 
 namespace {
 
-constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'C', 'K', 'P', 'T'};
-constexpr std::uint32_t kVersion = 1;
+namespace fs = std::filesystem;
+constexpr const char* kStateFile = "checkpoint";
 
-template <class T>
-void put(std::ostream& os, T v) {
-  os.write(reinterpret_cast<const char*>(&v), sizeof(T));
+// The TF text-proto string escape for the state file: backslash before '"' and '\\'; newlines
+// cannot appear in a checkpoint's file name written by save().
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
 }
 
-struct Reader {
-  std::istream& is;
-  const std::string& path;
-  template <class T>
-  T get() {
-    T v{};
-    bytes(reinterpret_cast<char*>(&v), sizeof(T));
-    return v;
-  }
-  void bytes(char* p, std::size_t n) {
-    if (!is.read(p, static_cast<std::streamsize>(n)))
-      throw InvalidArgumentError("Checkpoint " + path + " is truncated or corrupt");
-  }
+struct CheckpointState {
+  std::string model_checkpoint_path;
+  std::vector<std::string> all_model_checkpoint_paths;
 };
 
-std::size_t element_size(DType t) {
-  return visit_dtype(t, []<class T>() { return sizeof(T); });
+// Parses `key: "value"` lines; keys other than the two kiln writes (TF's timestamps) are skipped.
+CheckpointState parse_state(std::istream& is, const std::string& file) {
+  CheckpointState st;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(is, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto colon = line.find(':');
+    const auto bad = [&] {
+      return InvalidArgumentError("Checkpoint state file " + file + " line " + std::to_string(lineno) +
+                                  " is not `key: \"value\"`: " + line);
+    };
+    if (colon == std::string::npos) throw bad();
+    const std::string key = line.substr(line.find_first_not_of(" \t"), colon - line.find_first_not_of(" \t"));
+    std::string rest = line.substr(colon + 1);
+    rest.erase(0, std::min(rest.find_first_not_of(" \t"), rest.size()));
+    while (!rest.empty() && (rest.back() == '\r' || rest.back() == ' ')) rest.pop_back();
+    if (key != "model_checkpoint_path" && key != "all_model_checkpoint_paths") continue;
+    if (rest.size() < 2 || rest.front() != '"' || rest.back() != '"') throw bad();
+    std::string value;
+    for (std::size_t i = 1; i + 1 < rest.size(); ++i) {
+      if (rest[i] == '\\' && i + 2 < rest.size()) ++i;
+      value += rest[i];
+    }
+    if (key == "model_checkpoint_path")
+      st.model_checkpoint_path = value;
+    else
+      st.all_model_checkpoint_paths.push_back(value);
+  }
+  return st;
 }
 
-struct Entry {
-  DType dtype;
-  Shape shape;
-  Array value;
-};
+// The state file names checkpoints relative to its directory, so the directory can be moved.
+void write_state(const fs::path& dir, const std::vector<std::string>& kept, const std::string& newest) {
+  std::ostringstream os;
+  os << "model_checkpoint_path: " << quote(fs::path(newest).filename().string()) << "\n";
+  for (const auto& p : kept)
+    if (fs::path(p).parent_path() == fs::path(newest).parent_path())
+      os << "all_model_checkpoint_paths: " << quote(fs::path(p).filename().string()) << "\n";
+  const std::string text = os.str();
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  checkpoint::write_file_durably((dir / kStateFile).string(), {bytes});
+}
+
+std::span<const std::uint8_t> bytes_of(const Array& a) {
+  return visit_dtype(a.dtype(), [&]<class T>() {
+    const auto& x = a.as<T>();
+    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(x.data()), x.size() * sizeof(T));
+  });
+}
 
 }  // namespace
 
-Saver::Saver(std::vector<Variable> var_list) : vars_(std::move(var_list)) {
+Saver::Saver(std::vector<Variable> var_list, SaverOptions options)
+    : vars_(std::move(var_list)), options_(options) {
+  if (options_.max_to_keep < 0)
+    throw ValueError("Saver: max_to_keep must be >= 0 (0 keeps every checkpoint), got " +
+                     std::to_string(options_.max_to_keep));
   if (vars_.empty()) vars_ = global_variables();
   if (vars_.empty()) throw ValueError("No variables to save");
   std::set<std::string> names;
@@ -78,42 +121,37 @@ Saver::Saver(std::vector<Variable> var_list) : vars_(std::move(var_list)) {
   restore_op_ = group(assigns, "restore_all");
 }
 
-std::string Saver::save(Session& sess, const std::string& path, std::optional<std::int64_t> global_step) const {
+std::string Saver::save(Session& sess, const std::string& path, std::optional<std::int64_t> global_step) {
   if (&sess.graph() != &vars_.front().graph())
     throw ValueError("Saver::save: the session runs another graph than the saver's variables");
   const std::string file = global_step ? path + "-" + std::to_string(*global_step) : path;
+  if (fs::path(file).filename() == kStateFile)
+    throw ValueError("Saver::save: " + file + " would overwrite the directory's checkpoint state file");
   const std::vector<GraphElement> fetches(vars_.begin(), vars_.end());
   const std::vector<Array> values = sess.run(fetches);
 
-  const std::string tmp = file + ".tmp";
-  {
-    std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
-    if (!os) throw NotFoundError("Saver::save: cannot open " + tmp + " for writing");
-    os.write(kMagic, sizeof(kMagic));
-    put<std::uint32_t>(os, kVersion);
-    put<std::uint32_t>(os, static_cast<std::uint32_t>(vars_.size()));
-    for (std::size_t i = 0; i < vars_.size(); ++i) {
-      const std::string& name = vars_[i].op_name();
-      const Array& a = values[i];
-      put<std::uint32_t>(os, static_cast<std::uint32_t>(name.size()));
-      os.write(name.data(), static_cast<std::streamsize>(name.size()));
-      put<std::uint8_t>(os, static_cast<std::uint8_t>(a.dtype()));
-      const Shape shape = a.shape();
-      const auto& dims = shape.dims();
-      put<std::uint32_t>(os, static_cast<std::uint32_t>(dims.size()));
-      for (auto d : dims) put<std::int64_t>(os, d);
-      const std::uint64_t nbytes = static_cast<std::uint64_t>(a.size()) * element_size(a.dtype());
-      put<std::uint64_t>(os, nbytes);
-      visit_dtype(a.dtype(), [&]<class T>() {
-        const auto& x = a.as<T>();
-        os.write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(nbytes));
-      });
-    }
-    if (!os.flush()) throw NotFoundError("Saver::save: failed writing " + tmp);
+  std::vector<checkpoint::EntryToWrite> entries;
+  for (std::size_t i = 0; i < vars_.size(); ++i) {
+    const Array& a = values[i];
+    entries.push_back({vars_[i].op_name(), a.dtype(), a.shape().dims(), bytes_of(a)});
   }
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw NotFoundError("Saver::save: cannot rename " + tmp + " to " + file);
+  checkpoint::write_checkpoint(file, entries);
+
+  // TF1's order: record the new file, write the state naming the kept ones, then delete the rest,
+  // so the state file never names a deleted checkpoint.
+  std::erase(last_checkpoints_, file);
+  last_checkpoints_.push_back(file);
+  std::vector<std::string> to_delete;
+  const std::size_t keep = options_.max_to_keep == 0 ? 1 : static_cast<std::size_t>(options_.max_to_keep);
+  while (last_checkpoints_.size() > keep) {
+    if (options_.max_to_keep > 0) to_delete.push_back(last_checkpoints_.front());
+    last_checkpoints_.erase(last_checkpoints_.begin());
+  }
+  fs::path dir = fs::path(file).parent_path();
+  write_state(dir.empty() ? fs::path(".") : dir, last_checkpoints_, file);
+  for (const auto& old : to_delete) {
+    std::error_code ec;  // already gone (deleted by hand) is fine
+    fs::remove(old, ec);
   }
   return file;
 }
@@ -121,62 +159,45 @@ std::string Saver::save(Session& sess, const std::string& path, std::optional<st
 void Saver::restore(Session& sess, const std::string& path) const {
   if (&sess.graph() != &vars_.front().graph())
     throw ValueError("Saver::restore: the session runs another graph than the saver's variables");
-  std::ifstream is(path, std::ios::binary);
-  if (!is) throw NotFoundError("Unable to open checkpoint file " + path);
-  Reader r{is, path};
-  char magic[8];
-  r.bytes(magic, sizeof(magic));
-  if (std::memcmp(magic, kMagic, sizeof(magic)) != 0)
-    throw InvalidArgumentError("File " + path + " is not a kiln checkpoint");
-  const auto version = r.get<std::uint32_t>();
-  if (version != kVersion)
-    throw InvalidArgumentError("Checkpoint " + path + " has format version " + std::to_string(version) +
-                               ", this kiln reads version " + std::to_string(kVersion));
-  const auto count = r.get<std::uint32_t>();
-  std::map<std::string, Entry> entries;
-  for (std::uint32_t e = 0; e < count; ++e) {
-    std::string name(r.get<std::uint32_t>(), '\0');
-    r.bytes(name.data(), name.size());
-    const auto code = r.get<std::uint8_t>();
-    if (code >= kNumDTypes) throw InvalidArgumentError("Checkpoint " + path + ": entry " + name + " has a bad dtype");
-    const auto dtype = static_cast<DType>(code);
-    const auto rank = r.get<std::uint32_t>();
-    std::vector<std::int64_t> dims(rank);
-    std::vector<std::size_t> udims(rank);
-    std::uint64_t n = 1;
-    for (std::uint32_t k = 0; k < rank; ++k) {
-      dims[k] = r.get<std::int64_t>();
-      if (dims[k] < 0) throw InvalidArgumentError("Checkpoint " + path + ": entry " + name + " has a negative dimension");
-      udims[k] = static_cast<std::size_t>(dims[k]);
-      n *= static_cast<std::uint64_t>(dims[k]);
-    }
-    const auto nbytes = r.get<std::uint64_t>();
-    if (nbytes != n * element_size(dtype))
-      throw InvalidArgumentError("Checkpoint " + path + ": entry " + name + " has a size that does not match its shape");
-    Array a = make_array(dtype, udims);
-    visit_dtype(dtype, [&]<class T>() {
-      auto& x = a.mutable_as<T>();
-      r.bytes(reinterpret_cast<char*>(x.data()), static_cast<std::size_t>(nbytes));
-    });
-    entries[name] = Entry{dtype, Shape(dims), a};
-  }
+  const checkpoint::CheckpointFile ckpt = checkpoint::read_checkpoint(path);
+  std::map<std::string, const checkpoint::EntryView*> entries;
+  for (const auto& e : ckpt.entries) entries[e.name] = &e;
 
   FeedDict feeds;
   for (std::size_t i = 0; i < vars_.size(); ++i) {
     const Variable& v = vars_[i];
     auto it = entries.find(v.op_name());
     if (it == entries.end()) throw NotFoundError("Key " + v.op_name() + " not found in checkpoint " + path);
-    const Entry& e = it->second;
+    const checkpoint::EntryView& e = *it->second;
     if (e.dtype != v.dtype())
       throw InvalidArgumentError("Restoring variable '" + v.name() + "' from " + path + ": the checkpoint holds dtype " +
                                  dtype_name(e.dtype) + ", the variable is " + dtype_name(v.dtype()));
-    if (!(e.shape == v.shape()))
+    const Shape shape(e.dims);
+    if (!(shape == v.shape()))
       throw InvalidArgumentError("Restoring variable '" + v.name() + "' from " + path +
                                  ": Assign requires shapes of both tensors to match. lhs shape= " +
-                                 v.shape().to_string() + " rhs shape= " + e.shape.to_string());
-    feeds.emplace_back(restore_values_[i], e.value);
+                                 v.shape().to_string() + " rhs shape= " + shape.to_string());
+    // The shape equals the variable's (so it is sane) and the data size was checked by the reader.
+    Array a = make_array(e.dtype, std::vector<std::size_t>(e.dims.begin(), e.dims.end()));
+    visit_dtype(e.dtype, [&]<class T>() {
+      if (!e.data.empty()) std::memcpy(a.mutable_as<T>().data(), e.data.data(), e.data.size());
+    });
+    feeds.emplace_back(restore_values_[i], std::move(a));
   }
   sess.run(restore_op_, feeds);
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& dir) {
+  const fs::path state_path = fs::path(dir) / kStateFile;
+  std::ifstream is(state_path);
+  if (!is) return std::nullopt;
+  const CheckpointState st = parse_state(is, state_path.string());
+  if (st.model_checkpoint_path.empty()) return std::nullopt;
+  fs::path p(st.model_checkpoint_path);
+  if (p.is_relative()) p = fs::path(dir) / p;
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return std::nullopt;
+  return p.string();
 }
 
 }  // namespace kiln::train

@@ -26,38 +26,114 @@ std::string hex32(std::uint32_t v) {
   return buf;
 }
 
-struct GzCloser {
-  void operator()(gzFile_s* f) const { gzclose(f); }
-};
-using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
-
-// Reads up to n bytes (gzread takes an unsigned count, so in chunks); returns how many were read,
-// fewer only at the end of the data. A truncated gzip stream also ends the data early (zlib
-// reports it as Z_BUF_ERROR, "unexpected end of file"); other zlib errors throw.
-std::size_t read_bytes(gzFile file, std::uint8_t* out, std::size_t n, const std::string& path) {
-  constexpr std::size_t kChunk = std::size_t{1} << 24;
-  std::size_t got = 0;
-  while (got < n) {
-    const auto want = static_cast<unsigned>(std::min(kChunk, n - got));
-    const int r = gzread(file, out + got, want);
-    if (r < 0) {
-      int code = Z_OK;
-      const char* msg = gzerror(file, &code);
-      throw IdxError("read_idx: '" + path + "': read error: " + (msg ? msg : "unknown zlib error"));
+// The bytes of an IDX file as stored: a gzip file (one or more members, RFC 1952) inflated with
+// zlib, or, when the file does not begin with the gzip magic 1f 8b, the file's own bytes. zlib
+// checks each member's CRC-32 and length trailer when inflate reaches it, so the caller reads until
+// read() returns short (the end) and then calls finish(), which rejects a stream cut before its
+// trailer and bytes after the last member. (gzread would skip such trailing bytes silently.)
+class IdxSource {
+ public:
+  explicit IdxSource(const std::string& path) : path_(path) {
+    errno = 0;
+    file_.reset(std::fopen(path.c_str(), "rb"));
+    if (!file_) {
+      const int err = errno;
+      throw IdxError("read_idx: cannot open '" + path + "': " + (err != 0 ? std::strerror(err) : "unknown error"));
     }
-    got += static_cast<std::size_t>(r);
-    if (static_cast<unsigned>(r) < want) break;
+    refill();
+    gzip_ = zs_.avail_in >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
+    if (gzip_ && inflateInit2(&zs_, 16 + MAX_WBITS) != Z_OK)  // 16: the gzip wrapper only
+      throw IdxError("read_idx: '" + path + "': zlib could not start (out of memory)");
   }
-  return got;
-}
+  ~IdxSource() {
+    if (gzip_) inflateEnd(&zs_);
+  }
+  IdxSource(const IdxSource&) = delete;
+  IdxSource& operator=(const IdxSource&) = delete;
 
-std::string truncated(const std::string& path, const char* part, std::size_t expected,
-                      std::size_t found, gzFile file) {
+  /// Reads up to n bytes; fewer only at the end of the data (cut_short() tells whether the file
+  /// ended inside a gzip member). Corrupt gzip data (a bad CRC-32 or length) throws IdxError.
+  std::size_t read(std::uint8_t* out, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n && !done_) {
+      if (zs_.avail_in == 0) refill();
+      if (!gzip_) {
+        const std::size_t k = std::min<std::size_t>(n - got, zs_.avail_in);
+        std::memcpy(out + got, zs_.next_in, k);
+        zs_.next_in += k;
+        zs_.avail_in -= static_cast<unsigned>(k);
+        got += k;
+        done_ = k == 0;
+        continue;
+      }
+      if (zs_.avail_in == 0) {  // the file ends inside a member (its trailer at the latest)
+        cut_short_ = done_ = true;
+        break;
+      }
+      zs_.next_out = out + got;
+      zs_.avail_out = static_cast<unsigned>(std::min<std::size_t>(n - got, kInputSize));
+      const unsigned before = zs_.avail_out;
+      const int r = inflate(&zs_, Z_NO_FLUSH);
+      got += before - zs_.avail_out;
+      if (r == Z_STREAM_END) {
+        next_member();
+      } else if (r != Z_OK && r != Z_BUF_ERROR) {
+        throw IdxError("read_idx: '" + path_ + "': corrupt gzip data: " + (zs_.msg ? zs_.msg : "zlib error " + std::to_string(r)));
+      }
+    }
+    return got;
+  }
+  bool cut_short() const { return cut_short_; }
+
+ private:
+  static constexpr std::size_t kInputSize = std::size_t{1} << 16;
+
+  void refill() {
+    const std::size_t r = std::fread(in_.data(), 1, in_.size(), file_.get());
+    if (r == 0 && std::ferror(file_.get())) throw IdxError("read_idx: '" + path_ + "': read error: " + std::strerror(errno));
+    offset_ += r;
+    zs_.next_in = in_.data();
+    zs_.avail_in = static_cast<unsigned>(r);
+  }
+  // After a member's trailer checked out: the end of the file, or another member. Anything else
+  // is trailing garbage.
+  void next_member() {
+    if (zs_.avail_in == 0) refill();
+    if (zs_.avail_in == 0) {
+      done_ = true;
+      return;
+    }
+    if (zs_.avail_in == 1) {  // the second magic byte may be in the next block
+      const std::uint8_t first = zs_.next_in[0];
+      in_[0] = first;
+      const std::size_t r = std::fread(in_.data() + 1, 1, in_.size() - 1, file_.get());
+      offset_ += r;
+      zs_.next_in = in_.data();
+      zs_.avail_in = static_cast<unsigned>(r + 1);
+    }
+    const std::size_t at = offset_ - zs_.avail_in;
+    if (zs_.avail_in < 2 || zs_.next_in[0] != 0x1f || zs_.next_in[1] != 0x8b)
+      throw IdxError("read_idx: '" + path_ + "': bytes that are not gzip data follow the gzip stream at offset " +
+                     std::to_string(at));
+    inflateReset(&zs_);
+  }
+
+  std::string path_;
+  struct Closer {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, Closer> file_;
+  z_stream zs_{};
+  std::array<std::uint8_t, kInputSize> in_{};
+  std::size_t offset_ = 0;  // file bytes read so far
+  bool gzip_ = false, done_ = false, cut_short_ = false;
+};
+
+std::string truncated(const std::string& path, const char* part, std::size_t expected, std::size_t found,
+                      const IdxSource& source) {
   std::string msg = "read_idx: '" + path + "' is truncated: expected " + std::to_string(expected) +
                     " bytes of " + part + ", found " + std::to_string(found);
-  int code = Z_OK;
-  gzerror(file, &code);
-  if (code == Z_BUF_ERROR) msg += " (the gzip stream ends early)";
+  if (source.cut_short()) msg += " (the gzip stream ends early)";
   return msg;
 }
 
@@ -73,19 +149,13 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   if (!exists && !ec) {  // (when ec is set, e.g. permission denied, gzopen reports it below)
     throw IdxError("read_idx: '" + path + "' does not exist; " + kPackageHint);
   }
-  errno = 0;
-  GzFile file(gzopen(path.c_str(), "rb"));
-  if (!file) {
-    const int err = errno;
-    throw IdxError("read_idx: cannot open '" + path +
-                   "': " + (err != 0 ? std::strerror(err) : "out of memory"));
-  }
+  IdxSource source(path);
 
   // Magic number: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
   std::array<std::uint8_t, 4> magic{};
-  std::size_t got = read_bytes(file.get(), magic.data(), magic.size(), path);
+  std::size_t got = source.read(magic.data(), magic.size());
   if (got < magic.size()) {
-    throw IdxError(truncated(path, "header (magic number)", magic.size(), got, file.get()));
+    throw IdxError(truncated(path, "header (magic number)", magic.size(), got, source));
   }
   const std::uint32_t found = (std::uint32_t{magic[0]} << 24) | (std::uint32_t{magic[1]} << 16) |
                               (std::uint32_t{magic[2]} << 8) | std::uint32_t{magic[3]};
@@ -105,9 +175,9 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   // Dims: big-endian 32-bit each. Their product is the number of data bytes.
   const int rank = magic[3];
   std::vector<std::uint8_t> dims_raw(static_cast<std::size_t>(rank) * 4);
-  got = read_bytes(file.get(), dims_raw.data(), dims_raw.size(), path);
+  got = source.read(dims_raw.data(), dims_raw.size());
   if (got < dims_raw.size()) {
-    throw IdxError(truncated(path, "header (dimensions)", dims_raw.size(), got, file.get()));
+    throw IdxError(truncated(path, "header (dimensions)", dims_raw.size(), got, source));
   }
   IdxArray out;
   std::uint64_t total = 1;
@@ -125,17 +195,27 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
 
   // Data: grow the buffer as bytes arrive, so a corrupt header cannot allocate more than the
   // file holds (plus one chunk).
-  constexpr std::size_t kStep = std::size_t{1} << 24;
+  constexpr std::size_t kStep = std::size_t{1} << 20;
   const auto expected = static_cast<std::size_t>(total);
   std::size_t have = 0;
   while (have < expected) {
     const std::size_t want = std::min(kStep, expected - have);
     out.data.resize(have + want);
-    const std::size_t r = read_bytes(file.get(), out.data.data() + have, want, path);
+    const std::size_t r = source.read(out.data.data() + have, want);
     have += r;
     if (r < want) {
-      throw IdxError(truncated(path, "data", expected, have, file.get()));
+      throw IdxError(truncated(path, "data", expected, have, source));
     }
+  }
+  // Read on to the end: zlib checks the gzip trailer (CRC-32 and length) only when it gets there.
+  std::uint8_t extra = 0;
+  if (source.read(&extra, 1) != 0) {
+    throw IdxError("read_idx: '" + path + "' holds more than the " + std::to_string(expected) +
+                   " data bytes its header announces");
+  }
+  if (source.cut_short()) {
+    throw IdxError("read_idx: '" + path +
+                   "' is truncated: the gzip stream ends before its trailer (CRC-32 and length)");
   }
   return out;
 }

@@ -1,21 +1,24 @@
 #pragma once
-// Reader of the IDX format of (Fashion-)MNIST, gzip'd or not (through zlib).
+// Reader of the IDX format of (Fashion-)MNIST, gzip'd or not (inflated with zlib).
 //
 // IDX layout: a 4-byte magic number 0x00 0x00 <type> <ndims>, then ndims big-endian 32-bit
 // dimensions, then the elements in row-major order. Only type 0x08 (unsigned byte) is read:
-// magic 0x00000803 for images [n, rows, cols], 0x00000801 for labels [n]. Bytes after the
-// elements are ignored.
+// magic 0x00000803 for images [n, rows, cols], 0x00000801 for labels [n]. Nothing may follow
+// the elements. A gzip'd file is read to the end of its stream, so its CRC-32 and length trailer
+// are checked; it may hold several gzip members but nothing after the last.
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "framework/errors.hpp"
 
 namespace kiln::data {
 
 /// Thrown for every failure of read_idx/load_fashion_mnist; the message names the file.
-class IdxError : public std::runtime_error {
+/// An InvalidArgumentError (so a kiln::Error and a std::runtime_error).
+class IdxError : public kiln::InvalidArgumentError {
  public:
-  using std::runtime_error::runtime_error;
+  using kiln::InvalidArgumentError::InvalidArgumentError;
 };
 
 struct IdxArray {
@@ -26,7 +29,10 @@ struct IdxArray {
 /// Reads an IDX file of unsigned bytes with any number of dims, compressed with gzip or not
 /// (gzread passes plain files through). Throws IdxError when the file is missing (the message
 /// names the Debian package dataset-fashion-mnist), cannot be read, has a wrong magic number
-/// (expected and found values), or is truncated (expected and found byte counts).
+/// (expected and found values), is truncated (expected and found byte counts; a gzip stream cut
+/// before its trailer), holds bytes after the elements or after the gzip stream, or is corrupt
+/// gzip data (zlib's reason, e.g. "incorrect data check" for a CRC-32 that does not match).
+/// Never allocates more than the file's data plus 1 MiB, whatever its header says.
 IdxArray read_idx(const std::string& path);
 /// Same, but requires exactly `expected_rank` dims (magic 0x000008<rank>).
 IdxArray read_idx(const std::string& path, int expected_rank);

@@ -3,16 +3,15 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "examples/data/idx.hpp"
+#include "tests/support/scratch_dir.hpp"
 
 namespace {
 
@@ -21,25 +20,9 @@ using kiln::data::IdxArray;
 using kiln::data::IdxError;
 using kiln::data::read_idx;
 
-// A fresh directory under the system temp dir, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("kiln_idx_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+// A scratch directory named for these tests.
+struct TempDir : kiln::testing::ScratchDir {
+  TempDir() : ScratchDir("kiln_idx_test") {}
 };
 
 // Header bytes of an IDX file of unsigned bytes: magic 0x000008<rank>, big-endian dims.
@@ -208,6 +191,66 @@ TEST_CASE("data.idx.truncated_states_expected_and_found_bytes") {
     CHECK(msg.find(cut) != std::string::npos);
     CHECK(msg.find("expected 50000 bytes") != std::string::npos);
     CHECK(msg.find("found") != std::string::npos);
+  }
+}
+
+TEST_CASE("data.idx.gzip_trailer_and_trailing_bytes_are_checked") {
+  // A gzip file ends with the CRC-32 and the length (mod 2^32) of its data, 8 bytes little-endian.
+  TempDir dir;
+  const auto data = iota_bytes(3 * 4 * 5);
+  const std::string good = dir.file("good.gz");
+  write_gz(good, idx_bytes({3, 4, 5}, data));
+  const auto size = fs::file_size(good);
+  std::ifstream in(good, std::ios::binary);
+  const std::vector<std::uint8_t> gz((std::istreambuf_iterator<char>(in)), {});
+  REQUIRE(gz.size() == size);
+  const std::string bad = dir.file("bad.gz");
+  auto error = [&](std::vector<std::uint8_t> bytes) {
+    write_plain(bad, bytes);
+    try {
+      read_idx(bad);
+    } catch (const kiln::InvalidArgumentError& e) {  // IdxError is one
+      CHECK(dynamic_cast<const IdxError*>(&e) != nullptr);
+      CHECK(std::string(e.what()).find(bad) != std::string::npos);
+      return std::string(e.what());
+    }
+    return std::string("<no error>");
+  };
+  SUBCASE("a flipped CRC-32 bit") {
+    auto b = gz;
+    b[b.size() - 6] ^= 0x01;
+    CHECK(error(b).find("incorrect data check") != std::string::npos);
+  }
+  SUBCASE("a flipped length bit") {
+    auto b = gz;
+    b[b.size() - 2] ^= 0x01;
+    CHECK(error(b).find("incorrect length check") != std::string::npos);
+  }
+  SUBCASE("the trailer cut off, all data present") {
+    auto b = gz;
+    b.resize(b.size() - 3);
+    CHECK(error(b).find("ends before its trailer") != std::string::npos);
+  }
+  SUBCASE("garbage after the gzip stream") {
+    auto b = gz;
+    b.insert(b.end(), {'x', 'y'});
+    CHECK(error(b).find("not gzip data follow the gzip stream at offset " + std::to_string(size)) !=
+          std::string::npos);
+  }
+  SUBCASE("more elements than the header announces, compressed or not") {
+    write_gz(bad, idx_bytes({3, 4, 5}, iota_bytes(61)));
+    CHECK(error_of([&] { read_idx(bad); }).find("more than the 60 data bytes") != std::string::npos);
+    CHECK(error(idx_bytes({3, 4, 5}, iota_bytes(62))).find("more than the 60 data bytes") != std::string::npos);
+  }
+  SUBCASE("two gzip members are one stream (as gzip -d reads them)") {
+    const auto all = idx_bytes({3, 4, 5}, data);
+    write_gz(dir.file("a.gz"), std::vector<std::uint8_t>(all.begin(), all.begin() + 30));
+    write_gz(dir.file("b.gz"), std::vector<std::uint8_t>(all.begin() + 30, all.end()));
+    std::ifstream a(dir.file("a.gz"), std::ios::binary), b(dir.file("b.gz"), std::ios::binary);
+    std::vector<std::uint8_t> both((std::istreambuf_iterator<char>(a)), {});
+    both.insert(both.end(), std::istreambuf_iterator<char>(b), {});
+    write_plain(bad, both);
+    CHECK(read_idx(bad).data == data);
   }
 }
 
