@@ -455,23 +455,8 @@ void noise_kernel(KernelContext& c) {
 
 namespace nn {
 
-Tensor relu(const Tensor& features, const std::string& name) {
-  return detail::build1("Relu", {features}, {}, name);
-}
-Tensor relu6(const Tensor& features, const std::string& name) {
-  return detail::build1("Relu6", {features}, {}, name);
-}
-Tensor elu(const Tensor& features, const std::string& name) {
-  return detail::build1("Elu", {features}, {}, name);
-}
-Tensor sigmoid(const Tensor& x, const std::string& name) {
-  return detail::build1("Sigmoid", {x}, {}, name);
-}
-Tensor tanh(const Tensor& x, const std::string& name) {
-  return detail::build1("Tanh", {x}, {}, name);
-}
-Tensor softplus(const Tensor& features, const std::string& name) {
-  return detail::build1("Softplus", {features}, {}, name);
+Tensor Activation::operator()(const Tensor& features, const std::string& name) const {
+  return detail::build1(type, {features}, {}, name);
 }
 Tensor softmax(const Tensor& logits, int axis, const std::string& name) {
   return detail::build1("Softmax", {logits}, AxisAttrs{axis}, name);
@@ -534,6 +519,8 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name) {
+  kiln::detail::check_variance_epsilon(variance_epsilon,
+                                       " (nn::batch_normalization '" + (name.empty() ? "batchnorm" : name) + "')");
   name_scope ns(name.empty() ? "batchnorm" : name);
   Tensor inv = rsqrt(variance + variance_epsilon);
   if (scale) inv = inv * *scale;
