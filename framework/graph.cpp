@@ -140,6 +140,31 @@ void reset_default_graph() {
 void set_random_seed(std::int64_t seed) { get_default_graph().set_seed(seed); }
 
 namespace detail {
+namespace {
+// TF: _VALID_OP_NAME_REGEX = [A-Za-z0-9.][A-Za-z0-9_.\-/>]*, _VALID_SCOPE_NAME_REGEX = [A-Za-z0-9_.\-/>]*.
+bool is_name_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == '-' || c == '/' || c == '>';
+}
+bool is_name_start(char c) { return is_name_char(c) && c != '_' && c != '-' && c != '/' && c != '>'; }
+constexpr const char* kAllowed =
+    " (allowed: letters, digits and . _ - / >, not starting with _ - / or >; TF's rule)";
+}  // namespace
+
+bool is_valid_node_name(std::string_view name) {
+  return !name.empty() && is_name_start(name[0]) && std::all_of(name.begin(), name.end(), is_name_char);
+}
+bool is_valid_scope_name(std::string_view name, bool at_root) {
+  if (at_root) return is_valid_node_name(name);
+  return std::all_of(name.begin(), name.end(), is_name_char);
+}
+void check_node_name(const std::string& name, const std::string& what) {
+  if (!is_valid_node_name(name)) throw ValueError(what + "'" + name + "' is not a valid node name" + kAllowed);
+}
+void check_scope_name(const std::string& name, bool at_root) {
+  if (!is_valid_scope_name(name, at_root)) throw ValueError("'" + name + "' is not a valid scope name" + kAllowed);
+}
+
 std::pair<std::string, int> parse_tensor_name(const std::string& name) {
   const auto colon = name.rfind(':');
   if (colon == std::string::npos || colon + 1 == name.size())
@@ -219,19 +244,28 @@ std::vector<std::string> Graph::collection_keys() const {
 
 bool Graph::name_in_use(const std::string& full) const { return names_in_use_.count(full) > 0; }
 
+void Graph::set_name_count(const std::string& name, int count) {
+  auto it = names_in_use_.find(name);
+  if (open_checkpoints_ > 0)
+    name_journal_.push_back({name, it == names_in_use_.end() ? std::nullopt : std::optional<int>(it->second)});
+  if (it == names_in_use_.end()) names_in_use_.emplace(name, count);
+  else it->second = count;
+}
+
 std::string Graph::unique_name(const std::string& base, bool mark_used) {
   std::string name = name_scope_ + base;
+  detail::check_node_name(name);
   auto it = names_in_use_.find(name);
   if (it == names_in_use_.end()) {
-    if (mark_used) names_in_use_[name] = 1;
+    if (mark_used) set_name_count(name, 1);
     return name;
   }
   int i = it->second;
   while (names_in_use_.count(name + "_" + std::to_string(i))) ++i;
   const std::string unique = name + "_" + std::to_string(i);
   if (mark_used) {
-    names_in_use_[name] = i + 1;
-    names_in_use_[unique] = 1;
+    set_name_count(name, i + 1);
+    set_name_count(unique, 1);
   }
   return unique;
 }
@@ -241,10 +275,76 @@ detail::Node* Graph::add_node(std::unique_ptr<detail::Node> node) {
   node->id = static_cast<int>(nodes_.size());
   if (by_name_.count(node->name))
     throw InternalError("duplicate op name '" + node->name + "'");
+  detail::check_node_name(node->name);
   by_name_[node->name] = node.get();
-  names_in_use_.try_emplace(node->name, 1);
+  if (!names_in_use_.count(node->name)) set_name_count(node->name, 1);
   nodes_.push_back(std::move(node));
   return nodes_.back().get();
+}
+
+// ---------------------------------------------------------------- GraphCheckpoint
+
+GraphCheckpoint::GraphCheckpoint(Graph& graph)
+    : g_(&graph),
+      nodes_(graph.nodes_.size()),
+      variables_(graph.variables_.size()),
+      cond_contexts_(graph.cond_contexts_.size()),
+      journal_(graph.name_journal_.size()),
+      var_scope_counts_(graph.var_scope_counts_),
+      seed_(graph.seed_) {
+  for (auto& kv : graph.collections_) collection_sizes_.push_back(kv.second.size());
+  ++graph.open_checkpoints_;
+}
+
+GraphCheckpoint::~GraphCheckpoint() {
+  if (!committed_) rollback();
+}
+
+void GraphCheckpoint::commit() {
+  if (committed_) return;
+  committed_ = true;
+  if (--g_->open_checkpoints_ == 0) g_->name_journal_.clear();
+}
+
+void GraphCheckpoint::rollback() noexcept {
+  Graph& g = *g_;
+  // Newer nodes have ids >= nodes_; drop every reference the older part of the graph holds to them.
+  const auto is_new = [&](const detail::Node* n) { return n->graph == &g && n->id >= static_cast<int>(nodes_); };
+  const auto is_new_variable = [&](const detail::VariableInfo* v) {
+    for (std::size_t i = variables_; i < g.variables_.size(); ++i)
+      if (g.variables_[i].get() == v) return true;
+    return false;
+  };
+  for (std::size_t i = 0; i < nodes_; ++i) {
+    auto& c = g.nodes_[i]->control_inputs;
+    c.erase(std::remove_if(c.begin(), c.end(), is_new), c.end());
+  }
+  for (std::size_t i = 0; i < cond_contexts_; ++i) {
+    auto& sw = g.cond_contexts_[i]->switched;
+    sw.erase(std::remove_if(sw.begin(), sw.end(), [&](const auto& p) { return is_new(p.second.node); }), sw.end());
+  }
+  // Collections only grow (appends, new keys at the end): truncating restores them.
+  g.collections_.resize(collection_sizes_.size());
+  for (std::size_t i = 0; i < collection_sizes_.size(); ++i)
+    if (auto& items = g.collections_[i].second; items.size() > collection_sizes_[i])
+      items.erase(items.begin() + static_cast<std::ptrdiff_t>(collection_sizes_[i]), items.end());
+  for (auto it = g.var_store_.begin(); it != g.var_store_.end();)
+    it = is_new_variable(it->second) ? g.var_store_.erase(it) : std::next(it);
+  for (std::size_t i = nodes_; i < g.nodes_.size(); ++i) g.by_name_.erase(g.nodes_[i]->name);
+  // Names: undo the journal, newest first.
+  while (g.name_journal_.size() > journal_) {
+    auto& u = g.name_journal_.back();
+    if (u.previous) g.names_in_use_[u.name] = *u.previous;
+    else g.names_in_use_.erase(u.name);
+    g.name_journal_.pop_back();
+  }
+  g.variables_.resize(variables_);
+  g.cond_contexts_.resize(cond_contexts_);
+  g.nodes_.resize(nodes_);
+  g.var_scope_counts_ = std::move(var_scope_counts_);
+  g.seed_ = seed_;
+  committed_ = true;
+  if (--g.open_checkpoints_ == 0) g.name_journal_.clear();
 }
 
 std::vector<detail::Node*> Graph::current_control_inputs() const {
@@ -269,7 +369,18 @@ void add_to_collection(const std::string& key, const GraphElement& item) {
 control_dependencies::control_dependencies(const std::vector<GraphElement>& items)
     : g_(&get_default_graph()) {
   std::vector<detail::Node*> ops;
-  for (auto& it : items) ops.push_back(it.op().node());
+  for (auto& it : items) ops.push_back(it.op().node());  // a null item: ValueError
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (ops[i]->graph == g_) continue;
+    std::string msg = "control_dependencies: '" + items[i].name() +
+                      "' is not an element of the default graph, where the ops built under it go";
+    for (std::size_t j = 0; j < items.size(); ++j)
+      if (ops[j]->graph == g_) {
+        msg += " (unlike '" + items[j].name() + "')";
+        break;
+      }
+    throw ValueError(msg + "; build the dependency in the same graph");
+  }
   g_->control_stack_.push_back(std::move(ops));
   g_->control_clear_.push_back(false);
 }
@@ -283,6 +394,8 @@ control_dependencies::~control_dependencies() {
 }
 
 name_scope::name_scope(const std::string& name) : g_(&get_default_graph()), saved_(g_->name_scope_) {
+  // A name ending in "/" is a full scope name, so the root's rule applies to it.
+  if (!name.empty()) detail::check_scope_name(name, g_->name_scope_.empty() || name.back() == '/');
   if (name.empty()) prefix_ = "";
   else if (name.back() == '/') prefix_ = name;
   else prefix_ = g_->unique_name(name) + "/";

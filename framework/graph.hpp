@@ -6,12 +6,21 @@
 //   auto guard = g.as_default();
 //   Tensor x = placeholder(float32, {-1, 3}, "x");   // op "x", tensor "x:0"
 //   { name_scope ns("block"); Tensor y = x * 2.0; }  // op "block/mul"
+//
+// Names (TF's rules): a full op or variable name matches [A-Za-z0-9.][A-Za-z0-9_.\-/>]* (no spaces,
+// no ':', no leading '_'), else ValueError "'<name>' is not a valid node name"; a name scope given
+// at the root matches the same pattern, a nested one [A-Za-z0-9_.\-/>]*, else ValueError "'<name>' is
+// not a valid scope name". The names kiln makes itself ("Initializer", "gradients/...", "_1"
+// suffixes) always match.
 #include <any>
+#include <concepts>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -293,6 +302,17 @@ class Graph {
   std::vector<detail::Node*> current_control_inputs() const;
 
  private:
+  friend class GraphCheckpoint;
+  // names_in_use_[name] = count, journaled while a GraphCheckpoint is open (previous count, or
+  // empty when the name was absent) so that a rollback restores it.
+  void set_name_count(const std::string& name, int count);
+  struct NameUndo {
+    std::string name;
+    std::optional<int> previous;
+  };
+  std::vector<NameUndo> name_journal_;
+  int open_checkpoints_ = 0;
+
   std::vector<std::unique_ptr<detail::Node>> nodes_;
   std::unordered_map<std::string, detail::Node*> by_name_;
   std::unordered_map<std::string, int> names_in_use_;
@@ -312,12 +332,22 @@ std::vector<GraphElement> get_collection(const std::string& key, const std::stri
 void add_to_collection(const std::string& key, const GraphElement& item);
 
 /// RAII `with tf.control_dependencies(items)`: ops created in its lifetime get control inputs on
-/// the items' operations. Nesting unions; `control_dependencies(nullptr)` clears.
+/// the items' operations. Nesting unions; `control_dependencies(nullptr)` clears. Items: a braced
+/// list, a single Operation / Tensor / Variable, or any range of them (`std::vector<Operation>`,
+/// `std::vector<Tensor>`, a get_collection result). An item of another graph than the default
+/// graph (where the dependent ops are built): ValueError naming the item and an item of the
+/// default graph (TF: "... is not an element of this graph"); a null item: ValueError.
 class control_dependencies {
  public:
   explicit control_dependencies(const std::vector<GraphElement>& items);
   control_dependencies(std::initializer_list<GraphElement> items)
       : control_dependencies(std::vector<GraphElement>(items)) {}
+  explicit control_dependencies(const GraphElement& item)
+      : control_dependencies(std::vector<GraphElement>{item}) {}
+  template <std::ranges::input_range R>
+    requires std::convertible_to<std::ranges::range_reference_t<const R&>, GraphElement>
+  explicit control_dependencies(const R& items)
+      : control_dependencies(std::vector<GraphElement>(std::ranges::begin(items), std::ranges::end(items))) {}
   explicit control_dependencies(std::nullptr_t);
   ~control_dependencies();
   control_dependencies(const control_dependencies&) = delete;
@@ -344,11 +374,47 @@ class name_scope {
   std::string prefix_;
 };
 
+/// RAII all-or-nothing graph building: a checkpoint of everything `graph` holds. Unless commit()
+/// is called, the destructor rolls the graph back to it: the operations created since are
+/// destroyed (with their cond contexts, and control edges to them from older ops), the variables
+/// created since leave the variable store and every collection, collections get back their items
+/// and keys, and the names in use (with their uniquifying counters), the variable-scope counters
+/// and the graph seed are as they were, so a retry builds the same names. Handles to destroyed
+/// operations, tensors and variables must not be used. Checkpoints nest (rolled back or committed
+/// innermost first); the contexts (name scope, variable scopes, control dependencies, cond
+/// branches) are left to their own RAII guards, which are closed by then. Not thread-safe (nor is
+/// building a graph). Used by the layers (layers/layer.hpp): building a layer is all or nothing.
+class GraphCheckpoint {
+ public:
+  explicit GraphCheckpoint(Graph& graph);
+  ~GraphCheckpoint();
+  GraphCheckpoint(const GraphCheckpoint&) = delete;
+  GraphCheckpoint& operator=(const GraphCheckpoint&) = delete;
+  /// Keeps what was built; the destructor then does nothing.
+  void commit();
+
+ private:
+  void rollback() noexcept;
+  Graph* g_;
+  bool committed_ = false;
+  std::size_t nodes_, variables_, cond_contexts_, journal_;
+  std::vector<std::size_t> collection_sizes_;
+  std::map<std::string, int> var_scope_counts_;
+  std::optional<std::int64_t> seed_;
+};
+
 /// Seam for the Boost.Graph DOT writer: each op with type and output shapes; data edges solid,
 /// control edges dashed.
 void write_graphviz(const Graph& graph, std::ostream& os);
 
 namespace detail {
+/// TF's name patterns (see the top of this header).
+bool is_valid_node_name(std::string_view name);
+bool is_valid_scope_name(std::string_view name, bool at_root);
+/// ValueError "'<name>' is not a valid node name" (prefixed by `what`, e.g. "Variable name ").
+void check_node_name(const std::string& name, const std::string& what = "");
+/// ValueError "'<name>' is not a valid scope name".
+void check_scope_name(const std::string& name, bool at_root);
 /// Strips ":0" etc. Throws ValueError on malformed tensor names.
 std::pair<std::string, int> parse_tensor_name(const std::string& name);
 }  // namespace detail

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "framework/array.hpp"
 #include "framework/errors.hpp"
 #include "framework/ops.hpp"
 
@@ -15,6 +16,17 @@ Initializer ones() {
 }
 Initializer constant(double value) {
   return [value](const Shape& s, DType t) { return kiln::fill(s, value, t); };
+}
+Initializer constant(const Array& value) {
+  if (value.empty()) throw ValueError("initializers::constant: the value is an empty Array");
+  return [value](const Shape& s, DType t) {
+    if (value.shape().rank() == 0) return kiln::fill(s, value.to_double()(), t);
+    if (value.shape() != s)
+      throw ValueError("the constant initializer's value has shape " + value.shape().to_string() +
+                       ", the requested shape is " + s.to_string());
+    const Tensor c = kiln::constant(value, "Const");
+    return c.dtype() == t ? c : kiln::cast(c, t);
+  };
 }
 Initializer random_normal(double mean, double stddev, Seed seed) {
   return [=](const Shape& s, DType t) { return kiln::random_normal(s, mean, stddev, t, seed); };

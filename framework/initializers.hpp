@@ -10,13 +10,19 @@
 
 namespace kiln {
 
+class Array;  // framework/array.hpp
+
 using Initializer = std::function<Tensor(const Shape& shape, DType dtype)>;
 
 namespace initializers {
 using Seed = std::optional<std::int64_t>;
 Initializer zeros();
 Initializer ones();
+/// TF's constant_initializer: a number fills the requested shape; an Array (loading weights) must
+/// have exactly the requested shape (ValueError otherwise; get_variable names the variable), and
+/// is converted to the requested dtype (a 0-d Array fills like a number).
 Initializer constant(double value);
+Initializer constant(const Array& value);
 Initializer random_normal(double mean = 0.0, double stddev = 1.0, Seed seed = {});
 Initializer truncated_normal(double mean = 0.0, double stddev = 1.0, Seed seed = {});
 Initializer random_uniform(double minval = -0.05, double maxval = 0.05, Seed seed = {});

@@ -29,7 +29,8 @@
 //
 // Errors at build time (ValueError naming the op, its type and the input shapes): x not of rank 4;
 // scale, offset, mean, variance not 1-D or of a size other than the channel count; data_format not
-// "NHWC"/"NCHW"; a negative or non-finite epsilon; is_training false without mean and variance.
+// "NHWC"/"NCHW"; an epsilon that is not a finite number > 0 (framework/nn_ops.hpp); is_training
+// false without mean and variance.
 // TypeError: x not float32/float64, or scale/offset/mean/variance of another dtype than x.
 // At run time, the same shape mismatches are InvalidArgumentError naming the op.
 #include <optional>

@@ -21,19 +21,27 @@
 
 namespace kiln::nn {
 
-// ---- activations: same shape and dtype as `features`; each has a registered gradient op.
+// ---- activations: same shape and dtype as `features`; each has a registered gradient op. Each is
+// a function object, so it is both called (`nn::relu(x)`, `nn::relu(x, "name")`) and used as a
+// value where a TensorFn is expected (`layers::dense(x, 10, {.activation = nn::relu})`, as TF1's
+// `activation=tf.nn.relu`).
+/// One elementwise activation op of the given type, with its default name.
+struct Activation {
+  const char* type;  // the op type, e.g. "Relu"
+  Tensor operator()(const Tensor& features, const std::string& name = "") const;
+};
 /// max(x, 0) ("Relu"; gradient "ReluGrad").
-Tensor relu(const Tensor& features, const std::string& name = "");
+inline constexpr Activation relu{"Relu"};
 /// min(max(x, 0), 6) ("Relu6").
-Tensor relu6(const Tensor& features, const std::string& name = "");
+inline constexpr Activation relu6{"Relu6"};
 /// x if x > 0 else exp(x) - 1 ("Elu").
-Tensor elu(const Tensor& features, const std::string& name = "");
+inline constexpr Activation elu{"Elu"};
 /// 1 / (1 + exp(-x)) ("Sigmoid"); saturates to exactly 0 or 1, never NaN.
-Tensor sigmoid(const Tensor& x, const std::string& name = "");
+inline constexpr Activation sigmoid{"Sigmoid"};
 /// ("Tanh").
-Tensor tanh(const Tensor& x, const std::string& name = "");
+inline constexpr Activation tanh{"Tanh"};
 /// log(1 + exp(x)), computed as log1p(exp(-|x|)) + max(x, 0): finite for any finite x ("Softplus").
-Tensor softplus(const Tensor& features, const std::string& name = "");
+inline constexpr Activation softplus{"Softplus"};
 
 // ---- softmax family. The max along `axis` is subtracted first, so logits of +-1000 stay finite.
 /// exp(x) / sum(exp(x), axis) ("Softmax"); same shape as logits (rank >= 1). An axis outside the
@@ -73,6 +81,8 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 /// rsqrt(variance + eps) * scale; (x - mean) * inv + offset (TF writes x * inv + (offset - mean *
 /// inv), which cancels for data far from zero). mean, variance, offset and scale broadcast against
 /// x (typically [C] for channels-last x); absent offset / scale mean 0 / 1.
+/// variance_epsilon: a finite number > 0 (batch normalization's one rule, shared with
+/// fused_batch_norm and the layer; TF does not check it here), else ValueError naming the op.
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name = "");
@@ -110,3 +120,9 @@ namespace kiln {
 /// TF1 refuses graphs with control flow instead).
 Operation add_check_numerics_ops();
 }  // namespace kiln
+namespace kiln::detail {
+/// Batch normalization's epsilon rule (nn::batch_normalization, nn::fused_batch_norm and the
+/// layer): a finite number > 0, else ValueError "epsilon must be a finite number > 0, got
+/// <epsilon><context>".
+void check_variance_epsilon(double epsilon, const std::string& context);
+}  // namespace kiln::detail

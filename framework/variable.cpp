@@ -32,6 +32,7 @@ Variable create_variable(Graph& g, const std::string& op_name, const Shape& shap
                          const std::function<Tensor()>& make_initial_value, bool trainable,
                          std::vector<std::string> collections, const TensorFn& constraint,
                          const TensorFn& regularizer) {
+  GraphCheckpoint checkpoint(g);  // all or nothing: a failing initializer leaves no variable behind
   Operation op = build_op("VariableV2", {}, detail::VariableAttrs{shape, dtype}, op_name);
   auto info = std::make_unique<detail::VariableInfo>();
   info->node = op.node();
@@ -46,9 +47,11 @@ Variable create_variable(Graph& g, const std::string& op_name, const Shape& shap
   {
     name_scope ns(op.name() + "/");
     Tensor init;
-    {
+    try {
       name_scope ini("Initializer");
       init = make_initial_value();
+    } catch (const ValueError& e) {
+      throw ValueError("Initializer for variable " + op.name() + ": " + e.what());
     }
     if (init.dtype() != dtype)
       throw ValueError("Initializer for variable " + op.name() + " is of dtype " + dtype_name(init.dtype()) +
@@ -68,6 +71,7 @@ Variable create_variable(Graph& g, const std::string& op_name, const Shape& shap
     Tensor loss = regularizer(v.value());
     g.add_to_collection(GraphKeys::REGULARIZATION_LOSSES, loss);
   }
+  checkpoint.commit();
   return v;
 }
 
@@ -90,6 +94,7 @@ Variable get_variable(const std::string& name, const Shape& shape, const Variabl
   Graph& g = get_default_graph();
   const auto scope = current_scope(g);
   const std::string full = scope.name.empty() ? name : scope.name + "/" + name;
+  detail::check_node_name(full, "Variable name ");
   auto it = g.var_store_.find(full);
   if (it != g.var_store_.end()) {
     if (!scope.reuse && !scope.auto_reuse)
@@ -130,6 +135,9 @@ variable_scope::variable_scope(const std::string& name, const VariableScopeOptio
     : g_(&get_default_graph()), saved_name_scope_(g_->name_scope_) {
   const auto parent = current_scope(*g_);
   std::string base = name;
+  const bool at_root = parent.name.empty() || options.absolute;
+  if (!base.empty()) detail::check_scope_name(base, at_root);
+  else if (!options.default_name.empty()) detail::check_scope_name(options.default_name, at_root);
   if (base.empty()) {
     if (options.default_name.empty())
       throw ValueError("variable_scope: a name or a default_name is required");

@@ -10,7 +10,9 @@
 // Errors (ValueError, TF's wording): a variable that exists without reuse ("Variable block1/w
 // already exists, disallowed. ..."), reuse of one that does not ("Variable block1/w does not
 // exist, or was not created with get_variable(). ..."), a shape or dtype that differs on reuse,
-// a new variable whose shape is not fully defined.
+// a new variable whose shape is not fully defined, a full variable name that is not a valid node
+// name ("Variable name 'block1/w 1' is not a valid node name ..."), a scope name that is not a valid
+// scope name (framework/graph.hpp gives TF's patterns).
 #include <string>
 #include <vector>
 

@@ -47,12 +47,6 @@ void compose_transforms(Tensor scale, Tensor offset, std::optional<Tensor>& then
   then_offset = offset;
 }
 
-Tensor int32_vector(const std::vector<std::int64_t>& v) {
-  xt::xarray<std::int32_t> a = xt::xarray<std::int32_t>::from_shape({v.size()});
-  for (std::size_t i = 0; i < v.size(); ++i) a(i) = static_cast<std::int32_t>(v[i]);
-  return constant(Array(std::move(a)), "shape");
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- argument types
@@ -92,15 +86,12 @@ Tensor ClipValue::as_tensor(DType dtype, const std::string& layer) const {
 
 RenormClipping RenormClipping::from_dict(const std::map<std::string, ClipValue>& dict) {
   RenormClipping r;
-  std::string bad;
   for (const auto& [key, value] : dict) {
     if (key == "rmax") r.rmax = value;
     else if (key == "rmin") r.rmin = value;
     else if (key == "dmax") r.dmax = value;
-    else bad += (bad.empty() ? "'" : ", '") + key + "'";
+    else r.unknown_keys.push_back(key);
   }
-  if (!bad.empty())
-    throw ValueError("renorm_clipping contains keys not in ['rmax', 'rmin', 'dmax']: " + bad);
   return r;
 }
 
@@ -114,11 +105,23 @@ BatchNormalization::BatchNormalization(BatchNormalizationOptions options, bool f
       opts_(std::move(options)) {}
 
 std::string BatchNormalization::where(const Shape& input_shape) const {
-  return " (layer '" + display_name() + "', input shape " + input_shape.to_string() + ")";
+  return detail::at(display_name(), input_shape);
+}
+
+void BatchNormalization::forget_variables() {
+  for (Variable* v : {&gamma_, &beta_, &moving_mean_, &moving_variance_, &renorm_mean_, &renorm_mean_weight_,
+                      &renorm_stddev_, &renorm_stddev_weight_})
+    *v = Variable();
 }
 
 void BatchNormalization::build(const Shape& input_shape) {
   const std::string at = where(input_shape);
+  if (const auto& bad = opts_.renorm_clipping.unknown_keys; !bad.empty()) {
+    std::string keys;
+    for (const auto& k : bad) keys += (keys.empty() ? "'" : ", '") + k + "'";
+    throw ValueError("renorm_clipping contains keys not in ['rmax', 'rmin', 'dmax']: " + keys + at);
+  }
+  kiln::detail::check_variance_epsilon(opts_.epsilon, at);
   if (!input_shape.has_rank() || input_shape.rank() == 0)
     throw ValueError("Input has undefined rank: " + input_shape.to_string() + at);
   const int ndims = input_shape.rank();
@@ -308,7 +311,7 @@ Tensor BatchNormalization::call(const Tensor& original_inputs, const Training& t
       inputs = reshape(inputs, Shape(expanded), "Reshape");
     } else {
       const Tensor tail = slice(shape(original_inputs), {1}, {-1});
-      inputs = reshape(inputs, concat({int32_vector({v, -1}), tail}, 0), "Reshape");
+      inputs = reshape(inputs, concat({detail::int32_vector({v, -1}, "shape"), tail}, 0), "Reshape");
     }
   }
   if (use_fused_) return fused_call(inputs, training);

@@ -57,11 +57,16 @@
 // Adjustment: a callable from the dynamic input shape (int32 vector) to (adj_scale, adj_bias),
 // applied in training only: y = ((x - mean) / sqrt(var + eps) * adj_scale + adj_bias) * gamma + beta.
 //
+// epsilon: a finite number > 0 on both paths (one rule, also nn::batch_normalization's and
+// nn::fused_batch_norm's; TF's fused path needs it positive and clamps it to 1.001e-5, kiln uses it
+// as given); otherwise ValueError naming the layer, when it is built.
+//
 // Errors (messages name the layer and the input shape): ValueError for "Invalid axis: <resolved>",
 // "Duplicate axis: [...]", "Input has undefined `axis` dimension. Input shape: ...", "Input has
 // undefined rank: ...", an empty axis list, an input of another rank or channel size than the first
 // call's, virtual_batch_size <= 0 / with axis 0 / with adjustment / not dividing a known batch size,
-// an unknown renorm_clipping key (RenormClipping::from_dict), fused = true that cannot apply;
+// an unknown renorm_clipping key (from RenormClipping::from_dict; checked at build, with or
+// without renorm), an epsilon that is not a finite number > 0, fused = true that cannot apply;
 // TypeError for a non-float input, a later input of another dtype, a `training` tensor that is not
 // boolean, or a clipping tensor that is not float; ValueError for a `training` or clipping tensor
 // that is not a scalar. At run time, a batch that the virtual batch size does not divide is an
@@ -136,7 +141,11 @@ struct RenormClipping {
   std::optional<ClipValue> rmax{};
   std::optional<ClipValue> rmin{};
   std::optional<ClipValue> dmax{};
-  /// TF's dict form, {{"rmax", 3.0}, {"dmax", 5.0}}; ValueError for a key other than rmax, rmin, dmax.
+  /// Keys of the dict form other than rmax, rmin, dmax: the layer's build raises a ValueError
+  /// naming them and the layer.
+  std::vector<std::string> unknown_keys{};
+  /// TF's dict form, {{"rmax", 3.0}, {"dmax", 5.0}}. An unknown key is kept in unknown_keys and
+  /// reported when the layer is built (so that the message can name the layer).
   static RenormClipping from_dict(const std::map<std::string, ClipValue>& dict);
 };
 
@@ -197,6 +206,7 @@ class BatchNormalization : public Layer {
 
  protected:
   void build(const Shape& input_shape) override;
+  void forget_variables() override;
 
  private:
   friend Tensor batch_normalization(const Tensor& inputs, const BatchNormalizationOptions& options);

@@ -4,25 +4,14 @@
 
 #include "framework/errors.hpp"
 #include "framework/nn_conv.hpp"
-#include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
 #include "framework/variable.hpp"
+#include "layers/core.hpp"  // detail::normalize_padding, detail::is_channels_first
 
 namespace kiln::layers {
 
-namespace {
-
-std::string at(const std::string& layer, const Shape& s) {
-  return " (layer '" + layer + "', input shape " + s.to_string() + ")";
-}
-
-void expect_positive(const IntPair& p, const char* what, const std::string& layer) {
-  if (p.h < 1 || p.w < 1)
-    throw ValueError(std::string(what) + " must be >= 1, got (" + std::to_string(p.h) + ", " +
-                     std::to_string(p.w) + ") (layer '" + layer + "')");
-}
-
-}  // namespace
+using detail::at;
+using detail::expect_positive;
 
 Conv2D::Conv2D(std::int64_t filters, IntPair kernel_size, Conv2DOptions options)
     : Conv2D(filters, kernel_size, std::move(options), false) {}
@@ -86,35 +75,18 @@ Tensor Conv2D::operator()(const Tensor& inputs) {
 
 void Conv2D::build(const Shape& input_shape) {
   input_channels_ = input_shape[channels_first_ ? 1 : 3];
-  kernel_ = add_variable("kernel", Shape{kernel_size_.h, kernel_size_.w, input_channels_, filters_},
-                         {.dtype = dtype_,
-                          .initializer = opts_.kernel_initializer,
-                          .regularizer = opts_.kernel_regularizer,
-                          .trainable = true,
-                          .constraint = opts_.kernel_constraint});
-  if (opts_.use_bias)
-    bias_ = add_variable("bias", Shape{filters_},
-                         {.dtype = dtype_,
-                          .initializer = opts_.bias_initializer,
-                          .regularizer = opts_.bias_regularizer,
-                          .trainable = true,
-                          .constraint = opts_.bias_constraint});
+  add_kernel_and_bias(detail::KernelBiasOptions(opts_),
+                      Shape{kernel_size_.h, kernel_size_.w, input_channels_, filters_}, dtype_, kernel_, bias_);
 }
+
+void Conv2D::forget_variables() { kernel_ = bias_ = Variable(); }
 
 Tensor Conv2D::call(const Tensor& inputs) {
   const std::string format = channels_first_ ? "NCHW" : "NHWC";
   Tensor y = nn::conv2d(inputs, kernel_.value(), {opts_.strides.h, opts_.strides.w}, padding_,
                         {.data_format = format,
                          .dilations = {opts_.dilation_rate.h, opts_.dilation_rate.w}});
-  if (bias_.valid()) y = nn::bias_add(y, bias_.value(), format);
-  if (opts_.activation) y = opts_.activation(y);
-  if (opts_.activity_regularizer) {
-    name_scope ns("ActivityRegularizer");
-    const Tensor loss = opts_.activity_regularizer(y);
-    add_loss(loss);
-    add_to_collection(GraphKeys::REGULARIZATION_LOSSES, loss);
-  }
-  return y;
+  return bias_activation(detail::KernelBiasOptions(opts_), y, bias_, format);
 }
 
 Tensor conv2d(const Tensor& inputs, std::int64_t filters, IntPair kernel_size,

@@ -31,7 +31,6 @@
 
 #include "framework/graph.hpp"
 #include "framework/initializers.hpp"
-#include "layers/core.hpp"  // IntPair
 #include "layers/layer.hpp"
 
 namespace kiln::layers {
@@ -70,6 +69,7 @@ class Conv2D : public Layer {
 
  protected:
   void build(const Shape& input_shape) override;
+  void forget_variables() override;
 
  private:
   friend Tensor conv2d(const Tensor& inputs, std::int64_t filters, IntPair kernel_size,

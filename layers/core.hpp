@@ -1,6 +1,6 @@
 #pragma once
 // layers::flatten / layers::Flatten and layers::dropout / layers::Dropout (TF1's tf.layers), and
-// IntPair, the int-or-pair argument of the convolution and pooling layers.
+// the argument checks the convolution and pooling layers share (IntPair is in layers/layer.hpp).
 //
 //   Tensor training = placeholder(boolean, {}, "training");
 //   Tensor h = layers::flatten(x);                                    // [N, 7, 7, 64] -> [N, 3136]
@@ -34,16 +34,6 @@
 #include "layers/layer.hpp"
 
 namespace kiln::layers {
-
-/// TF's int-or-tuple arguments (kernel_size, strides, dilation_rate, pool_size): `3` means (3, 3),
-/// `{3, 2}` means height 3, width 2.
-struct IntPair {
-  IntPair(std::int64_t both) : h(both), w(both) {}  // NOLINT: implicit, like Python's int
-  IntPair(std::int64_t height, std::int64_t width) : h(height), w(width) {}
-  std::int64_t h;
-  std::int64_t w;
-  friend bool operator==(const IntPair&, const IntPair&) = default;
-};
 
 /// tf.layers.flatten's keyword arguments.
 struct FlattenOptions {

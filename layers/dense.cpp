@@ -4,28 +4,13 @@
 
 #include <algorithm>
 
-#include "framework/array.hpp"
 #include "framework/errors.hpp"
-#include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
 #include "framework/variable.hpp"
 
 namespace kiln::layers {
 
-namespace {
-
-std::string at(const std::string& layer, const Shape& s) {
-  return " (layer '" + layer + "', input shape " + s.to_string() + ")";
-}
-
-Tensor int32_vector(const std::vector<std::int64_t>& d, const std::string& name) {
-  auto v = xt::xarray<std::int32_t>::from_shape({d.size()});
-  std::transform(d.begin(), d.end(), v.begin(),
-                 [](std::int64_t e) { return static_cast<std::int32_t>(e); });
-  return constant(Array(std::move(v)), name);
-}
-
-}  // namespace
+using detail::at;
 
 Dense::Dense(std::int64_t units, DenseOptions options) : Dense(units, std::move(options), false) {}
 
@@ -75,20 +60,10 @@ Tensor Dense::operator()(const Tensor& inputs) {
 
 void Dense::build(const Shape& input_shape) {
   input_dim_ = input_shape[-1];
-  kernel_ = add_variable("kernel", Shape{input_dim_, units_},
-                         {.dtype = dtype_,
-                          .initializer = opts_.kernel_initializer,
-                          .regularizer = opts_.kernel_regularizer,
-                          .trainable = true,
-                          .constraint = opts_.kernel_constraint});
-  if (opts_.use_bias)
-    bias_ = add_variable("bias", Shape{units_},
-                         {.dtype = dtype_,
-                          .initializer = opts_.bias_initializer,
-                          .regularizer = opts_.bias_regularizer,
-                          .trainable = true,
-                          .constraint = opts_.bias_constraint});
+  add_kernel_and_bias(detail::KernelBiasOptions(opts_), Shape{input_dim_, units_}, dtype_, kernel_, bias_);
 }
+
+void Dense::forget_variables() { kernel_ = bias_ = Variable(); }
 
 Tensor Dense::call(const Tensor& inputs) {
   const Shape& s = inputs.shape();
@@ -105,19 +80,11 @@ Tensor Dense::call(const Tensor& inputs) {
       y = reshape(flat, Shape(out));
     } else {
       y = reshape(flat, concat({slice(shape(inputs), {0}, {s.rank() - 1}),
-                                int32_vector({units_}, "units")},
+                                detail::int32_vector({units_}, "units")},
                                0));
     }
   }
-  if (bias_.valid()) y = nn::bias_add(y, bias_.value());
-  if (opts_.activation) y = opts_.activation(y);
-  if (opts_.activity_regularizer) {
-    name_scope ns("ActivityRegularizer");
-    const Tensor loss = opts_.activity_regularizer(y);
-    add_loss(loss);
-    add_to_collection(GraphKeys::REGULARIZATION_LOSSES, loss);
-  }
-  return y;
+  return bias_activation(detail::KernelBiasOptions(opts_), y, bias_);
 }
 
 Tensor dense(const Tensor& inputs, std::int64_t units, const DenseOptions& options) {

@@ -62,6 +62,7 @@ class Dense : public Layer {
 
  protected:
   void build(const Shape& input_shape) override;
+  void forget_variables() override;
 
  private:
   friend Tensor dense(const Tensor& inputs, std::int64_t units, const DenseOptions& options);

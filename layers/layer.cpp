@@ -2,9 +2,31 @@
 
 #include <algorithm>
 
+#include "framework/array.hpp"
 #include "framework/errors.hpp"
+#include "framework/nn_ops.hpp"
+#include "framework/ops.hpp"
 
 namespace kiln::layers {
+
+namespace detail {
+std::string at(const std::string& layer, const Shape& input_shape) {
+  return " (layer '" + layer + "', input shape " + input_shape.to_string() + ")";
+}
+
+void expect_positive(const IntPair& p, const char* what, const std::string& layer) {
+  if (p.h < 1 || p.w < 1)
+    throw ValueError(std::string(what) + " must be >= 1, got (" + std::to_string(p.h) + ", " +
+                     std::to_string(p.w) + ") (layer '" + layer + "')");
+}
+
+Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name) {
+  auto v = xt::xarray<std::int32_t>::from_shape({values.size()});
+  std::transform(values.begin(), values.end(), v.begin(),
+                 [](std::int64_t e) { return static_cast<std::int32_t>(e); });
+  return constant(Array(std::move(v)), name);
+}
+}  // namespace detail
 
 Layer::Layer(std::string name, std::string base_name, bool trainable, Reuse reuse, bool name_is_scope)
     : name_(std::move(name)),
@@ -40,6 +62,36 @@ Variable Layer::add_variable(const std::string& name, const Shape& shape, Variab
   return v;
 }
 
+void Layer::add_kernel_and_bias(const detail::KernelBiasOptions& o, const Shape& kernel_shape, DType dtype,
+                                Variable& kernel, Variable& bias) {
+  kernel = add_variable("kernel", kernel_shape,
+                        {.dtype = dtype,
+                         .initializer = o.kernel_initializer,
+                         .regularizer = o.kernel_regularizer,
+                         .trainable = true,
+                         .constraint = o.kernel_constraint});
+  if (o.use_bias)
+    bias = add_variable("bias", Shape{kernel_shape[-1]},
+                        {.dtype = dtype,
+                         .initializer = o.bias_initializer,
+                         .regularizer = o.bias_regularizer,
+                         .trainable = true,
+                         .constraint = o.bias_constraint});
+}
+
+Tensor Layer::bias_activation(const detail::KernelBiasOptions& o, Tensor y, const Variable& bias,
+                              const std::string& data_format) {
+  if (bias.valid()) y = nn::bias_add(y, bias.value(), data_format);
+  if (o.activation) y = o.activation(y);
+  if (o.activity_regularizer) {
+    name_scope ns("ActivityRegularizer");
+    const Tensor loss = o.activity_regularizer(y);
+    add_loss(loss);
+    add_to_collection(GraphKeys::REGULARIZATION_LOSSES, loss);
+  }
+  return y;
+}
+
 void Layer::add_update(const GraphElement& op) {
   if (std::find(updates_.begin(), updates_.end(), op) == updates_.end()) updates_.push_back(op);
   get_default_graph().add_to_collection_unique(GraphKeys::UPDATE_OPS, op);
@@ -48,35 +100,46 @@ void Layer::add_update(const GraphElement& op) {
 void Layer::add_loss(const Tensor& loss) { losses_.push_back(loss); }
 
 Tensor Layer::call_in_scope(const Shape& input_shape, const std::function<Tensor()>& f) {
-  if (!built_) {
-    // TF1's Layer._set_scope: an exact scope for functional names and for reuse, else a default
-    // name made unique within the enclosing scope.
-    const std::string& requested = name_.empty() ? base_name_ : name_;
-    const bool exact = (name_is_scope_ && !name_.empty()) || reuse_ != Reuse::inherit;
-    variable_scope vs(exact ? requested : std::string(), {.reuse = reuse_, .default_name = requested});
-    const std::string scope_name = vs.name();
-    const std::string name_scope = vs.original_name_scope();
-    const std::string saved_name = name_;
-    scope_name_ = scope_name;
-    name_ = scope_name.substr(scope_name.rfind('/') + 1);
-    try {
+  // All or nothing: the graph goes back to this checkpoint unless the call completes.
+  GraphCheckpoint checkpoint(get_default_graph());
+  const std::size_t updates = updates_.size(), losses = losses_.size();
+  const bool was_built = built_;
+  const std::string saved_name = name_;
+  try {
+    Tensor y;
+    if (!built_) {
+      // TF1's Layer._set_scope: an exact scope for functional names and for reuse, else a default
+      // name made unique within the enclosing scope.
+      const std::string& requested = name_.empty() ? base_name_ : name_;
+      const bool exact = (name_is_scope_ && !name_.empty()) || reuse_ != Reuse::inherit;
+      variable_scope vs(exact ? requested : std::string(), {.reuse = reuse_, .default_name = requested});
+      scope_name_ = vs.name();
+      name_ = scope_name_.substr(scope_name_.rfind('/') + 1);
       build(input_shape);
-    } catch (...) {
-      // Unbuilt again: the next call opens a new scope.
-      variables_.clear();
-      losses_.clear();
-      scope_name_.clear();
-      name_ = saved_name;
-      throw;
+      name_scope_ = vs.original_name_scope();
+      built_ = true;
+      y = f();
+    } else {
+      // Later calls re-enter the captured scope, reusing its variables, and its name scope.
+      variable_scope vs(scope_name_, {.reuse = Reuse::reuse, .auxiliary_name_scope = false, .absolute = true});
+      name_scope ns(name_scope_);
+      y = f();
     }
-    name_scope_ = name_scope;
-    built_ = true;
-    return f();
+    checkpoint.commit();
+    return y;
+  } catch (...) {
+    updates_.erase(updates_.begin() + static_cast<std::ptrdiff_t>(updates), updates_.end());
+    losses_.erase(losses_.begin() + static_cast<std::ptrdiff_t>(losses), losses_.end());
+    if (!was_built) {  // unbuilt again: the next call opens a new scope
+      built_ = false;
+      variables_.clear();
+      scope_name_.clear();
+      name_scope_.clear();
+      name_ = saved_name;
+      forget_variables();
+    }
+    throw;  // the checkpoint rolls the graph back as it goes
   }
-  // Later calls re-enter the captured scope, reusing its variables, and its name scope.
-  variable_scope vs(scope_name_, {.reuse = Reuse::reuse, .auxiliary_name_scope = false, .absolute = true});
-  name_scope ns(name_scope_);
-  return f();
 }
 
 }  // namespace kiln::layers

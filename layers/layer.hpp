@@ -21,8 +21,14 @@
 // - Each call appends its update ops (e.g. batch norm's moving averages) to `updates()` and to
 //   GraphKeys::UPDATE_OPS; regularizer losses of variables created by the layer go to `losses()`
 //   (and to REGULARIZATION_LOSSES) once, when the variable is created.
+// - All or nothing (kiln's promise): a call that throws, while building or later, leaves the graph
+//   as it was before the call (a GraphCheckpoint, framework/graph.hpp: no new ops, names, variables,
+//   variable-store entries or collection items; the name counters as before) and the layer as it
+//   was (unbuilt again after a failed first call), so a corrected retry under the same name builds
+//   the same names.
 // Subclasses implement build() (create variables with add_variable) and call the ops from their
 // call operator through call_in_scope(). Layers hold no math of their own: they compose ops.
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -31,6 +37,50 @@
 #include "framework/variable.hpp"
 
 namespace kiln::layers {
+
+/// TF's int-or-tuple arguments (kernel_size, strides, dilation_rate, pool_size): `3` means (3, 3),
+/// `{3, 2}` means height 3, width 2.
+struct IntPair {
+  IntPair(std::int64_t both) : h(both), w(both) {}  // NOLINT: implicit, like Python's int
+  IntPair(std::int64_t height, std::int64_t width) : h(height), w(width) {}
+  std::int64_t h;
+  std::int64_t w;
+  friend bool operator==(const IntPair&, const IntPair&) = default;
+};
+
+namespace detail {
+/// " (layer '<layer>', input shape <shape>)": the tail of the layers' error messages.
+std::string at(const std::string& layer, const Shape& input_shape);
+/// ValueError "<what> must be >= 1, got (h, w) (layer '<layer>')" unless both are >= 1.
+void expect_positive(const IntPair& p, const char* what, const std::string& layer);
+/// An int32 vector constant (run-time shapes).
+Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name);
+
+/// The kernel / bias keyword arguments Dense and Conv2D share (TF's names), viewed from either
+/// options struct (the view must not outlive it).
+struct KernelBiasOptions {
+  template <class Options>
+  explicit KernelBiasOptions(const Options& o)
+      : activation(o.activation),
+        use_bias(o.use_bias),
+        kernel_initializer(o.kernel_initializer),
+        bias_initializer(o.bias_initializer),
+        kernel_regularizer(o.kernel_regularizer),
+        bias_regularizer(o.bias_regularizer),
+        activity_regularizer(o.activity_regularizer),
+        kernel_constraint(o.kernel_constraint),
+        bias_constraint(o.bias_constraint) {}
+  const TensorFn& activation;
+  bool use_bias;
+  const Initializer& kernel_initializer;
+  const Initializer& bias_initializer;
+  const TensorFn& kernel_regularizer;
+  const TensorFn& bias_regularizer;
+  const TensorFn& activity_regularizer;
+  const TensorFn& kernel_constraint;
+  const TensorFn& bias_constraint;
+};
+}  // namespace detail
 
 class Layer {
  public:
@@ -61,12 +111,26 @@ class Layer {
   /// get_variable under the layer's scope, honouring the layer's trainable flag; records the
   /// variable and, when newly created with a regularizer, its loss.
   Variable add_variable(const std::string& name, const Shape& shape, VariableOptions options);
+  /// Dense's and Conv2D's variables: `kernel` of `kernel_shape` and, with use_bias, `bias`
+  /// [kernel_shape's last dimension], of `dtype`, with the options' initializers, regularizers and
+  /// constraints (kernel_initializer empty: the scope's, else glorot_uniform).
+  void add_kernel_and_bias(const detail::KernelBiasOptions& o, const Shape& kernel_shape, DType dtype,
+                           Variable& kernel, Variable& bias);
+  /// y + bias (BiasAdd in `data_format`, when bias is valid), then the activation; the activity
+  /// regularizer's loss of the result goes to losses() and REGULARIZATION_LOSSES.
+  Tensor bias_activation(const detail::KernelBiasOptions& o, Tensor y, const Variable& bias,
+                         const std::string& data_format = "NHWC");
   /// Appends to updates() and to UPDATE_OPS (no duplicates).
   void add_update(const GraphElement& op);
   void add_loss(const Tensor& loss);
   /// Enters the layer's scopes (building on the first call, inside the new variable scope and
-  /// name scope) and returns f()'s result. If build() throws, the layer stays unbuilt.
+  /// name scope) and returns f()'s result. All or nothing: if build() or f() throws, the graph is
+  /// rolled back to before the call, updates() and losses() lose what the call added, and a failed
+  /// first call leaves the layer unbuilt (forget_variables() is called).
   Tensor call_in_scope(const Shape& input_shape, const std::function<Tensor()>& f);
+  /// Called when a first call fails and its variables are gone from the graph: a subclass resets
+  /// the Variable handles its build() stored (to null Variables).
+  virtual void forget_variables() {}
   /// The layer's name for error messages before and after the first call.
   std::string display_name() const;
 

@@ -4,22 +4,12 @@
 
 #include "framework/errors.hpp"
 #include "framework/nn_conv.hpp"
+#include "layers/core.hpp"  // detail::normalize_padding, detail::is_channels_first
 
 namespace kiln::layers {
 
-namespace {
-
-std::string at(const std::string& layer, const Shape& s) {
-  return " (layer '" + layer + "', input shape " + s.to_string() + ")";
-}
-
-void expect_positive(const IntPair& p, const char* what, const std::string& layer) {
-  if (p.h < 1 || p.w < 1)
-    throw ValueError(std::string(what) + " must be >= 1, got (" + std::to_string(p.h) + ", " +
-                     std::to_string(p.w) + ") (layer '" + layer + "')");
-}
-
-}  // namespace
+using detail::at;
+using detail::expect_positive;
 
 Pooling2D::Pooling2D(IntPair pool_size, IntPair strides, Pooling2DOptions options,
                      std::string base_name, bool max)

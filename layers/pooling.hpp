@@ -17,7 +17,6 @@
 #include <string>
 
 #include "framework/graph.hpp"
-#include "layers/core.hpp"  // IntPair
 #include "layers/layer.hpp"
 
 namespace kiln::layers {

@@ -80,7 +80,6 @@ Operation group_named(const std::vector<Operation>& ops, const std::string& full
 }
 
 std::atomic<bool> g_warning_enabled{true};
-std::atomic<bool> g_warning_shown{false};
 
 }  // namespace
 
@@ -210,7 +209,7 @@ Operation Optimizer::apply_gradients_impl(const GradsAndVars& grads_and_vars, co
 
   if (warn && g_warning_enabled.load()) {
     const auto layers = missing_update_layers(train_op);
-    if (!layers.empty() && !g_warning_shown.exchange(true)) {
+    if (!layers.empty()) {  // once per offending train op: each is built once, here
       const auto missing = missing_update_ops(train_op);
       std::string names;
       for (std::size_t i = 0; i < layers.size(); ++i) names += (i ? ", " : "") + layers[i];
@@ -219,7 +218,7 @@ Operation Optimizer::apply_gradients_impl(const GradsAndVars& grads_and_vars, co
                 << " ops in the UPDATE_OPS collection, so running it will not update them (layers: " << names
                 << "). Batch normalization's moving statistics would stay at their initial values. Build the "
                    "train op inside `control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));`. "
-                   "(Shown once; train::set_update_ops_warning(false) silences it; "
+                   "(train::set_update_ops_warning(false) silences it; "
                    "train::missing_update_ops(train_op) lists them.)\n";
     }
   }
@@ -358,10 +357,7 @@ std::vector<std::string> missing_update_layers(const Operation& train_op) {
   return layers;
 }
 
-void set_update_ops_warning(bool enabled) {
-  g_warning_enabled = enabled;
-  if (enabled) g_warning_shown = false;
-}
+void set_update_ops_warning(bool enabled) { g_warning_enabled = enabled; }
 
 bool update_ops_warning_enabled() { return g_warning_enabled.load(); }
 

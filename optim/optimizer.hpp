@@ -27,9 +27,10 @@
 //
 // The UPDATE_OPS guard (kiln's addition, it never changes TF's semantics): when apply_gradients or
 // minimize builds a train op that does not depend on every op of the UPDATE_OPS collection (batch
-// normalization's moving-statistics updates), it prints one warning to stderr naming the layers
-// whose updates are missing. `missing_update_ops(train_op)` gives the same check as a function;
-// `set_update_ops_warning(false)` or `MinimizeOptions::warn_missing_update_ops = false` silences it.
+// normalization's moving-statistics updates), it prints a warning to stderr naming the train op and
+// the layers whose updates are missing, once per offending train op (a second train op built without
+// the dependency, e.g. through apply_gradients, warns again). `missing_update_ops(train_op)` gives
+// the same check as a function; `set_update_ops_warning(false)` or `MinimizeOptions::warn_missing_update_ops = false` silences it.
 //
 // Writing an optimizer (TF1's _create_slots / _prepare / _apply_dense / _finish split): derive from
 // Optimizer, create slots in `create_slots`, build the per-variable update from ordinary ops in
@@ -190,8 +191,8 @@ std::vector<GraphElement> missing_update_ops(const Operation& train_op);
 /// The layer names of those items: each op name without its last component
 /// ("block1/batch_normalization/AssignMovingAvg" -> "block1/batch_normalization"), deduplicated.
 std::vector<std::string> missing_update_layers(const Operation& train_op);
-/// Turns the stderr warning on or off for the whole process. It is printed once per process; turning
-/// it on again re-arms it.
+/// Turns the stderr warning on or off for the whole process (on by default). When on, every train op
+/// built without a dependency on all of UPDATE_OPS warns once, as it is built. Thread-safe.
 void set_update_ops_warning(bool enabled);
 bool update_ops_warning_enabled();
 

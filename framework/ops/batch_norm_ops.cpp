@@ -22,9 +22,11 @@
 // The reserve spaces (and, as in TF, the population statistics) receive no gradient.
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "framework/kernels/batch_norm.hpp"
 #include "framework/nn_batch_norm.hpp"
+#include "framework/nn_ops.hpp"
 #include "framework/ops/common.hpp"
 
 
@@ -62,8 +64,7 @@ std::int64_t merge_channels(std::int64_t c, const Shape& s, const char* what, bo
 std::int64_t check_bn_inputs(const InferenceContext& c, int xi, bool training, bool grad, Shape& x) {
   const auto& a = c.attrs<FusedBatchNormAttrs>();
   check_data_format(a.data_format);
-  if (!std::isfinite(a.epsilon) || a.epsilon < 0)
-    throw ValueError("epsilon must be a finite number >= 0, got " + std::to_string(a.epsilon));
+  detail::check_variance_epsilon(a.epsilon, "");
   const DType t = c.dtypes[static_cast<std::size_t>(xi)];
   if (t != float32 && t != float64)
     throw TypeError(std::string("x must be float or double, got ") + dtype_name(t));
@@ -305,6 +306,17 @@ FusedBatchNormOutputs fused_batch_norm(const Tensor& x, const Tensor& scale, con
 }
 
 }  // namespace nn
+
+namespace detail {
+// One rule for every path: 1 / sqrt(variance + epsilon) stays finite for a constant channel
+// (variance 0) only with epsilon > 0, and a NaN epsilon would make every output NaN.
+void check_variance_epsilon(double epsilon, const std::string& context) {
+  if (std::isfinite(epsilon) && epsilon > 0) return;
+  std::ostringstream os;
+  os << "epsilon must be a finite number > 0, got " << epsilon << context;
+  throw ValueError(os.str());
+}
+}  // namespace detail
 
 void register_batch_norm_ops(OpRegistry& r) {
   r.add({.type = "FusedBatchNorm",

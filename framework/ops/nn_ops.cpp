@@ -442,23 +442,8 @@ void noise_kernel(KernelContext& c) {
 
 namespace nn {
 
-Tensor relu(const Tensor& features, const std::string& name) {
-  return detail::build1("Relu", {features}, {}, name);
-}
-Tensor relu6(const Tensor& features, const std::string& name) {
-  return detail::build1("Relu6", {features}, {}, name);
-}
-Tensor elu(const Tensor& features, const std::string& name) {
-  return detail::build1("Elu", {features}, {}, name);
-}
-Tensor sigmoid(const Tensor& x, const std::string& name) {
-  return detail::build1("Sigmoid", {x}, {}, name);
-}
-Tensor tanh(const Tensor& x, const std::string& name) {
-  return detail::build1("Tanh", {x}, {}, name);
-}
-Tensor softplus(const Tensor& features, const std::string& name) {
-  return detail::build1("Softplus", {features}, {}, name);
+Tensor Activation::operator()(const Tensor& features, const std::string& name) const {
+  return detail::build1(type, {features}, {}, name);
 }
 Tensor softmax(const Tensor& logits, int axis, const std::string& name) {
   return detail::build1("Softmax", {logits}, AxisAttrs{axis}, name);
@@ -521,6 +506,8 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name) {
+  kiln::detail::check_variance_epsilon(variance_epsilon,
+                                       " (nn::batch_normalization '" + (name.empty() ? "batchnorm" : name) + "')");
   // TF writes x * inv + (offset - mean * inv); that is the same value, but for data far from zero
   // (mean 1e4, std 1) both terms are ~1e4 and cancel, in y and, worse, in d/dinv = sum(dy x) -
   // mean sum(dy): float32 keeps ~3 digits of dgamma. (x - mean) is exact for x near the mean.

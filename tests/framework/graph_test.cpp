@@ -3,16 +3,21 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <sstream>
 
 #include <kiln.hpp>
 
 #include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
+#include "tests/support/expect.hpp"
+#include "tests/support/graph_state.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;
 using kiln::testing::ran;
+using kiln::testing::graph_state;
+using kiln::testing::message_of;
 
 
 TEST_CASE("types.dtype_names_and_shapes") {
@@ -241,4 +246,193 @@ TEST_CASE("graph.op_registry_records_are_complete") {
   }
   CHECK_THROWS_AS(op_registry().get("NoSuchOp"), NotFoundError);
   CHECK_THROWS_AS(op_registry().add(OpDef{.type = "Add"}), InternalError);
+}
+
+TEST_CASE("graph.invalid_names_raise_value_error_naming_the_name") {
+  // TF's patterns: ops [A-Za-z0-9.][A-Za-z0-9_.\-/>]*, nested scopes [A-Za-z0-9_.\-/>]*.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {2}, "x");
+  const std::string before = graph_state(g);
+  for (const char* bad : {"a b", "x:0", "_x", "-x", "/x", "caf\xc3\xa9", "tab\t"}) {
+    const std::string m = message_of<ValueError>([&] { identity(x, bad); });
+    std::string expected = "'";  // (appended, not "'" + s: g++ 12 warns -Wrestrict on that)
+    expected.append(bad).append("' is not a valid node name");
+    CHECK(contains(m, expected));
+  }
+  CHECK(contains(message_of<ValueError>([&] { placeholder(float32, {}, "my input"); }), "'my input'"));
+  CHECK(contains(message_of<ValueError>([&] { name_scope ns("block 1"); }), "'block 1' is not a valid scope name"));
+  CHECK(contains(message_of<ValueError>([&] { name_scope ns("_b"); }), "'_b' is not a valid scope name"));
+  CHECK(contains(message_of<ValueError>([&] { name_scope ns("a:b/"); }), "'a:b/' is not a valid scope name"));
+  CHECK(contains(message_of<ValueError>([&] { get_variable("w 1", {2}); }),
+                 "Variable name 'w 1' is not a valid node name"));
+  CHECK(contains(message_of<ValueError>([&] { get_variable("w:0", {2}); }), "'w:0'"));
+  CHECK(contains(message_of<ValueError>([&] { variable_scope vs("my block"); }), "'my block' is not a valid scope name"));
+  CHECK(contains(message_of<ValueError>([&] { Variable v(x, {.name = "v 1"}); }), "'v 1' is not a valid node name"));
+  CHECK(graph_state(g) == before);  // nothing was built
+  CHECK(current_variable_scope_name().empty());
+  CHECK(g.name_scope_prefix().empty());
+
+  // Valid: nested names may start with '_' or '-' (the full name starts with the outer scope),
+  // '.', '-', '>' and digits anywhere, a leading '.' or digit at the root.
+  CHECK(identity(x, ".x-1>y").op().name() == ".x-1>y");
+  CHECK(identity(x, "0x").op().name() == "0x");
+  {
+    name_scope ns("outer");
+    CHECK(identity(x, "_private").op().name() == "outer/_private");
+    name_scope inner("_inner");
+    CHECK(identity(x).op().name() == "outer/_inner/Identity");
+  }
+  {
+    variable_scope vs("vs");
+    CHECK(get_variable("_w", {2}).name() == "vs/_w:0");
+  }
+}
+
+TEST_CASE("graph.names_kiln_makes_are_valid") {
+  // Initializers, gradients, optimizer slots, layers' scopes, cond plumbing and "_1" suffixes: a
+  // training graph built twice (so that names are made unique) has only valid names.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 6, 6, 2}, "x");
+  Tensor labels = placeholder(int64, {-1}, "labels");
+  Tensor training = placeholder(boolean, {}, "training");
+  for (int i = 0; i < 2; ++i) {
+    Tensor h = layers::conv2d(x, 3, 3, {.padding = "same", .activation = nn::relu});
+    h = layers::batch_normalization(h, {.training = training, .renorm = i == 1});
+    h = layers::dropout(layers::flatten(layers::max_pooling2d(h, 2, 2)), {.training = training});
+    Tensor loss = losses::sparse_softmax_cross_entropy(labels, layers::dense(h, 4));
+    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
+    train::AdamOptimizer(1e-3).minimize(loss, {.global_step = train::get_or_create_global_step()});
+  }
+  global_variables_initializer();
+  CHECK(g.num_nodes() > 300);
+  for (const Operation& op : g.operations()) CHECK_MESSAGE(kiln::detail::is_valid_node_name(op.name()), op.name());
+}
+
+TEST_CASE("graph.control_dependencies_on_another_graph_raise_value_error") {
+  Graph other;
+  Operation foreign;
+  Tensor foreign_t;
+  {
+    auto og = other.as_default();
+    foreign = no_op("foreign_op");
+    foreign_t = placeholder(float32, {}, "foreign_t");
+  }
+  Graph g;
+  auto guard = g.as_default();
+  Operation local = no_op("local_op");
+  std::string m = message_of<ValueError>([&] { control_dependencies deps({local, foreign}); });
+  CHECK(contains(m, "'foreign_op'"));
+  CHECK(contains(m, "'local_op'"));
+  CHECK(contains(message_of<ValueError>([&] { control_dependencies deps(foreign_t); }), "'foreign_t:0'"));
+  CHECK(contains(message_of<ValueError>([&] { control_dependencies deps({Operation()}); }), "null"));
+  CHECK(no_op("after").control_inputs().empty());  // no frame was left behind
+  // add_control_input keeps its promise: ValueError naming both, no edge added.
+  m = message_of<ValueError>([&] { local.add_control_input(foreign); });
+  CHECK(contains(m, "'foreign_op'"));
+  CHECK(contains(m, "'local_op'"));
+  CHECK(contains(message_of<ValueError>([&] { local.add_control_input(local); }), "'local_op'"));
+  CHECK(local.control_inputs().empty());
+}
+
+TEST_CASE("graph.control_dependencies_take_ranges_and_single_items") {
+  Graph g;
+  auto guard = g.as_default();
+  Operation a = no_op("a"), b = no_op("b");
+  Tensor t = placeholder(float32, {}, "t");
+  Variable v = get_variable("v", {}, {.initializer = initializers::zeros()});
+  const auto deps_of_new_op = [] { return no_op().control_inputs().size(); };
+  {
+    const std::vector<Operation> ops{a, b};
+    control_dependencies deps(ops);
+    CHECK(deps_of_new_op() == 2);
+  }
+  {
+    control_dependencies deps(std::vector<Tensor>{t, v.value()});
+    CHECK(deps_of_new_op() == 2);
+  }
+  {
+    control_dependencies deps(a);
+    CHECK(no_op().control_inputs() == std::vector<Operation>{a});
+  }
+  {
+    control_dependencies deps(t);
+    CHECK(no_op().control_inputs() == std::vector<Operation>{t.op()});
+  }
+  {
+    control_dependencies deps(v);
+    CHECK(no_op().control_inputs() == std::vector<Operation>{v.op()});
+  }
+  {
+    const std::array<Variable, 1> vars{v};
+    control_dependencies deps(vars);
+    CHECK(deps_of_new_op() == 1);
+  }
+  {
+    control_dependencies deps({a, t});  // braced lists keep working
+    CHECK(deps_of_new_op() == 2);
+  }
+}
+
+TEST_CASE("graph.checkpoint_rolls_back_everything_built_since") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {2}, "x");
+  Operation old_op = no_op("old");
+  Variable w = get_variable("w", {2}, {.initializer = initializers::ones()});
+  add_to_collection("mine", x);
+  { name_scope ns("block"); identity(x); }
+  const std::string before = graph_state(g);
+  const int nodes = g.num_nodes();
+
+  const auto build = [&] {
+    name_scope ns("block");  // block_1
+    Tensor y = identity(x) * w.value();
+    Variable u = get_variable("u", {2}, {.initializer = initializers::zeros(), .regularizer = [](const Tensor& t) {
+                                           return reduce_sum(t);
+                                         }});
+    add_to_collection("mine", y);
+    add_to_collection("new_key", u);
+    add_to_collection(GraphKeys::UPDATE_OPS, assign(u, y));
+    old_op.add_control_input(y.op());  // an edge from the old part of the graph into the new one
+    cond(placeholder(boolean, {}, "p"), [&] { return x + 1.0; }, [&] { return x; });
+    return y;
+  };
+  std::string names_first;
+  {
+    GraphCheckpoint checkpoint(g);
+    Tensor y = build();
+    names_first = y.name();
+    CHECK(g.num_nodes() > nodes);
+  }  // not committed: rolled back
+  CHECK(graph_state(g) == before);
+  CHECK(g.num_nodes() == nodes);
+  CHECK(old_op.control_inputs().empty());
+  CHECK(global_variables() == std::vector<Variable>{w});
+  CHECK(get_collection(GraphKeys::REGULARIZATION_LOSSES).empty());
+  CHECK_THROWS_AS(g.get_operation_by_name("u"), NotFoundError);
+  CHECK_FALSE(g.name_in_use("block_1"));
+  CHECK(g.name_in_use("block"));
+
+  // The same names again, then kept when committed; nesting: an inner rollback inside.
+  {
+    GraphCheckpoint outer(g);
+    Tensor y = build();
+    CHECK(y.name() == names_first);
+    const std::string built = graph_state(g);
+    {
+      GraphCheckpoint inner(g);
+      identity(y, "scratch");
+      get_variable("scratch_var", {1});
+    }
+    CHECK(graph_state(g) == built);
+    outer.commit();
+  }
+  CHECK(g.get_operation_by_name("u").type() == "VariableV2");
+  CHECK(old_op.control_inputs().size() == 1);
+  CHECK(identity(x, "block_1").op().name() == "block_1_1");  // the counters were kept too
+  Session sess;
+  sess.run(global_variables_initializer());
+  CHECK(sess.run(get_collection("mine")[1], {{x, xt::xarray<float>{1, 2}}}).to_double() == xt::xarray<double>{1, 2});
 }

@@ -8,6 +8,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/expect.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;
@@ -236,4 +237,60 @@ TEST_CASE("variable.scope_initializer_and_init_scope") {
   Session sess;
   sess.run(v.initializer());
   CHECK(allclose(sess.run(v), {1, 1}));
+}
+
+TEST_CASE("initializers.constant_takes_a_number_or_an_array") {
+  // TF's constant_initializer(value): an array (loading weights) must have the variable's shape;
+  // it is converted to the variable's dtype.
+  Graph g;
+  auto guard = g.as_default();
+  Variable w = get_variable("w", {2, 2}, {.initializer = initializers::constant(xt::xarray<double>{{1, 2}, {3, 4}})});
+  Variable i = get_variable("i", {3}, {.dtype = int64, .initializer = initializers::constant(xt::xarray<float>{1, 2, 3})});
+  Variable s = get_variable("s", {2}, {.initializer = initializers::constant(Array(2.5))});  // 0-d: fills
+  Variable n = get_variable("n", {2}, {.initializer = initializers::constant(7)});            // a number
+  CHECK(w.dtype() == float32);
+  Session sess;
+  sess.run(global_variables_initializer());
+  CHECK(sess.run(w).as<float>() == xt::xarray<float>{{1, 2}, {3, 4}});
+  CHECK(sess.run(i).as<std::int64_t>() == xt::xarray<std::int64_t>{1, 2, 3});
+  CHECK(sess.run(s).as<float>() == xt::xarray<float>{2.5, 2.5});
+  CHECK(sess.run(n).as<float>() == xt::xarray<float>{7, 7});
+
+  // Another shape: ValueError naming the variable and both shapes; nothing is left behind.
+  const auto vars = global_variables();
+  const int nodes = g.num_nodes();
+  std::string msg;
+  try {
+    variable_scope vs("block");
+    get_variable("kernel", {3, 2}, {.initializer = initializers::constant(xt::xarray<float>{{1, 2}, {3, 4}})});
+  } catch (const ValueError& e) {
+    msg = e.what();
+  }
+  CHECK(contains(msg, "block/kernel"));
+  CHECK(contains(msg, "[2,2]"));
+  CHECK(contains(msg, "[3,2]"));
+  CHECK(global_variables() == vars);
+  CHECK(g.num_nodes() == nodes);
+  {
+    variable_scope vs("block", {.reuse = Reuse::reuse});
+    CHECK(contains(kiln::testing::message_of<ValueError>([] { get_variable("kernel", {3, 2}); }), "does not exist"));
+  }
+  CHECK_THROWS_AS(initializers::constant(Array()), ValueError);
+}
+
+TEST_CASE("ops.fill_takes_its_dtype_like_tf") {
+  // tf.fill(dims, value) takes the value's dtype; a C++ double gives float32 unless told.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor f = fill({2, 2}, 1.5);
+  Tensor i = fill({3}, 4, int64);
+  Tensor d = fill({1}, 0.25, float64);
+  CHECK(f.dtype() == float32);
+  CHECK(f.shape() == Shape{2, 2});
+  CHECK(i.dtype() == int64);
+  CHECK(d.dtype() == float64);
+  Session sess;
+  CHECK(sess.run(f).as<float>() == xt::xarray<float>{{1.5, 1.5}, {1.5, 1.5}});
+  CHECK(sess.run(i).as<std::int64_t>() == xt::xarray<std::int64_t>{4, 4, 4});
+  CHECK(sess.run(d).as<double>() == xt::xarray<double>{0.25});
 }

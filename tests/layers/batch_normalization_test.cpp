@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/graph_state.hpp"
 
 
 using namespace kiln;
@@ -496,8 +498,15 @@ TEST_CASE("batch_norm.argument_errors_name_the_layer") {
                  "adjustment cannot be specified"));
   CHECK(contains(value_error(x, {.name = "ghost", .virtual_batch_size = 3}),
                  "virtual_batch_size 3 does not divide the batch size 2"));
-  CHECK(contains(message_of<ValueError>([] { layers::RenormClipping::from_dict({{"rmax", 3.0}, {"dmin", 1.0}}); }),
-                 "'dmin'"));
+  {  // an unknown renorm_clipping key: reported when the layer is built, naming the key and the layer
+    const auto clip = layers::RenormClipping::from_dict({{"rmax", 3.0}, {"dmin", 1.0}});
+    CHECK(clip.unknown_keys == std::vector<std::string>{"dmin"});
+    m = value_error(x, {.name = "clipped", .renorm = true, .renorm_clipping = clip});
+    CHECK(contains(m, "'dmin'"));
+    CHECK(contains(m, "layer 'clipped'"));
+    CHECK(contains(value_error(x, {.name = "clipped_off", .renorm_clipping = clip}), "layer 'clipped_off'"));
+    CHECK(g.get_collection(GraphKeys::GLOBAL_VARIABLES, "clipped").empty());
+  }
   // Types: integer input, non-boolean or non-scalar training tensor, clipping tensors.
   CHECK(contains(message_of<TypeError>([&] { layers::batch_normalization(placeholder(int32, {2, 3}), {.name = "ints"}); }),
                  "ints"));
@@ -975,4 +984,80 @@ TEST_CASE("batch_norm.functional_form_as_in_the_api_example") {
   sess.run(global_variables_initializer());
   const xt::xarray<float> xv = f32(normal({3, 4, 4, 2}, 0.0, 1.0, 111));
   CHECK(sess.run(h, {{x, xv}, {training, false}}).shape() == Shape{3, 4, 4, 2});
+}
+
+TEST_CASE("batch_norm.epsilon_rule_is_the_same_on_every_path") {
+  // One rule: epsilon a finite number > 0, checked when the layer is built (naming it) and by
+  // nn::batch_normalization and nn::fused_batch_norm.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {4, 2, 2, 3}, "x");
+  const std::string before = kiln::testing::graph_state(g);
+  for (double eps : {0.0, -1e-3, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    for (std::optional<bool> fused : {std::optional<bool>(true), std::optional<bool>(false)}) {
+      const std::string m = message_of<ValueError>(
+          [&] { layers::batch_normalization(x, {.epsilon = eps, .training = true, .name = "bn", .fused = fused}); });
+      CHECK(contains(m, "epsilon must be a finite number > 0"));
+      CHECK(contains(m, "layer 'bn'"));
+    }
+    CHECK(contains(message_of<ValueError>([&] {
+                     layers::batch_normalization(x, {.epsilon = eps, .training = true, .name = "rn", .renorm = true});
+                   }),
+                   "layer 'rn'"));
+    const Tensor c = placeholder(float32, {3}, "c");
+    CHECK(contains(message_of<ValueError>([&] { nn::batch_normalization(x, c, c, c, c, eps, "plain_bn"); }),
+                   "'plain_bn'"));
+    CHECK(contains(message_of<ValueError>([&] { nn::fused_batch_norm(x, c, c, std::nullopt, std::nullopt, eps, "NHWC", true, "fbn"); }),
+                   "'fbn'"));
+  }
+  // Nothing was left behind by the failed builds (the placeholders c aside).
+  CHECK(g.get_collection(GraphKeys::GLOBAL_VARIABLES).empty());
+  CHECK(g.get_collection(GraphKeys::UPDATE_OPS).empty());
+  // A positive epsilon, however small, is accepted on both paths.
+  layers::batch_normalization(x, {.epsilon = 1e-12, .training = true, .fused = true});
+  layers::batch_normalization(x, {.epsilon = 1e-12, .training = true, .fused = false});
+  nn::batch_normalization(x, placeholder(float32, {3}), placeholder(float32, {3}), std::nullopt, std::nullopt, 1e-12);
+}
+
+TEST_CASE("batch_norm.a_failed_build_leaves_nothing_behind_and_the_retry_works") {
+  // virtual_batch_size 3 with a batch of 8 fails in the call, after the variables were created;
+  // so does a negative epsilon on the fused path. The corrected retry under the same name works.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {8, 4, 4, 3}, "x");
+  { layers::batch_normalization(x, {.name = "first"}); }
+  const std::string before = kiln::testing::graph_state(g);
+  const auto vars_before = global_variables();
+
+  CHECK(contains(message_of<ValueError>([&] {
+                   layers::batch_normalization(x, {.training = true, .name = "bn", .virtual_batch_size = 3});
+                 }),
+                 "virtual_batch_size 3 does not divide the batch size 8"));
+  CHECK(kiln::testing::graph_state(g) == before);
+  CHECK(global_variables() == vars_before);
+  CHECK_FALSE(g.name_in_use("bn"));
+  CHECK(contains(message_of<ValueError>([&] {
+                   layers::batch_normalization(x, {.epsilon = -1.0, .training = true, .name = "bn", .fused = true});
+                 }),
+                 "layer 'bn'"));
+  CHECK(kiln::testing::graph_state(g) == before);
+
+  Tensor y = layers::batch_normalization(x, {.training = true, .name = "bn", .virtual_batch_size = 4});
+  CHECK(g.get_tensor_by_name("bn/gamma:0").shape() == Shape{1, 1, 1, 1, 3});
+  CHECK(y.shape() == Shape{8, 4, 4, 3});
+  CHECK(get_collection(GraphKeys::UPDATE_OPS).size() == 2);
+
+  // An object whose first call failed is unbuilt, its variable handles null; it builds on retry.
+  layers::BatchNormalization bn({.name = "obj", .virtual_batch_size = 3});
+  CHECK_THROWS_AS(bn(x, true), ValueError);
+  CHECK_FALSE(bn.built());
+  CHECK_FALSE(bn.gamma().valid());
+  CHECK(bn.variables().empty());
+  CHECK(bn.updates().empty());
+  Tensor x6 = placeholder(float32, {6, 4, 4, 3}, "x6");
+  bn(x6, true);
+  CHECK(bn.gamma().name() == "obj/gamma:0");
+  Session sess;
+  sess.run(global_variables_initializer());
+  CHECK(sess.run(bn.gamma()).to_double() == xt::ones<double>({1, 1, 1, 1, 3}));
 }

@@ -254,3 +254,29 @@ TEST_CASE("dense.gradient_check") {
   const Arr kv{{0.5, -0.2}, {0.3, 0.8}, {-0.6, 0.1}};
   check_grad(y, {{x, xv}, {fc.kernel(), kv}, {fc.bias(), Arr{0.1, -0.3}}});
 }
+
+TEST_CASE("dense.activation_takes_the_nn_functions_as_values") {
+  // TF1's `activation=tf.nn.relu` ports as `{.activation = nn::relu}` (dense and conv2d); the
+  // activations stay callable with and without a name.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {2, 3}, "x");
+  CHECK(layers::dense(x, 4, {.activation = nn::relu}).op().type() == "Relu");
+  CHECK(layers::dense(x, 4, {.activation = nn::tanh}).op().type() == "Tanh");
+  CHECK(layers::dense(x, 4, {.activation = nn::sigmoid, .name = "fc"}).op().name() == "fc/Sigmoid");
+  Tensor img = placeholder(float32, {1, 5, 5, 2}, "img");
+  CHECK(layers::conv2d(img, 3, 3, {.activation = nn::elu}).op().type() == "Elu");
+  CHECK(layers::conv2d(img, 3, 3, {.activation = nn::relu6}).op().type() == "Relu6");
+  CHECK(layers::conv2d(img, 3, 3, {.activation = nn::softplus}).op().type() == "Softplus");
+  const TensorFn act = nn::relu;
+  CHECK(act(x).op().type() == "Relu");
+  CHECK(nn::relu(x).op().name() == "Relu_1");
+  CHECK(nn::relu(x, "named_relu").op().name() == "named_relu");
+  CHECK(nn::tanh(x, "t").op().name() == "t");
+  // Values: the activation of the layer's output.
+  Session sess;
+  sess.run(global_variables_initializer());
+  Tensor y = layers::dense(x, 2, {.activation = nn::relu, .kernel_initializer = initializers::constant(-1.0)});
+  sess.run(global_variables_initializer());
+  CHECK(sess.run(y, {{x, xt::xarray<float>{{1, 1, 1}, {-1, -1, -1}}}}).to_double() == Arr{{0, 0}, {3, 3}});
+}

@@ -8,6 +8,7 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/graph_state.hpp"
 
 
 using namespace kiln;
@@ -41,12 +42,15 @@ class Scale : public layers::Layer {
   Tensor operator()(const Tensor& x) {
     return call_in_scope(x.shape(), [&] {
       add_update(assign_add(counter_, scalar(1.0)));
-      return multiply(x, w_.value(), "mul");
+      const Tensor y = multiply(x, w_.value(), "mul");
+      if (fail_in_call) throw ValueError("call failed on purpose in " + display_name());
+      return y;
     });
   }
   Variable w_, counter_;
   int builds = 0;
   bool fail = false;
+  bool fail_in_call = false;
 
  protected:
   void build(const Shape& s) override {
@@ -55,6 +59,7 @@ class Scale : public layers::Layer {
     w_ = add_variable("w", Shape{s[-1]}, {.initializer = initializers::ones(), .regularizer = reg_});
     counter_ = add_variable("counter", Shape{}, {.initializer = initializers::zeros(), .trainable = false});
   }
+  void forget_variables() override { w_ = counter_ = Variable(); }
 
  private:
   TensorFn reg_;
@@ -235,4 +240,41 @@ TEST_CASE("layer.a_failed_build_leaves_the_layer_unbuilt") {
   CHECK(a.built());
   CHECK(a.builds == 2);
   CHECK(a.variables().size() == 2);
+}
+
+TEST_CASE("layer.a_failed_call_is_all_or_nothing") {
+  // A first call that fails after build() created variables, ops and updates leaves the graph as
+  // it was (ops, names, variables, store, collections, counters) and the layer unbuilt; the retry
+  // builds the same names.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {2, 3}, "x");
+  const std::string before = kiln::testing::graph_state(g);
+  Scale a({.name = "s", .regularizer = [](const Tensor& t) { return reduce_sum(t); }});
+  a.fail_in_call = true;
+  CHECK(contains(message_of<ValueError>([&] { a(x); }), "call failed on purpose in s"));
+  CHECK(kiln::testing::graph_state(g) == before);
+  CHECK_FALSE(a.built());
+  CHECK(a.variables().empty());
+  CHECK(a.updates().empty());
+  CHECK(a.losses().empty());
+  CHECK_FALSE(a.w_.valid());  // forget_variables()
+  CHECK_FALSE(g.name_in_use("s"));
+  a.fail_in_call = false;
+  Tensor y = a(x);
+  CHECK(a.scope_name() == "s");
+  CHECK(a.w_.name() == "s/w:0");
+  CHECK(y.op().name() == "s/mul");
+  CHECK(a.losses().size() == 1);
+
+  // A later call that fails takes back its ops and updates, and keeps the layer built.
+  const std::string built = kiln::testing::graph_state(g);
+  a.fail_in_call = true;
+  CHECK_THROWS_AS(a(x), ValueError);
+  CHECK(kiln::testing::graph_state(g) == built);
+  CHECK(a.built());
+  CHECK(a.updates().size() == 1);
+  a.fail_in_call = false;
+  CHECK(a(x).op().name() == "s/mul_1");
+  CHECK(a.updates().size() == 2);
 }

@@ -427,12 +427,14 @@ TEST_CASE("train.update_ops_guard") {
   CHECK(train::missing_update_ops(without)[0].op().name() == "batch_normalization/AssignMovingAvg");
   CHECK(train::missing_update_layers(without) == std::vector<std::string>{"batch_normalization"});
   {
-    CaptureStderr err;  // once per process: not repeated
-    train::GradientDescentOptimizer(0.1).minimize(loss);
-    CHECK(err.out.str().empty());
+    CaptureStderr err;  // once per offending train op: a second one, through apply_gradients, warns too
+    train::GradientDescentOptimizer opt(0.1);
+    const Operation second = opt.apply_gradients(opt.compute_gradients(loss));
+    CHECK(contains(err.out.str(), "'" + second.name() + "'"));
+    CHECK(contains(err.out.str(), "batch_normalization"));
   }
 
-  train::set_update_ops_warning(true);  // re-armed: silent anyway when the dependency is there
+  // Silent when the dependency is there
   Operation with;
   {
     CaptureStderr err;
