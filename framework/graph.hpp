@@ -338,13 +338,12 @@ class name_scope {
   std::string prefix_;
 };
 
-/// Seam for the Boost.Graph DOT writer: each op with type and output shapes; data edges solid,
-/// control edges dashed.
-void write_graphviz(const Graph& graph, std::ostream& os);
-
 namespace detail {
 /// Strips ":0" etc. Throws ValueError on malformed tensor names.
 std::pair<std::string, int> parse_tensor_name(const std::string& name);
 }  // namespace detail
 
 }  // namespace kiln
+
+// write_graphviz(graph, os[, options]): DOT pictures of a graph.
+#include "framework/graphviz.hpp"
