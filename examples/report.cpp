@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -109,7 +110,7 @@ Picture plot_curves(const fs::path& dir, PlotSize size) {
   gp << "# Draws curves.png; written by the main job (examples/report.cpp). Run: gnuplot curves.gp\n"
      << "set terminal pngcairo size " << size.width << ',' << size.height << " font 'Helvetica,11' noenhanced\n"
      << "set output " << quoted(png.string()) << "\n"
-     << "set datafile separator ','\nset grid\nset key bottom right\nset xlabel 'epoch'\n"
+     << "set datafile separator ','\nset grid\nset xlabel 'epoch'\n"
      << "set multiplot layout " << (stats_header.empty() ? "1,2" : "2,2")
      << " title 'Fashion-MNIST: per epoch (training mode for train, inference mode for test)'\n";
   const std::string c = quoted(curves.string());
@@ -118,10 +119,11 @@ Picture plot_curves(const fs::path& dir, PlotSize size) {
        << " with linespoints pt 7 title 'train', " << c << " using 1:" << column(header, "test_" + what, curves)
        << " with linespoints pt 7 title 'test'\n";
   };
+  gp << "set key top right\n";  // where the falling loss leaves room
   per_epoch("loss", "loss");
-  gp << "set key top right\n";
-  per_epoch("accuracy", "accuracy");
   gp << "set key bottom right\n";
+  per_epoch("accuracy", "accuracy");
+  gp << "set key below\n";  // one line per layer, clear of the curves
   auto per_layer = [&](const std::string& title, const std::string& suffix) {
     gp << "set title '" << title << "'\nset xtics autofreq\nplot ";
     bool first = true;

@@ -350,7 +350,7 @@ void write_graphviz(const Graph& graph, std::ostream& os, const GraphvizOptions&
       {"labelloc", "b"}, {"nodesep", "0.25"}, {"ranksep", "0.35"}, {"compound", "true"}};
   boost::get_property(dot, boost::graph_vertex_attribute) = {
       {"fontname", "Helvetica"}, {"fontsize", "9"}, {"margin", "0.08,0.03"}};
-  boost::get_property(dot, boost::graph_edge_attribute) = {{"arrowsize", "0.6"}, {"color", "#555555"}};
+  boost::get_property(dot, boost::graph_edge_attribute) = {{"arrowsize", "0.6"}, {"color", "#555555"}, {"fontname", "Helvetica"}, {"fontsize", "8"}};
 
   // Clusters: one subgraph per name scope that holds a drawn node, nested like the scopes.
   std::map<std::string, DotGraph*> clusters;
@@ -382,6 +382,10 @@ void write_graphviz(const Graph& graph, std::ostream& os, const GraphvizOptions&
     switch (item.kind) {
       case Item::Kind::op:
         a = {{"shape", "box"}, {"label", op_label(item.ops[0], short_name)}};
+        if (item.ops[0]->def->type == "VariableV2") {
+          a["shape"] = "cylinder";
+          a["fillcolor"] = kVariableFill;
+        }
         break;
       case Item::Kind::series:
         a = {{"shape", "box"}, {"peripheries", "2"},
