@@ -8,18 +8,22 @@
 // batch normalization fed a boolean `training` placeholder, and the train op built under
 //   control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
 // Per epoch: a progress bar (plain lines when stdout is not a terminal), the training loss, the test
-// accuracy in inference mode and the wall time. Writes <output-dir>/curves.csv and graph.dot.
+// accuracy in inference mode and the wall time. Writes <output-dir>/curves.csv, moving_stats.csv
+// and graph.dot, draws graph.svg (with Graphviz's dot) and curves.png (with gnuplot) when those
+// are installed (examples/report.hpp), and ends with where the files are.
 #include <CLI/CLI.hpp>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 #include <exception>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
 #include "examples/data/idx.hpp"
 #include "examples/fashion_mnist_lib.hpp"
+#include "examples/report.hpp"
 #include "framework/errors.hpp"
 
 int main(int argc, char** argv) {
@@ -71,7 +75,7 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", cfg.data_dir, "Directory with the four *-ubyte.gz files (Debian package "
                                              "dataset-fashion-mnist)")
       ->capture_default_str();
-  app.add_option("-o,--output-dir", cfg.output_dir, "Where curves.csv and graph.dot go")->capture_default_str();
+  app.add_option("-o,--output-dir", cfg.output_dir, "Where curves.csv, graph.dot and their pictures go")->capture_default_str();
   app.add_option("--train-limit", cfg.train_limit, "Train on the first N examples only (0: all 60000)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", cfg.test_limit, "Evaluate on the first N test examples only (0: all 10000)")
@@ -97,6 +101,17 @@ int main(int argc, char** argv) {
     std::cout << "final test accuracy " << std::fixed << std::setprecision(4) << last.test_accuracy << " after "
               << result.epochs.size() << (result.epochs.size() == 1 ? " epoch (" : " epochs (")
               << ProgressBar::format_duration(total) << " training + evaluation)\n";
+    if (!cfg.output_dir.empty()) {
+      // The last lines: where the pictures (and the text files they are drawn from) are.
+      const std::filesystem::path dir = cfg.output_dir;
+      const auto graph = kiln::examples::render_graph(dir / "graph.dot", dir / "graph.svg");
+      const auto curves = kiln::examples::plot_curves(dir);
+      std::cout << "graph:  " << (graph.written ? graph.path : dir / "graph.dot").string() << '\n'
+                << "curves: " << (curves.written ? curves.path : dir / "curves.csv").string() << '\n';
+      for (const auto* p : {&graph, &curves})
+        if (!p->written) std::cout << "  (" << p->note << ")\n";
+      // trace: the --trace N flag adds its line here.
+    }
     return 0;
   } catch (const kiln::data::IdxError& e) {
     std::cerr << "fashion_mnist: " << e.what() << '\n';

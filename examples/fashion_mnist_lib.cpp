@@ -141,6 +141,61 @@ void write_curves(const std::filesystem::path& path, const std::vector<EpochStat
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
+// One column pair per batch-norm layer: "<layer> moving_mean", "<layer> moving_variance".
+void write_moving_stats(const std::filesystem::path& path, const TrainResult& r) {
+  std::ofstream out(path);
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+  out << "epoch";
+  for (const auto& layer : r.batch_norm_layers) out << ',' << layer << " moving_mean," << layer << " moving_variance";
+  out << '\n' << std::setprecision(6);
+  for (const auto& s : r.moving_stats) {
+    out << s.epoch;
+    for (std::size_t i = 0; i < s.mean_of_moving_mean.size(); ++i)
+      out << ',' << s.mean_of_moving_mean[i] << ',' << s.mean_of_moving_variance[i];
+    out << '\n';
+  }
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+// The batch-norm layers' moving statistics, by layer name ("block1/batch_normalization").
+struct MovingStatsProbe {
+  std::vector<GraphElement> fetches;  // all moving means, then all moving variances
+  std::vector<std::string> layers;
+  explicit MovingStatsProbe(const std::vector<Variable>& variables) {
+    std::vector<GraphElement> variances;
+    for (const auto& v : variables) {
+      const std::string name = v.op_name();
+      const auto slash = name.rfind('/');
+      if (slash == std::string::npos || name.substr(slash + 1) != "moving_mean") continue;
+      const std::string layer = name.substr(0, slash);
+      for (const auto& w : variables)
+        if (w.op_name() == layer + "/moving_variance") {
+          layers.push_back(layer);
+          fetches.push_back(v);
+          variances.push_back(w);
+        }
+    }
+    fetches.insert(fetches.end(), variances.begin(), variances.end());
+  }
+  MovingStatsSample sample(Session& sess, double epoch) const {
+    MovingStatsSample s;
+    s.epoch = epoch;
+    if (fetches.empty()) return s;
+    const auto values = sess.run(fetches);
+    auto mean = [](const Array& a) {
+      const auto d = a.to_double();
+      double sum = 0;
+      for (double x : d) sum += x;
+      return d.size() ? sum / static_cast<double>(d.size()) : 0.0;
+    };
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      s.mean_of_moving_mean.push_back(mean(values[i]));
+      s.mean_of_moving_variance.push_back(mean(values[layers.size() + i]));
+    }
+    return s;
+  }
+};
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -163,6 +218,11 @@ void validate(const FashionMnistConfig& c) {
   if (!(c.bn_momentum >= 0 && c.bn_momentum < 1)) fail("batch norm momentum must be in [0, 1)");
   if (c.threads < 0) fail("threads must be >= 0 (0: all cores)");
   if (c.train_limit < 0 || c.test_limit < 0) fail("limits must be >= 0 (0: everything)");
+}
+
+void build_fashion_mnist_graph(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
+  validate(c);
+  build_model(c, steps_per_epoch);
 }
 
 TrainResult train_fashion_mnist(const FashionMnistConfig& c, std::ostream* log) {
@@ -197,7 +257,7 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
     out_dir = c.output_dir;
     std::filesystem::create_directories(out_dir);
     std::ofstream dot(out_dir / "graph.dot");
-    write_graphviz(graph, dot);
+    write_graphviz(graph, dot, {.collapse_below = 2});
     if (!dot) throw std::runtime_error("cannot write " + (out_dir / "graph.dot").string());
   }
 
@@ -216,12 +276,17 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
     if (c.lr_decay < 1) *log << " x" << c.lr_decay << " per epoch";
     *log << ", batch " << c.batch_size << ", " << c.epochs << (c.epochs == 1 ? " epoch" : " epochs") << ", seed " << c.seed << ", "
          << result.blas_threads << " BLAS thread" << (result.blas_threads == 1 ? "" : "s") << '\n';
-    if (!out_dir.empty()) *log << "writing " << (out_dir / "graph.dot").string() << " and curves.csv\n";
+    if (!out_dir.empty())
+      *log << "writing " << (out_dir / "graph.dot").string() << ", curves.csv and moving_stats.csv\n";
     *log << std::flush;
   }
 
   Session sess;
   sess.run(global_variables_initializer());
+  const MovingStatsProbe probe(global_variables());
+  result.batch_norm_layers = probe.layers;
+  result.moving_stats.push_back(probe.sample(sess, 0));
+  const std::int64_t sample_every = std::max<std::int64_t>(1, steps_per_epoch / 20);
 
   std::mt19937 rng(static_cast<std::mt19937::result_type>(c.seed));
   std::vector<std::int64_t> order(static_cast<std::size_t>(n_train));
@@ -250,6 +315,9 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
       acc_sum += static_cast<double>(out[2].scalar<float>()) * n;
       seen += end - begin;
       bar.update(s + 1, seen, loss_sum / static_cast<double>(seen), acc_sum / static_cast<double>(seen));
+      if ((s + 1) % sample_every == 0 || s + 1 == steps_per_epoch)
+        result.moving_stats.push_back(probe.sample(
+            sess, epoch - 1 + static_cast<double>(s + 1) / static_cast<double>(steps_per_epoch)));
     }
     bar.finish();
     st.train_seconds = seconds_since(t0);
@@ -285,7 +353,10 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
            << st.examples_per_second << " ex/s), eval " << std::setprecision(1) << st.eval_seconds << " s\n";
       *log << line.str() << std::flush;
     }
-    if (!out_dir.empty()) write_curves(out_dir / "curves.csv", result.epochs);
+    if (!out_dir.empty()) {
+      write_curves(out_dir / "curves.csv", result.epochs);
+      write_moving_stats(out_dir / "moving_stats.csv", result);
+    }
   }
   return result;
 }

@@ -69,8 +69,17 @@ struct EpochStats {
   double examples_per_second = 0;  // training throughput
 };
 
+/// The moving statistics of the batch-norm layers at one point of training (what UPDATE_OPS moves).
+struct MovingStatsSample {
+  double epoch = 0;                         // fractional: 0 before the first step, 1 after epoch 1
+  std::vector<double> mean_of_moving_mean;  // per layer of TrainResult::batch_norm_layers
+  std::vector<double> mean_of_moving_variance;
+};
+
 struct TrainResult {
   std::vector<EpochStats> epochs;
+  std::vector<std::string> batch_norm_layers;   // e.g. "block1/batch_normalization"
+  std::vector<MovingStatsSample> moving_stats;  // before training, then about 20 per epoch
   std::int64_t train_examples = 0;
   std::int64_t test_examples = 0;
   std::int64_t parameters = 0;  // trainable scalars
@@ -81,12 +90,19 @@ struct TrainResult {
 void validate(const FashionMnistConfig& config);
 
 /// Trains on an already loaded dataset. `log` (may be null) receives the header, progress and
-/// one summary line per epoch. Writes <output_dir>/graph.dot before training and rewrites
-/// <output_dir>/curves.csv after each epoch when output_dir is set.
+/// one summary line per epoch. Writes <output_dir>/graph.dot (write_graphviz with
+/// collapse_below = 2) before training and rewrites <output_dir>/curves.csv and moving_stats.csv
+/// (epoch, then per batch-norm layer "<layer> moving_mean" and "<layer> moving_variance": the mean
+/// over the layer's channels) after each epoch when output_dir is set.
 TrainResult train_fashion_mnist(const FashionMnistConfig& config, const data::Dataset& dataset,
                                 std::ostream* log = nullptr);
 /// Loads the dataset from config.data_dir (data::IdxError when missing), then trains.
 TrainResult train_fashion_mnist(const FashionMnistConfig& config, std::ostream* log = nullptr);
+
+/// Builds the graph train_fashion_mnist trains (network, loss, metrics, the train op under
+/// control_dependencies(UPDATE_OPS)) in the default graph, without running anything; for pictures
+/// and tests. Throws std::invalid_argument for a bad config (validate).
+void build_fashion_mnist_graph(const FashionMnistConfig& config, std::int64_t steps_per_epoch);
 
 /// The permutation 0..n-1 shuffled by Fisher-Yates with draws from `rng` (rejection sampling, so
 /// it is unbiased and identical on every platform).

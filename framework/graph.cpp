@@ -319,6 +319,7 @@ void GraphCheckpoint::rollback() noexcept {
     auto& c = g.nodes_[i]->control_inputs;
     c.erase(std::remove_if(c.begin(), c.end(), is_new), c.end());
   }
+  g.bump_structure_version();  // cached plans may hold the control edges just removed
   for (std::size_t i = 0; i < cond_contexts_; ++i) {
     auto& sw = g.cond_contexts_[i]->switched;
     sw.erase(std::remove_if(sw.begin(), sw.end(), [&](const auto& p) { return is_new(p.second.node); }), sw.end());

@@ -403,10 +403,6 @@ class GraphCheckpoint {
   std::optional<std::int64_t> seed_;
 };
 
-/// Seam for the Boost.Graph DOT writer: each op with type and output shapes; data edges solid,
-/// control edges dashed.
-void write_graphviz(const Graph& graph, std::ostream& os);
-
 namespace detail {
 /// TF's name patterns (see the top of this header).
 bool is_valid_node_name(std::string_view name);
@@ -420,3 +416,6 @@ std::pair<std::string, int> parse_tensor_name(const std::string& name);
 }  // namespace detail
 
 }  // namespace kiln
+
+// write_graphviz(graph, os[, options]): DOT pictures of a graph.
+#include "framework/graphviz.hpp"

@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(meson ninja-build pkg-config cmake g++ clang libclang-rt-14-dev
   libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev libboost-graph-dev doctest-dev
-  zlib1g-dev libcli11-dev dataset-fashion-mnist)
+  zlib1g-dev libcli11-dev dataset-fashion-mnist
+  graphviz gnuplot-nox)  # the main job's pictures: graph.svg (dot) and curves.png (gnuplot)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

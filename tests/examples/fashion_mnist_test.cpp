@@ -90,6 +90,20 @@ TEST_CASE("fashion_mnist.train: one short epoch on a subset is far above chance"
   std::getline(csv, row);
   CHECK(header.rfind("epoch,learning_rate,train_loss,", 0) == 0);
   CHECK(row.rfind("1,", 0) == 0);
+  // The moving statistics before training and about 20 times per epoch; UPDATE_OPS moved them
+  // from their initial values (mean 0, variance 1).
+  REQUIRE(r.batch_norm_layers == std::vector<std::string>{"block1/batch_normalization", "block2/batch_normalization",
+                                                          "hidden/batch_normalization"});
+  REQUIRE(r.moving_stats.size() >= 20u);
+  CHECK(r.moving_stats.front().epoch == 0);
+  CHECK(r.moving_stats.front().mean_of_moving_variance[0] == 1);
+  CHECK(r.moving_stats.back().epoch == 1);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(r.moving_stats.back().mean_of_moving_variance[i] != 1);
+  std::ifstream stats(out / "moving_stats.csv");
+  std::getline(stats, header);
+  CHECK(header == "epoch,block1/batch_normalization moving_mean,block1/batch_normalization moving_variance,"
+                  "block2/batch_normalization moving_mean,block2/batch_normalization moving_variance,"
+                  "hidden/batch_normalization moving_mean,hidden/batch_normalization moving_variance");
   std::error_code ec;
   fs::remove_all(out, ec);
 }
