@@ -11,10 +11,22 @@ namespace kiln::detail {
 
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut) {
-  // 1. Pruning: the ops reachable backwards from the targets.
+  return ordered_closure(g, targets, [&cut](Node* v) {
+    std::vector<Node*> preds;
+    if (cut[static_cast<std::size_t>(v->id)]) return preds;
+    for (auto& in : v->inputs) preds.push_back(in.node);
+    preds.insert(preds.end(), v->control_inputs.begin(), v->control_inputs.end());
+    return preds;
+  });
+}
+
+std::vector<Node*> ordered_closure(const Graph& g, const std::vector<Node*>& targets,
+                                   const std::function<std::vector<Node*>(Node*)>& predecessors) {
+  // 1. Pruning: the ops reachable backwards from the targets, with their edges.
   const int n = g.num_nodes();
   std::vector<int> local(static_cast<std::size_t>(n), -1);
   std::vector<Node*> needed;
+  std::vector<std::vector<Node*>> preds;
   std::vector<Node*> stack(targets.begin(), targets.end());
   while (!stack.empty()) {
     Node* v = stack.back();
@@ -22,20 +34,15 @@ std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& tar
     if (local[static_cast<std::size_t>(v->id)] >= 0) continue;
     local[static_cast<std::size_t>(v->id)] = static_cast<int>(needed.size());
     needed.push_back(v);
-    if (cut[static_cast<std::size_t>(v->id)]) continue;
-    for (auto& in : v->inputs) stack.push_back(in.node);
-    for (auto* c : v->control_inputs) stack.push_back(c);
+    preds.push_back(predecessors(v));
+    stack.insert(stack.end(), preds.back().begin(), preds.back().end());
   }
 
   // 2. Ordering: a topological sort of the pruned subgraph (edges input -> consumer).
   using BGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
   BGraph bg(needed.size());
-  for (Node* v : needed) {
-    if (cut[static_cast<std::size_t>(v->id)]) continue;
-    const auto to = static_cast<std::size_t>(local[static_cast<std::size_t>(v->id)]);
-    for (auto& in : v->inputs) boost::add_edge(static_cast<std::size_t>(local[static_cast<std::size_t>(in.node->id)]), to, bg);
-    for (auto* c : v->control_inputs) boost::add_edge(static_cast<std::size_t>(local[static_cast<std::size_t>(c->id)]), to, bg);
-  }
+  for (std::size_t to = 0; to < needed.size(); ++to)
+    for (Node* p : preds[to]) boost::add_edge(static_cast<std::size_t>(local[static_cast<std::size_t>(p->id)]), to, bg);
   std::vector<std::size_t> reversed;
   try {
     boost::topological_sort(bg, std::back_inserter(reversed));

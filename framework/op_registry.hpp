@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "framework/array.hpp"
+#include "framework/attr_codec.hpp"
 #include "framework/errors.hpp"
 #include "framework/graph.hpp"
 
@@ -101,6 +102,9 @@ struct OpDef {
   /// Variable-like op whose value the session keeps (VariableV2).
   bool is_variable = false;
   bool is_placeholder = false;
+  /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op has
+  /// no attributes, or when it cannot be written to a graph file (VariableV2: freeze first).
+  AttrCodec attr_codec{};
 };
 
 /// Builds the per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.
