@@ -27,6 +27,9 @@
 
 #include <kiln.hpp>
 
+#include "framework/graph_io.hpp"
+#include "framework/graph_util.hpp"
+
 #include "examples/data/idx.hpp"
 #include "examples/fashion_mnist_lib.hpp"
 

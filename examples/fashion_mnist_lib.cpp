@@ -15,6 +15,8 @@
 
 #include <kiln.hpp>
 
+#include "layers/batch_norm_statistics.hpp"
+
 #include "framework/kernels/gemm.hpp"
 
 namespace kiln::examples {

@@ -162,7 +162,8 @@ std::optional<FoldTarget> Folder::fold_target(const TensorRef& x) {
     t.bias = x.node->inputs[1];
     k = x.node->inputs[0];
   }
-  if (!used_once(k.node) || !constant_input(k.node->inputs[1])) return std::nullopt;
+  if (!(is(k, "Conv2D") || is(k, "MatMul")) || !used_once(k.node) || !constant_input(k.node->inputs[1]))
+    return std::nullopt;
   t.kernel_op = k.node;
   if (is(k, "Conv2D")) {
     const auto& a = std::any_cast<const kiln::detail::Conv2DAttrs&>(k.node->attrs);
@@ -172,8 +173,6 @@ std::optional<FoldTarget> Folder::fold_target(const TensorRef& x) {
     t.channel_axis = 1;
     t.transpose_b = std::any_cast<const MatMulOptions&>(k.node->attrs).transpose_b;
     t.bias_format = "NHWC";
-  } else {
-    return std::nullopt;
   }
   if (t.bias) {
     const auto& f = std::any_cast<const kiln::detail::BiasAddAttrs&>(x.node->attrs).data_format;

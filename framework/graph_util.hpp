@@ -11,7 +11,8 @@
 // control inputs, graph_algorithms' walk), with
 //   - every variable replaced by a Const of the same name holding the session's value;
 //   - each scalar boolean placeholder named in `options.false_placeholders` (default: "training",
-//     skipped when the graph has none) replaced by a Const false of the same name;
+//     skipped when the graph has none) replaced by a Const false of the same name (absent from the
+//     result when, the conds resolved, nothing reads it any more);
 //   - conds resolved statically: a Switch whose predicate is a known constant (a boolean Const, a
 //     bound placeholder, through Identity ops) passes its input to the taken output and marks the
 //     other dead; ops with a dead input are dropped; a Merge left with one live input is replaced by

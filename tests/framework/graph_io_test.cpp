@@ -14,7 +14,11 @@
 
 #include <kiln.hpp>
 
+#include "framework/graph_io.hpp"
+#include "framework/graph_util.hpp"
+
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/bn_network.hpp"
 
 using namespace kiln;
@@ -56,7 +60,7 @@ TEST_CASE("graph_io.frozen_folded_network_round_trips_bit_identically") {
   Graph g;
   auto guard = g.as_default();
   Session sess(g);
-  const auto m = kiln::testing::build_bn_network(sess, {.conv_bias = true});
+  kiln::testing::build_bn_network(sess, {.conv_bias = true});
   auto frozen = graph_util::convert_variables_to_constants(sess, g, {"logits/BiasAdd"});
   auto folded = graph_util::fold_batch_norms(*frozen);
   const std::string path = temp_path("network.kgraph");

@@ -8,7 +8,10 @@
 
 #include <kiln.hpp>
 
+#include "layers/batch_norm_statistics.hpp"
+
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/bn_network.hpp"
 
 using namespace kiln;

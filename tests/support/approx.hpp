@@ -30,17 +30,6 @@ inline void check_grad(const Tensor& y, const FeedDict& xs, double tol = 1e-6, G
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-/// The message of the E that f() throws, or "<nothing thrown>".
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
-
 /// Whether the session's last run executed the op named `op`.
 inline bool ran(const Session& s, const std::string& op) {
   const auto ops = s.last_run_ops();
