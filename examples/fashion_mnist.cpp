@@ -11,6 +11,9 @@
 // accuracy in inference mode and the wall time. Writes <output-dir>/curves.csv, moving_stats.csv
 // and graph.dot, draws graph.svg (with Graphviz's dot) and curves.png (with gnuplot) when those
 // are installed (examples/report.hpp), and ends with where the files are.
+// --precise-bn N: after the last epoch, the batch-norm moving statistics are recomputed over N
+// training batches (layers::recompute_batch_norm_statistics) and the test accuracy is printed
+// before and after.
 #include <CLI/CLI.hpp>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -82,6 +85,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--eval-batch-size", cfg.eval_batch_size, "Examples per evaluation step")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--precise-bn", cfg.precise_bn_batches,
+                 "After training, recompute the batch-norm statistics over N training batches and print the "
+                 "test accuracy before and after (0: no)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   std::string progress = "auto";
   app.add_option("--progress", progress, "bar (in place), lines (a line per tenth of an epoch), none, "
                                          "or auto (bar on a terminal, else lines)")
@@ -98,6 +105,9 @@ int main(int argc, char** argv) {
     const auto& last = result.epochs.back();
     double total = 0;
     for (const auto& e : result.epochs) total += e.train_seconds + e.eval_seconds;
+    if (result.precise_bn_test_accuracy)
+      std::cout << "test accuracy with precise batch-norm statistics " << std::fixed << std::setprecision(4)
+                << *result.precise_bn_test_accuracy << " (moving averages: " << last.test_accuracy << ")\n";
     std::cout << "final test accuracy " << std::fixed << std::setprecision(4) << last.test_accuracy << " after "
               << result.epochs.size() << (result.epochs.size() == 1 ? " epoch (" : " epochs (")
               << ProgressBar::format_duration(total) << " training + evaluation)\n";

@@ -15,6 +15,8 @@
 
 #include <kiln.hpp>
 
+#include "layers/batch_norm_statistics.hpp"
+
 #include "framework/kernels/gemm.hpp"
 
 namespace kiln::examples {
@@ -37,11 +39,7 @@ std::unique_ptr<train::Optimizer> make_optimizer(const std::string& name, const 
   throw std::invalid_argument("unknown optimizer '" + name + "' (adam, sgd, momentum or rmsprop)");
 }
 
-struct Model {
-  Tensor x, labels, training;
-  Tensor logits, loss, accuracy, predictions, learning_rate;
-  Operation train_op;
-};
+}  // namespace
 
 // The network of the header comment, written like the seed's TF1 program.
 Model build_model(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
@@ -94,6 +92,8 @@ Model build_model(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
   }
   return m;
 }
+
+namespace {
 
 // Images as floats in [0, 1], one contiguous [n, 784] block.
 std::vector<float> scaled_images(const data::IdxArray& images, std::int64_t n) {
@@ -200,6 +200,32 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+};
+
+// Test loss and accuracy in inference mode (moving statistics, no dropout), in batches.
+Evaluation evaluate(Session& sess, const Model& m, const std::vector<float>& test_x,
+                    const std::vector<std::uint8_t>& test_labels, std::int64_t n_test, const FashionMnistConfig& c) {
+  const bool channels_first = c.data_format == "channels_first";
+  double test_loss_sum = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t begin = 0; begin < n_test; begin += c.eval_batch_size) {
+    const std::int64_t end = std::min(n_test, begin + c.eval_batch_size);
+    Batch b = make_batch(test_x, test_labels, {}, begin, end, channels_first);
+    const xt::xarray<std::int64_t> labels = b.labels;
+    auto out = sess.run({m.loss, m.predictions},
+                        {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, false}});
+    test_loss_sum += static_cast<double>(out[0].scalar<float>()) * static_cast<double>(end - begin);
+    const auto& pred = out[1].as<std::int64_t>();
+    for (std::size_t i = 0; i < labels.size(); ++i) correct += pred(i) == labels(i) ? 1 : 0;
+  }
+  Evaluation e;
+  e.loss = n_test > 0 ? test_loss_sum / static_cast<double>(n_test) : 0;
+  e.accuracy = n_test > 0 ? static_cast<double>(correct) / static_cast<double>(n_test) : 0;
+  return e;
+}
+
 }  // namespace
 
 void validate(const FashionMnistConfig& c) {
@@ -218,6 +244,7 @@ void validate(const FashionMnistConfig& c) {
   if (!(c.bn_momentum >= 0 && c.bn_momentum < 1)) fail("batch norm momentum must be in [0, 1)");
   if (c.threads < 0) fail("threads must be >= 0 (0: all cores)");
   if (c.train_limit < 0 || c.test_limit < 0) fail("limits must be >= 0 (0: everything)");
+  if (c.precise_bn_batches < 0) fail("precise batch norm batches must be >= 0 (0: none)");
 }
 
 void build_fashion_mnist_graph(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
@@ -325,23 +352,11 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
     st.train_accuracy = acc_sum / static_cast<double>(seen);
     st.examples_per_second = static_cast<double>(seen) / st.train_seconds;
 
-    // Test accuracy in inference mode (moving statistics, no dropout), in batches.
     const auto t1 = std::chrono::steady_clock::now();
-    double test_loss_sum = 0;
-    std::int64_t correct = 0;
-    for (std::int64_t begin = 0; begin < n_test; begin += c.eval_batch_size) {
-      const std::int64_t end = std::min(n_test, begin + c.eval_batch_size);
-      Batch b = make_batch(test_x, ds.test_labels.data, {}, begin, end, channels_first);
-      const xt::xarray<std::int64_t> labels = b.labels;
-      auto out = sess.run({m.loss, m.predictions},
-                          {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, false}});
-      test_loss_sum += static_cast<double>(out[0].scalar<float>()) * static_cast<double>(end - begin);
-      const auto& pred = out[1].as<std::int64_t>();
-      for (std::size_t i = 0; i < labels.size(); ++i) correct += pred(i) == labels(i) ? 1 : 0;
-    }
+    const Evaluation ev = evaluate(sess, m, test_x, ds.test_labels.data, n_test, c);
     st.eval_seconds = seconds_since(t1);
-    st.test_loss = n_test > 0 ? test_loss_sum / static_cast<double>(n_test) : 0;
-    st.test_accuracy = n_test > 0 ? static_cast<double>(correct) / static_cast<double>(n_test) : 0;
+    st.test_loss = ev.loss;
+    st.test_accuracy = ev.accuracy;
     result.epochs.push_back(st);
 
     if (log) {
@@ -358,6 +373,27 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
       write_moving_stats(out_dir / "moving_stats.csv", result);
     }
   }
+
+  if (c.precise_bn_batches > 0) {
+    // Precise batch-norm statistics over the first batches of the last epoch's order.
+    const auto t2 = std::chrono::steady_clock::now();
+    std::int64_t step = 0;
+    const std::int64_t steps = std::min<std::int64_t>(c.precise_bn_batches, steps_per_epoch);
+    layers::recompute_batch_norm_statistics(sess, [&]() -> std::optional<FeedDict> {
+      if (step == steps) return std::nullopt;
+      const std::int64_t begin = step++ * c.batch_size, end = std::min(n_train, begin + c.batch_size);
+      Batch b = make_batch(train_x, ds.train_labels.data, order, begin, end, channels_first);
+      return FeedDict{{m.x, std::move(b.images)}};
+    });
+    const double seconds = seconds_since(t2);
+    result.precise_bn_test_accuracy = evaluate(sess, m, test_x, ds.test_labels.data, n_test, c).accuracy;
+    if (log)
+      *log << "precise batch norm over " << steps << " training batches (" << std::fixed << std::setprecision(1)
+           << seconds << " s): test accuracy " << std::setprecision(4) << result.epochs.back().test_accuracy
+           << " -> " << *result.precise_bn_test_accuracy << '\n'
+           << std::flush;
+  }
+  if (c.after_training) c.after_training(sess, m);
   return result;
 }
 

@@ -22,6 +22,7 @@
 // hand-written Fisher-Yates (no std::uniform_int_distribution, whose output differs between
 // standard libraries).
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -29,8 +30,19 @@
 
 #include "examples/data/idx.hpp"
 #include "examples/progress.hpp"
+#include "framework/session.hpp"
 
 namespace kiln::examples {
+
+/// The network's handles (names: placeholders "x", "labels", "training"; logits "logits/BiasAdd").
+struct Model {
+  Tensor x, labels, training;
+  Tensor logits, loss, accuracy, predictions, learning_rate;
+  Operation train_op;
+};
+struct FashionMnistConfig;
+/// Builds the network of the header comment in the default graph.
+Model build_model(const FashionMnistConfig& config, std::int64_t steps_per_epoch);
 
 struct FashionMnistConfig {
   int epochs = 5;
@@ -55,6 +67,11 @@ struct FashionMnistConfig {
   std::int64_t test_limit = 0;                 // first N test examples; 0: all 10000
   int eval_batch_size = 500;
   ProgressBar::Mode progress = ProgressBar::Mode::none;
+  /// After the last epoch: recompute the batch-norm statistics over this many training batches
+  /// (layers::recompute_batch_norm_statistics) and evaluate again; 0: no.
+  int precise_bn_batches = 0;
+  /// Called at the end with the trained session and the network (examples/export.cpp freezes it).
+  std::function<void(Session&, const Model&)> after_training{};
 };
 
 struct EpochStats {
@@ -84,6 +101,9 @@ struct TrainResult {
   std::int64_t test_examples = 0;
   std::int64_t parameters = 0;  // trainable scalars
   int blas_threads = 0;
+  /// With precise_bn_batches: the test accuracy after recomputing the statistics (before: the
+  /// last epoch's test_accuracy).
+  std::optional<double> precise_bn_test_accuracy;
 };
 
 /// Validates the config (std::invalid_argument naming the field for a bad value).

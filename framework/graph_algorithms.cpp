@@ -55,34 +55,41 @@ std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& fr
 
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut) {
-  // 1. Pruning: the ops reachable backwards from the targets, not past fed (cut) ops; the targets
-  //    get the first vertex numbers so the depth-first search below starts from them.
+  return ordered_closure(g, targets, [&cut](Node* v) {
+    std::vector<Node*> preds;
+    if (cut[static_cast<std::size_t>(v->id)]) return preds;
+    for (auto& in : v->inputs) preds.push_back(in.node);
+    preds.insert(preds.end(), v->control_inputs.begin(), v->control_inputs.end());
+    return preds;
+  });
+}
+
+std::vector<Node*> ordered_closure(const Graph& g, const std::vector<Node*>& targets,
+                                   const std::function<std::vector<Node*>(Node*)>& predecessors) {
+  // 1. Pruning: the ops reachable backwards from the targets, with their edges; the targets get
+  //    the first vertex numbers so the depth-first search below starts from them.
   const int n = g.num_nodes();
-  const std::vector<char> reached = reachable_backward(
-      g, std::vector<const Node*>(targets.begin(), targets.end()), /*follow_control=*/true,
-      [&](const Node* v) { return cut[static_cast<std::size_t>(v->id)]; });
   std::vector<int> local(static_cast<std::size_t>(n), -1);
   std::vector<Node*> needed;
+  std::vector<std::vector<Node*>> preds;
   const auto number = [&](Node* v) {
-    if (local[static_cast<std::size_t>(v->id)] >= 0) return;
+    if (local[static_cast<std::size_t>(v->id)] >= 0) return false;
     local[static_cast<std::size_t>(v->id)] = static_cast<int>(needed.size());
     needed.push_back(v);
+    preds.push_back(predecessors(v));
+    return true;
   };
   for (Node* t : targets) number(t);
-  for (int id = 0; id < n; ++id)
-    if (reached[static_cast<std::size_t>(id)]) number(g.node(id));
+  for (std::size_t i = 0; i < needed.size(); ++i)
+    for (Node* p : std::vector<Node*>(preds[i])) number(p);
 
-  // 2. Ordering: a depth-first search from the targets along edges consumer -> input (inputs in
+  // 2. Ordering: a depth-first search from the targets along edges node -> predecessor (inputs in
   //    their order, then control inputs). Its finishing order places every op right after the ops
   //    it needs, so a chain runs op by op and keeps few values alive.
   using BGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
   BGraph bg(needed.size());
-  for (Node* v : needed) {
-    if (cut[static_cast<std::size_t>(v->id)]) continue;
-    const auto from = static_cast<std::size_t>(local[static_cast<std::size_t>(v->id)]);
-    for (auto& in : v->inputs) boost::add_edge(from, static_cast<std::size_t>(local[static_cast<std::size_t>(in.node->id)]), bg);
-    for (auto* c : v->control_inputs) boost::add_edge(from, static_cast<std::size_t>(local[static_cast<std::size_t>(c->id)]), bg);
-  }
+  for (std::size_t from = 0; from < needed.size(); ++from)
+    for (Node* p : preds[from]) boost::add_edge(from, static_cast<std::size_t>(local[static_cast<std::size_t>(p->id)]), bg);
   std::vector<std::size_t> finished;
   try {
     boost::topological_sort(bg, std::back_inserter(finished));

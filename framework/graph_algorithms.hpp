@@ -23,4 +23,10 @@ std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& fr
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut);
 
+/// The same walk with the edges chosen by the caller (graph rewrites that bypass or replace ops):
+/// the nodes reachable backwards from `targets` through `predecessors(node)`, in an order where
+/// every node follows its predecessors. Throws InvalidArgumentError naming ops on a cycle.
+std::vector<Node*> ordered_closure(const Graph& g, const std::vector<Node*>& targets,
+                                   const std::function<std::vector<Node*>(Node*)>& predecessors);
+
 }  // namespace kiln::detail

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "framework/array.hpp"
+#include "framework/attr_codec.hpp"
 #include "framework/errors.hpp"
 #include "framework/graph.hpp"
 
@@ -118,6 +119,9 @@ struct OpDef {
   /// Communicates with other processes (AllReduce, ...): the executor runs these ops one at a time
   /// in plan order, so every process issues them in the same order.
   bool is_collective = false;
+  /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op has
+  /// no attributes, or when it cannot be written to a graph file (VariableV2: freeze first).
+  AttrCodec attr_codec{};
 };
 
 /// Builds the per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.

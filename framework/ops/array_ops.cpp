@@ -151,6 +151,12 @@ struct OneHotAttrs {
   DType dtype = float32;
 };
 
+const AttrCodec axis_codec = attr_codec<AxisAttrs>([](auto& io, auto& a) { io(a.axis); });
+const AttrCodec slice_codec = attr_codec<SliceAttrs>([](auto& io, auto& a) {
+  io(a.begin);
+  io(a.size);
+});
+
 /// begin/size of a slice resolved against the run-time dims (size -1: to the end).
 Dims slice_window(const KernelContext& c, const SliceAttrs& a, const Dims& full) {
   if (a.begin.size() != full.size())
@@ -537,7 +543,8 @@ void register_array_ops(OpRegistry& r) {
                for (std::size_t i = 0; i < perm.size(); ++i)
                  inverse[static_cast<std::size_t>(perm[i])] = static_cast<int>(i);
                return OptionalTensors{transpose(*dy[0], inverse)};
-             }});
+             },
+         .attr_codec = attr_codec<TransposeAttrs>([](auto& io, auto& a) { io(a.perm); })});
 
   // ExpandDims and Squeeze only change the dims: the data is copied as is and the gradient is dy
   // reshaped back to x's (static or run-time) shape.
@@ -561,7 +568,8 @@ void register_array_ops(OpRegistry& r) {
            d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
            c.set_output(0, copy_with_dims(c.input_as<T>(0), d));
          }),
-         .gradient = reshape_back});
+         .gradient = reshape_back,
+         .attr_codec = axis_codec});
   r.add({.type = "Squeeze",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -605,7 +613,8 @@ void register_array_ops(OpRegistry& r) {
              if (!drop[k]) out.push_back(in[k]);
            c.set_output(0, copy_with_dims(c.input_as<T>(0), out));
          }),
-         .gradient = reshape_back});
+         .gradient = reshape_back,
+         .attr_codec = attr_codec<SqueezeAttrs>([](auto& io, auto& a) { io(a.axes); })});
 
   // Concat: per index of the axes before `axis`, the inputs' contiguous chunks one after another.
   // The gradient slices dy back into pieces (ConcatGrad when their extents are known only at run
@@ -638,7 +647,8 @@ void register_array_ops(OpRegistry& r) {
                  begin[a] += size[a];
                }
                return dx;
-             }});
+             },
+         .attr_codec = axis_codec});
   // Pack: concat of the inputs each given a size-1 axis. The gradient unstacks dy: piece i is dy
   // sliced at index i of the axis, reshaped to x_i's shape.
   r.add({.type = "Pack",
@@ -671,7 +681,8 @@ void register_array_ops(OpRegistry& r) {
                  ++begin[a];
                }
                return dx;
-             }});
+             },
+         .attr_codec = axis_codec});
   // ConcatGrad(g, x_0, ..., x_{n-1}): the inverse of concat (with pack: of stack) along the axis;
   // output i is g's chunk of x_i's extent, shaped like x_i. Its gradient concatenates (stacks) the
   // outputs' gradients back.
@@ -708,7 +719,11 @@ void register_array_ops(OpRegistry& r) {
                OptionalTensors dx(op.inputs().size());
                dx[0] = a.pack ? stack(gs, a.axis) : concat(gs, a.axis);
                return dx;
-             }});
+             },
+         .attr_codec = attr_codec<ConcatGradAttrs>([](auto& io, auto& a) {
+           io(a.axis);
+           io(a.pack);
+         })});
 
   // Slice: the window begin + [0, size) (size -1: to the end), copied row by row. The gradient
   // pads dy back into zeros of x's run-time shape (SliceGrad), whose own gradient slices again.
@@ -751,7 +766,8 @@ void register_array_ops(OpRegistry& r) {
              [](const Operation& op, const OptionalTensors& dy) {
                return OptionalTensors{detail::build1("SliceGrad", {*dy[0], op.inputs()[0]},
                                                      op.attrs<SliceAttrs>(), "")};
-             }});
+             },
+         .attr_codec = slice_codec});
   r.add({.type = "SliceGrad",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -776,7 +792,8 @@ void register_array_ops(OpRegistry& r) {
              [](const Operation& op, const OptionalTensors& dy) {
                const auto& a = op.attrs<SliceAttrs>();
                return OptionalTensors{slice(*dy[0], a.begin, a.size), std::nullopt};
-             }});
+             },
+         .attr_codec = slice_codec});
 
   const auto int_scalar = [](const InferenceContext& c) {
     detail::expect_inputs(c, 1);
@@ -855,7 +872,8 @@ void register_array_ops(OpRegistry& r) {
                      ? reshape(*dy[0], Shape(split))
                      : reshape(*dy[0], reshape(stack({shape_constant(m), shape(x)}, 1), Shape{-1}));
              return OptionalTensors{reduce_sum(view, axes)};
-           }});
+           },
+         .attr_codec = attr_codec<TileAttrs>([](auto& io, auto& a) { io(a.multiples); })});
 
   // OneHot: y[..., j] = (indices[...] == j); an index outside [0, depth) gives a row of zeros (TF).
   r.add({.type = "OneHot",
@@ -889,7 +907,11 @@ void register_array_ops(OpRegistry& r) {
                           return Array(std::move(y));
                         }));
          }),
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = attr_codec<OneHotAttrs>([](auto& io, auto& a) {
+           io(a.depth);
+           io(a.dtype);
+         })});
 }
 
 }  // namespace kiln

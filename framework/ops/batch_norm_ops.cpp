@@ -27,6 +27,7 @@
 #include "framework/kernels/batch_norm.hpp"
 #include "framework/nn_batch_norm.hpp"
 #include "framework/nn_ops.hpp"
+#include "framework/ops/batch_norm_ops.hpp"
 #include "framework/ops/common.hpp"
 
 
@@ -34,11 +35,13 @@ namespace kiln {
 
 namespace {
 
-struct FusedBatchNormAttrs {
-  double epsilon = 1e-3;
-  std::string data_format = "NHWC";
-  bool is_training = true;
-};
+using detail::FusedBatchNormAttrs;
+
+const AttrCodec fused_bn_codec = attr_codec<FusedBatchNormAttrs>([](auto& io, auto& a) {
+  io(a.epsilon);
+  io(a.data_format);
+  io(a.is_training);
+});
 
 bool is_nchw(const std::string& f) { return f == "NCHW"; }
 
@@ -323,13 +326,15 @@ void register_batch_norm_ops(OpRegistry& r) {
          .shape_fn = fused_bn_shape,
          .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { fused_bn_kernel<T>(c); }),
          .gradient = fused_bn_grad,
-         .accepts_missing_output_grads = true});
+         .accepts_missing_output_grads = true,
+         .attr_codec = fused_bn_codec});
   r.add({.type = "FusedBatchNormGrad",
          .shape_fn = fused_bn_grad_shape,
          .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { fused_bn_grad_kernel<T>(c); }),
          .dispatch_input = 1,
          .gradient = fused_bn_grad_grad,
-         .accepts_missing_output_grads = true});
+         .accepts_missing_output_grads = true,
+         .attr_codec = fused_bn_codec});
 }
 
 }  // namespace kiln

@@ -16,6 +16,11 @@ Array filled(const std::vector<std::size_t>& shape, T value) {
   return Array(std::move(a));
 }
 
+const AttrCodec placeholder_codec = attr_codec<PlaceholderAttrs>([](auto& io, auto& a) {
+  io(a.dtype);
+  io(a.shape);
+});
+
 Array filled(DType dtype, const Shape& shape, double value) {
   if (!shape.is_fully_defined())
     throw ValueError("a constant needs a fully defined shape, got " + shape.to_string());
@@ -69,7 +74,8 @@ void register_constant_ops(OpRegistry& r) {
          }),
          .dispatch_input = -1,
          .not_differentiable = true,
-         .is_placeholder = true});
+         .is_placeholder = true,
+         .attr_codec = placeholder_codec});
   r.add({.type = "PlaceholderWithDefault",
          .shape_fn = [](const InferenceContext& c) {
            const auto& a = c.attrs<PlaceholderAttrs>();
@@ -79,7 +85,8 @@ void register_constant_ops(OpRegistry& r) {
          },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.input(0)); }),
          .not_differentiable = true,
-         .is_placeholder = true});
+         .is_placeholder = true,
+         .attr_codec = placeholder_codec});
   r.add({.type = "Const",
          .shape_fn = [](const InferenceContext& c) {
            const auto& a = c.attrs<Array>();
@@ -87,7 +94,8 @@ void register_constant_ops(OpRegistry& r) {
          },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.attrs<Array>()); }),
          .dispatch_input = -1,
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = attr_codec<Array>([](auto& io, auto& a) { io(a); })});
   const auto like = [](const InferenceContext& c) {
     detail::expect_inputs(c, 1);
     return detail::one(c.dtypes[0], c.shapes[0]);

@@ -173,7 +173,8 @@ void register_control_flow_ops(OpRegistry& r) {
              }
          }),
          .gradient = merge_grad,
-         .accepts_missing_output_grads = false});
+         .accepts_missing_output_grads = false,
+         .attr_codec = attr_codec<MergeAttrs>([](auto& io, auto& a) { io(a.pred); })});
 }
 
 }  // namespace kiln

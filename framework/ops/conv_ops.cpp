@@ -20,6 +20,7 @@
 #include "framework/kernels/pooling.hpp"
 #include "framework/nn_conv.hpp"
 #include "framework/ops/common.hpp"
+#include "framework/ops/conv_ops.hpp"
 
 namespace kiln {
 
@@ -30,15 +31,7 @@ using Dims = std::vector<i64>;
 
 // ---------------------------------------------------------------- attributes
 
-struct Conv2DAttrs {
-  Dims strides;
-  std::string padding;
-  std::string data_format;
-  Dims dilations;
-  // Backprop ops only: the static shape of the output when the sizes input is not a constant
-  // (the gradient passes the shape of x or of the filter; TF reads the Shape op instead).
-  Shape output_hint = Shape::unknown();
-};
+using detail::Conv2DAttrs;
 
 struct PoolAttrs {
   Dims ksize;
@@ -540,6 +533,21 @@ Tensor backprop_filter_op(const Tensor& x, const Tensor& f_like, const Tensor& d
                         hinted(a, f_like.shape()), "");
 }
 
+const AttrCodec conv_codec = attr_codec<Conv2DAttrs>([](auto& io, auto& a) {
+  io(a.strides);
+  io(a.padding);
+  io(a.data_format);
+  io(a.dilations);
+  io(a.output_hint);
+});
+const AttrCodec pool_codec = attr_codec<PoolAttrs>([](auto& io, auto& a) {
+  io(a.ksize);
+  io(a.strides);
+  io(a.padding);
+  io(a.data_format);
+  io(a.output_hint);
+});
+
 OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes> kernels,
                GradFn gradient, int dispatch_input = 0) {
   OpDef d;
@@ -548,6 +556,19 @@ OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes
   d.kernels = std::move(kernels);
   d.gradient = std::move(gradient);
   d.dispatch_input = dispatch_input;
+  return d;
+}
+// The convolution ops share Conv2DAttrs, the pooling ops PoolAttrs: their defs carry its codec.
+template <class... Args>
+OpDef conv_def(Args&&... args) {
+  OpDef d = make_def(std::forward<Args>(args)...);
+  d.attr_codec = conv_codec;
+  return d;
+}
+template <class... Args>
+OpDef pool_def(Args&&... args) {
+  OpDef d = make_def(std::forward<Args>(args)...);
+  d.attr_codec = pool_codec;
   return d;
 }
 
@@ -634,7 +655,7 @@ void register_conv_ops(OpRegistry& r) {
   using G = const OptionalTensors&;
   using Op = const Operation&;
 
-  r.add(make_def(
+  r.add(conv_def(
       "Conv2D", conv2d_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { conv2d_kernel<T>(c); }),
       [](Op op, G dy) {
@@ -643,7 +664,7 @@ void register_conv_ops(OpRegistry& r) {
         return OptionalTensors{backprop_input_op(x, f, *dy[0], a),
                                backprop_filter_op(x, f, *dy[0], a)};
       }));
-  r.add(make_def(
+  r.add(conv_def(
       "Conv2DBackpropInput", conv2d_backprop_input_shape,
       kernels_for<KILN_FLOAT_TYPES>(
           []<class T>(KernelContext& c) { conv2d_backprop_input_kernel<T>(c); }),
@@ -653,7 +674,7 @@ void register_conv_ops(OpRegistry& r) {
         return OptionalTensors{std::nullopt, backprop_filter_op(g, f, d, a), conv2d_op(g, f, a)};
       },
       /*dispatch_input=*/1));
-  r.add(make_def(
+  r.add(conv_def(
       "Conv2DBackpropFilter", conv2d_backprop_filter_shape,
       kernels_for<KILN_FLOAT_TYPES>(
           []<class T>(KernelContext& c) { conv2d_backprop_filter_kernel<T>(c); }),
@@ -663,7 +684,7 @@ void register_conv_ops(OpRegistry& r) {
         return OptionalTensors{backprop_input_op(x, g, d, a), std::nullopt, conv2d_op(x, g, a)};
       }));
 
-  r.add(make_def(
+  r.add(pool_def(
       "MaxPool", pool_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { pool_kernel<T, true>(c); }),
       [](Op op, G dy) {
@@ -671,7 +692,7 @@ void register_conv_ops(OpRegistry& r) {
                                               hinted(op.attrs<PoolAttrs>(), Shape::unknown()),
                                               "")};
       }));
-  r.add(make_def(
+  r.add(pool_def(
       "MaxPoolGrad", max_pool_grad_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { max_pool_grad_kernel<T>(c); }),
       [](Op op, G dy) {
@@ -680,7 +701,7 @@ void register_conv_ops(OpRegistry& r) {
                                detail::build1("MaxPoolGradGrad", {x, y, *dy[0]},
                                               op.attrs<PoolAttrs>(), "")};
       }));
-  r.add(make_def(
+  r.add(pool_def(
       "MaxPoolGradGrad", max_pool_grad_grad_shape,
       kernels_for<KILN_FLOAT_TYPES>(
           []<class T>(KernelContext& c) { max_pool_grad_grad_kernel<T>(c); }),
@@ -691,7 +712,7 @@ void register_conv_ops(OpRegistry& r) {
             detail::build1("MaxPoolGrad", {x, y, *dy[0]}, op.attrs<PoolAttrs>(), "")};
       }));
 
-  r.add(make_def(
+  r.add(pool_def(
       "AvgPool", pool_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { pool_kernel<T, false>(c); }),
       [](Op op, G dy) {
@@ -699,7 +720,7 @@ void register_conv_ops(OpRegistry& r) {
         return OptionalTensors{detail::build1("AvgPoolGrad", {shape_of(x), *dy[0]},
                                               hinted(op.attrs<PoolAttrs>(), x.shape()), "")};
       }));
-  r.add(make_def(
+  r.add(pool_def(
       "AvgPoolGrad", avg_pool_grad_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { avg_pool_grad_kernel<T>(c); }),
       [](Op op, G dy) {

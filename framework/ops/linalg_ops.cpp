@@ -73,7 +73,11 @@ void register_linalg_ops(OpRegistry& r) {
                return OptionalTensors{matmul(b, g, {.transpose_b = true}), matmul(a, g)};
              return OptionalTensors{matmul(b, g, {.transpose_a = true, .transpose_b = true}),
                                     matmul(g, a, {.transpose_a = true, .transpose_b = true})};
-           }});
+           },
+       .attr_codec = attr_codec<MatMulOptions>([](auto& io, auto& a) {
+         io(a.transpose_a);
+         io(a.transpose_b);
+       })});
 }
 
 }  // namespace kiln

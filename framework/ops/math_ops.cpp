@@ -300,7 +300,8 @@ void register_math_ops(OpRegistry& r) {
            const DType src = x_of(op).dtype();
            if (!is_floating(src) || !is_floating(op.output(0).dtype())) return OptionalTensors{std::nullopt};
            return OptionalTensors{cast(*dy[0], src)};
-         }});
+         },
+         .attr_codec = attr_codec<DType>([](auto& io, auto& a) { io(a); })});
 
   r.add({.type = "Select",
          .shape_fn = [](const InferenceContext& c) {

@@ -10,6 +10,7 @@
 #include "framework/kernels/reduce.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops/common.hpp"
+#include "framework/ops/nn_ops.hpp"
 
 namespace kiln {
 
@@ -62,6 +63,10 @@ OpDef accepting_missing_grads(OpDef d) {
   d.accepts_missing_output_grads = true;
   return d;
 }
+OpDef with_codec(OpDef d, AttrCodec codec) {
+  d.attr_codec = std::move(codec);
+  return d;
+}
 
 // ---- elementwise ops: one input (activations), or two same-shape inputs (their *Grad ops)
 
@@ -109,6 +114,7 @@ std::array<Kernel, kNumDTypes> binary_kernels(F f) {
 struct AxisAttrs {
   int axis;
 };
+const AttrCodec axis_codec = attr_codec<AxisAttrs>([](auto& io, auto& a) { io(a.axis); });
 
 std::vector<TensorSpec> softmax_shape(const InferenceContext& c) {
   detail::expect_inputs(c, 1);
@@ -288,9 +294,8 @@ void dense_xent(KernelContext& c) {
 
 // ---- BiasAdd / BiasAddGrad: x viewed as [outer, C, inner]; NHWC has inner == 1, NCHW outer == N.
 
-struct BiasAddAttrs {
-  std::string data_format;
-};
+using detail::BiasAddAttrs;
+const AttrCodec bias_add_codec = attr_codec<BiasAddAttrs>([](auto& io, auto& a) { io(a.data_format); });
 
 int channel_dim(const std::string& data_format, int rank) {
   return data_format == "NCHW" ? 1 : rank - 1;
@@ -384,6 +389,7 @@ void bias_add_grad_kernel(KernelContext& c) {
 struct NoiseAttrs {
   std::vector<std::int64_t> shape;  // empty: x's shape; -1: x's dimension (right-aligned)
 };
+const AttrCodec noise_codec = attr_codec<NoiseAttrs>([](auto& io, auto& a) { io(a.shape); });
 
 // The noise shape from x's dimensions (static, possibly -1, or run-time).
 std::vector<std::int64_t> noise_dims(const std::vector<std::int64_t>& noise,
@@ -663,21 +669,21 @@ void register_nn_ops(OpRegistry& r) {
       make_def("Floor", same_shape, unary_kernels([](auto x) { return xsimd::floor(x); }), {})));
 
   // Softmax: dx = (dy - sum(dy y, axis)) y. LogSoftmax: dx = dy - exp(y) sum(dy, axis).
-  r.add(make_def(
+  r.add(with_codec(make_def(
       "Softmax", softmax_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, false); }),
       [](Op op, G dy) {
         const Tensor y = op.output(0), g = *dy[0];
         return OptionalTensors{(g - reduce_sum(g * y, {op.attrs<AxisAttrs>().axis}, true)) * y};
-      }));
-  r.add(make_def(
+      }), axis_codec));
+  r.add(with_codec(make_def(
       "LogSoftmax", softmax_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, true); }),
       [](Op op, G dy) {
         const Tensor g = *dy[0];
         return OptionalTensors{g - exp(op.output(0)) *
                                        reduce_sum(g, {op.attrs<AxisAttrs>().axis}, true)};
-      }));
+      }), axis_codec));
 
   // d loss / d logits = dloss[..., None] backprop (labels: none). A gradient reaching the backprop
   // output b = softmax(x) - onehot (second order) adds the softmax gradient (db - sum(db p)) p.
@@ -740,14 +746,14 @@ void register_nn_ops(OpRegistry& r) {
 
   // BiasAdd: dx = dy, db = BiasAddGrad(dy). BiasAddGrad is linear, db[c] = sum of dy over all but
   // the channel dimension; its adjoint broadcasts dz back along the channel: BiasAdd(0, dz).
-  r.add(make_def(
+  r.add(with_codec(make_def(
       "BiasAdd", bias_add_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_kernel<T>(c); }),
       [](Op op, G dy) {
         return OptionalTensors{
             *dy[0], detail::build1("BiasAddGrad", {*dy[0]}, op.attrs<BiasAddAttrs>(), "")};
-      }));
-  r.add(make_def(
+      }), bias_add_codec));
+  r.add(with_codec(make_def(
       "BiasAddGrad",
       [](const InferenceContext& c) {
         detail::expect_inputs(c, 1);
@@ -757,12 +763,12 @@ void register_nn_ops(OpRegistry& r) {
       [](Op op, G dy) {
         return OptionalTensors{
             nn::bias_add(zeros_like(in(op)), *dy[0], op.attrs<BiasAddAttrs>().data_format)};
-      }));
+      }), bias_add_codec));
 
   // Dropout's noise: random, so not differentiable (like TF's RandomUniform).
-  r.add(not_differentiable(make_def(
+  r.add(with_codec(not_differentiable(make_def(
       "RandomUniformLike", noise_shape_fn,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { noise_kernel<T>(c); }), {})));
+      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { noise_kernel<T>(c); }), {})), noise_codec));
 }
 
 }  // namespace kiln

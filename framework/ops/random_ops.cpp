@@ -14,6 +14,12 @@ struct RandomAttrs {
   DType dtype;
   double a, b;  // mean/stddev, or minval/maxval
 };
+const AttrCodec random_codec = attr_codec<RandomAttrs>([](auto& io, auto& r) {
+  io(r.shape);
+  io(r.dtype);
+  io(r.a);
+  io(r.b);
+});
 
 Tensor random_op(const std::string& type, const Shape& shape, double a, double b, DType dtype,
                  std::optional<std::int64_t> seed, const std::string& name) {
@@ -79,7 +85,8 @@ void register_random_ops(OpRegistry& r) {
            fill_random<T>(c, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + a.b * unit_normal(g); });
          }),
          .dispatch_input = -1,
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = random_codec});
   r.add({.type = "TruncatedNormal",
          .shape_fn = random_shape,
          .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
@@ -91,14 +98,16 @@ void register_random_ops(OpRegistry& r) {
            });
          }),
          .dispatch_input = -1,
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = random_codec});
   r.add({.type = "RandomUniform",
          .shape_fn = random_shape,
          .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
            fill_random<T>(c, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + (a.b - a.a) * unit_uniform(g); });
          }),
          .dispatch_input = -1,
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = random_codec});
 }
 
 }  // namespace kiln

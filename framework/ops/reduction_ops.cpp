@@ -23,6 +23,11 @@ struct ArgMaxAttrs {
   DType output_type = int64;
 };
 
+const AttrCodec reduce_codec = attr_codec<ReduceAttrs>([](auto& io, auto& a) {
+  io(a.axes);
+  io(a.keepdims);
+});
+
 using Dims = std::vector<std::size_t>;
 
 /// Which of r axes are reduced: ValueError for an axis out of range or given twice.
@@ -164,7 +169,8 @@ void register_reduction_ops(OpRegistry& r) {
              []<class T>(KernelContext& c) { reduce_kernel<Reduction::sum, T>(c); }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            return OptionalTensors{sum_grad(op, *dy[0])};
-         }});
+         },
+         .attr_codec = reduce_codec});
   // d mean / dx = dy / n, n = size(x) / size(y) elements reduced into each output.
   r.add({.type = "Mean",
          .shape_fn = reduce_shape,
@@ -178,7 +184,8 @@ void register_reduction_ops(OpRegistry& r) {
                  g / static_cast<double>(x.shape().num_elements() /
                                          std::max<std::int64_t>(1, y.shape().num_elements()))};
            return OptionalTensors{g / (cast(size(x), g.dtype()) / cast(size(y), g.dtype()))};
-         }});
+         },
+         .attr_codec = reduce_codec});
   // d max / dx: dy goes to the elements equal to the result, shared equally among ties (TF).
   const GradFn min_or_max_grad = [](const Operation& op, const OptionalTensors& dy) {
     const Tensor x = op.inputs()[0], kept = keepdims_shape(op);
@@ -190,12 +197,14 @@ void register_reduction_ops(OpRegistry& r) {
          .shape_fn = reduce_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
              []<class T>(KernelContext& c) { reduce_kernel<Reduction::max, T>(c); }),
-         .gradient = min_or_max_grad});
+         .gradient = min_or_max_grad,
+         .attr_codec = reduce_codec});
   r.add({.type = "Min",
          .shape_fn = reduce_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
              []<class T>(KernelContext& c) { reduce_kernel<Reduction::min, T>(c); }),
-         .gradient = min_or_max_grad});
+         .gradient = min_or_max_grad,
+         .attr_codec = reduce_codec});
 
   r.add({.type = "ReducedShape",
          .shape_fn =
@@ -210,7 +219,8 @@ void register_reduction_ops(OpRegistry& r) {
              if (mask[k]) s(k) = 1;
            c.set_output(0, std::move(s));
          }),
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = reduce_codec});
 
   // ArgMax: x viewed as [outer, n, inner]; out[o, i] = the first r maximising x[o, r, i], or the
   // first NaN (NumPy's np.argmax: NaN counts as the maximum). The scan over r is the outer loop so
@@ -263,7 +273,11 @@ void register_reduction_ops(OpRegistry& r) {
                           return Array(std::move(y));
                         }));
          }),
-         .not_differentiable = true});
+         .not_differentiable = true,
+         .attr_codec = attr_codec<ArgMaxAttrs>([](auto& io, auto& a) {
+           io(a.axis);
+           io(a.output_type);
+         })});
 }
 
 }  // namespace kiln

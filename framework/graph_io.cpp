@@ -1,0 +1,219 @@
+#include "framework/graph_io.hpp"
+
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <unordered_map>
+
+#include "framework/attr_codec.hpp"
+#include "framework/graph_algorithms.hpp"
+#include "framework/op_registry.hpp"
+
+namespace kiln {
+
+namespace {
+
+constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'G', 'R', 'P', 'H'};
+constexpr std::uint32_t kVersion = 1;
+constexpr std::size_t kHeaderSize = 24;
+
+std::uint32_t checksum(std::string_view bytes) {
+  return static_cast<std::uint32_t>(
+      crc32_z(crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+}
+
+std::string quoted(const std::string& path) { return "'" + path + "'"; }
+
+std::string payload_of(const Graph& graph) {
+  std::vector<detail::Node*> all;
+  for (int i = 0; i < graph.num_nodes(); ++i) all.push_back(graph.node(i));
+  const std::vector<detail::Node*> order =
+      detail::execution_order(graph, all, std::vector<bool>(all.size(), false));
+  std::unordered_map<const detail::Node*, std::uint32_t> index;
+  AttrWriter w;
+  w.u32(static_cast<std::uint32_t>(order.size()));
+  for (const detail::Node* n : order) {
+    index[n] = static_cast<std::uint32_t>(index.size());
+    w(n->name);
+    w(n->def->type);
+    w.u32(static_cast<std::uint32_t>(n->inputs.size()));
+    for (const auto& in : n->inputs) {
+      w.u32(index.at(in.node));
+      w.u32(static_cast<std::uint32_t>(in.index));
+    }
+    w.u32(static_cast<std::uint32_t>(n->control_inputs.size()));
+    for (const detail::Node* c : n->control_inputs) w.u32(index.at(c));
+    w.u8(n->seed ? 1 : 0);
+    if (n->seed) w.u64(*n->seed);
+    w.u8(n->attrs.has_value() ? 1 : 0);
+    if (n->attrs.has_value()) {
+      if (!n->def->attr_codec)
+        throw UnimplementedError("write_graph: op '" + n->name + "' (type " + n->def->type +
+                                 ") has attributes that cannot be written (no attribute codec)" +
+                                 (n->def->is_variable ? "; freeze the graph first "
+                                                        "(graph_util::convert_variables_to_constants)"
+                                                      : ""));
+      AttrWriter a;
+      n->def->attr_codec.write(n->attrs, a);
+      w.u32(static_cast<std::uint32_t>(a.bytes().size()));
+      w.raw(a.bytes().data(), a.bytes().size());
+    }
+    w.u32(static_cast<std::uint32_t>(n->output_dtypes.size()));
+    for (std::size_t i = 0; i < n->output_dtypes.size(); ++i) {
+      w(n->output_dtypes[i]);
+      w(n->output_shapes[i]);
+    }
+  }
+  return w.bytes();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw NotFoundError("import_graph_def: cannot open " + quoted(path));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Checks magic, version, size and checksum; returns the payload.
+std::string_view checked_payload(const std::string& file, const std::string& path) {
+  const std::string at = "import_graph_def: " + quoted(path);
+  if (file.size() < sizeof kMagic || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
+    throw InvalidArgumentError(at + " is not a kiln graph file (no KILNGRPH magic)");
+  if (file.size() < kHeaderSize)
+    throw InvalidArgumentError(at + " is truncated: " + std::to_string(file.size()) +
+                               " bytes, shorter than the header");
+  AttrReader h(std::string_view(file).substr(sizeof kMagic, kHeaderSize - sizeof kMagic), nullptr);
+  const std::uint32_t version = h.u32();
+  const std::uint64_t size = h.u64();
+  const std::uint32_t stored = h.u32();
+  if (version != kVersion)
+    throw InvalidArgumentError(at + " has format version " + std::to_string(version) + "; this build reads version " +
+                               std::to_string(kVersion));
+  const std::uint64_t held = file.size() - kHeaderSize;
+  if (held < size)
+    throw InvalidArgumentError(at + " is truncated: the header announces " + std::to_string(size) +
+                               " payload bytes, the file holds " + std::to_string(held));
+  if (held > size)
+    throw InvalidArgumentError(at + " has " + std::to_string(held - size) + " bytes after the payload");
+  const std::string_view payload = std::string_view(file).substr(kHeaderSize);
+  const std::uint32_t computed = checksum(payload);
+  if (computed != stored)
+    throw InvalidArgumentError(at + " is corrupt: the payload checksum is " + std::to_string(computed) +
+                               ", the header says " + std::to_string(stored));
+  return payload;
+}
+
+}  // namespace
+
+void write_graph(const Graph& graph, const std::string& path) {
+  const std::string payload = payload_of(graph);
+  AttrWriter header;
+  header.raw(kMagic, sizeof kMagic);
+  header.u32(kVersion);
+  header.u64(payload.size());
+  header.u32(checksum(payload));
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw NotFoundError("write_graph: cannot write " + quoted(tmp));
+    out.write(header.bytes().data(), static_cast<std::streamsize>(header.bytes().size()));
+    out.write(payload.data(), static_cast<std::streamsize>(payload.size()));
+    out.flush();
+    if (!out) throw NotFoundError("write_graph: cannot write " + quoted(tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw NotFoundError("write_graph: cannot rename " + quoted(tmp) + " to " + quoted(path));
+  }
+}
+
+void import_graph_def(const std::string& path, Graph& graph) {
+  const std::string file = read_file(path);
+  const std::string_view payload = checked_payload(file, path);
+  const std::string at = "import_graph_def(" + quoted(path) + ")";
+  auto guard = graph.as_default();
+  control_dependencies no_deps(nullptr);
+  AttrReader r(payload, &graph);
+  std::vector<Operation> ops;
+  std::string name = "<header>";
+  try {
+    const std::uint32_t count = r.u32();
+    for (std::uint32_t k = 0; k < count; ++k) {
+      name = std::to_string(k);  // until the name is read: the op's position
+      name.insert(0, 1, '#');
+      r(name);
+      std::string type;
+      r(type);
+      const OpDef* def = op_registry().find(type);
+      if (!def)
+        throw NotFoundError(at + ": op '" + name + "' has type '" + type + "', which this build does not register");
+      if (graph.name_in_use(name))
+        throw ValueError(at + ": op name '" + name + "' is already used in the target graph");
+      const auto earlier = [&](std::uint32_t i) {
+        if (i >= ops.size()) throw InvalidArgumentError("refers to op #" + std::to_string(i) + ", not an earlier op");
+        return ops[i];
+      };
+      std::vector<Tensor> inputs(r.u32());
+      for (Tensor& t : inputs) {
+        const Operation producer = earlier(r.u32());
+        const std::uint32_t index = r.u32();
+        if (index >= static_cast<std::uint32_t>(producer.num_outputs()))
+          throw InvalidArgumentError("reads output " + std::to_string(index) + " of '" + producer.name() + "'");
+        t = producer.output(static_cast<int>(index));
+      }
+      std::vector<Operation> controls(r.u32());
+      for (Operation& c : controls) c = earlier(r.u32());
+      std::optional<std::uint64_t> seed;
+      if (r.u8()) seed = r.u64();
+      std::any attrs;
+      if (r.u8()) {
+        const std::uint32_t size = r.u32();
+        if (!def->attr_codec) throw InvalidArgumentError("has attributes, but type " + type + " has no attribute codec");
+        AttrReader a(r.take(size), &graph);
+        attrs = def->attr_codec.read(a);
+        if (!a.at_end()) throw InvalidArgumentError(std::to_string(a.remaining()) + " attribute bytes left over");
+      }
+      const Operation op = build_op(type, inputs, std::move(attrs), name);
+      if (op.name() != name) throw InvalidArgumentError("was imported as '" + op.name() + "'");
+      op.node()->seed = seed;
+      for (const Operation& c : controls) op.add_control_input(c);
+      const std::uint32_t n_out = r.u32();
+      if (n_out != static_cast<std::uint32_t>(op.num_outputs()))
+        throw InvalidArgumentError("the file lists " + std::to_string(n_out) + " outputs, the op has " +
+                                   std::to_string(op.num_outputs()));
+      for (int i = 0; i < op.num_outputs(); ++i) {
+        const DType t = r.dtype();
+        Shape s;
+        r(s);
+        const Tensor out = op.output(i);
+        if (t != out.dtype() || s != out.shape())
+          throw InvalidArgumentError("output " + std::to_string(i) + " is " + dtype_name(t) + " " + s.to_string() +
+                                     " in the file but " + dtype_name(out.dtype()) + " " +
+                                     out.shape().to_string() + " when rebuilt");
+      }
+      ops.push_back(op);
+    }
+    if (!r.at_end()) throw InvalidArgumentError(std::to_string(r.remaining()) + " bytes left after the last op");
+  } catch (const NotFoundError& e) {
+    if (std::string(e.what()).rfind(at, 0) == 0) throw;
+    throw NotFoundError(at + ": op '" + name + "': " + e.what());
+  } catch (const ValueError& e) {
+    if (std::string(e.what()).rfind(at, 0) == 0) throw;
+    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+  } catch (const TypeError& e) {
+    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+  } catch (const InvalidArgumentError& e) {
+    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+  }
+}
+
+std::unique_ptr<Graph> import_graph_def(const std::string& path) {
+  auto graph = std::make_unique<Graph>();
+  import_graph_def(path, *graph);
+  return graph;
+}
+
+}  // namespace kiln
