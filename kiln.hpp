@@ -23,3 +23,4 @@
 #include "autodiff/gradients.hpp"
 #include "layers/layers.hpp"
 #include "optim/optim.hpp"
+#include "distributed/distributed.hpp"

@@ -55,6 +55,11 @@ struct FashionMnistConfig {
   std::int64_t test_limit = 0;                 // first N test examples; 0: all 10000
   int eval_batch_size = 500;
   ProgressBar::Mode progress = ProgressBar::Mode::none;
+  /// Data-parallel over the ranks of distributed::init() (mpirun -np N): each global batch of
+  /// batch_size is split into N slices, gradients are averaged (DistributedOptimizer), variables
+  /// start from rank 0's, the test set is sharded; logs and files on rank 0 only.
+  bool distributed = false;
+  bool synchronized_bn = true;                 // in distributed mode: batch norm over the global batch
 };
 
 struct EpochStats {

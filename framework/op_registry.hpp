@@ -101,6 +101,9 @@ struct OpDef {
   /// Variable-like op whose value the session keeps (VariableV2).
   bool is_variable = false;
   bool is_placeholder = false;
+  /// Talks to the other ranks (distributed/collective_ops.cpp): executors run collective ops one at
+  /// a time, in plan order, so that every rank issues them in the same order.
+  bool is_collective = false;
 };
 
 /// Builds the per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.

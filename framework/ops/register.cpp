@@ -15,5 +15,6 @@ void register_all_ops(OpRegistry& r) {
   register_conv_ops(r);
   register_state_ops(r);
   register_control_flow_ops(r);
+  register_collective_ops(r);
 }
 }  // namespace kiln
