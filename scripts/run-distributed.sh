@@ -6,19 +6,7 @@
 # RANKS=4 changes the number of processes. On a cluster, use a hostfile instead (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-for p in libopenmpi-dev openmpi-bin; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "run-distributed: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh libopenmpi-dev openmpi-bin
 if [ -f build/build.ninja ] && ! grep -q KILN_HAVE_MPI build/build.ninja; then
   meson setup --reconfigure build >/dev/null  # configured before MPI was installed
 fi

@@ -147,7 +147,7 @@ TEST_CASE("distributed.optimizer_with_one_rank_is_the_wrapped_optimizer") {
     auto guard = g.as_default();
     set_random_seed(3);
     Tensor x = placeholder(float32, {-1, 5}, "x");
-    Tensor h = layers::dense(x, 4, {.activation = nn::relu});
+    Tensor h = nn::relu(layers::dense(x, 4));
     Tensor loss = reduce_mean(square(layers::dense(h, 2)));
     Variable step = train::get_or_create_global_step();
     Operation train_op;
