@@ -2,7 +2,7 @@
 // `mpirun -np 2 mpi_program <scenario>`. Prints what it checks; exit code 0 when every check passed.
 //
 //   equivalence  broadcast makes differently seeded ranks equal; 3 SGD steps on 2 ranks x 32 with
-//                synchronized batch norm equal 1 process x 64 (variables and moving statistics,
+//                synchronized batch norm (`training` a placeholder fed true) equal 1 process x 64 (variables and moving statistics,
 //                1e-5 relative); every rank holds identical variables after each step; without
 //                synchronization the result differs (printed).
 //   bad_feed     rank 1 feeds a badly shaped batch and stops; rank 0's AllReduce times out (2 s)
@@ -32,6 +32,7 @@ void check(bool ok, const std::string& what) {
 
 struct Net {
   Tensor x, labels, loss;
+  Tensor training;                  // a boolean placeholder fed true, or null (training = true)
   Operation train_op;
   std::vector<Variable> variables;  // GLOBAL_VARIABLES: weights and moving statistics
   Tensor gathered;                  // [size, parameters]: every rank's variables, for comparisons
@@ -40,14 +41,17 @@ struct Net {
 
 // conv 3x3 (no bias) -> batch norm (fused-eligible) -> relu -> dense 4 (no bias) -> batch norm
 // -> relu -> dense 3 -> softmax cross entropy; SGD 0.1 (averaged over ranks when distributed).
-Net build(bool synchronized, bool distributed_optimizer) {
+// With `training_placeholder` the statistics sit in the layers' cond (the main job's form).
+Net build(bool synchronized, bool distributed_optimizer, bool training_placeholder = false) {
   Net n;
   n.x = placeholder(float32, {-1, 6, 6, 2}, "x");
   n.labels = placeholder(int64, {-1}, "labels");
+  if (training_placeholder) n.training = placeholder(boolean, {}, "training");
+  const layers::Training training = training_placeholder ? layers::Training(n.training) : layers::Training(true);
   Tensor h = layers::conv2d(n.x, 3, {3, 3}, {.padding = "same", .use_bias = false});
-  h = nn::relu(layers::batch_normalization(h, {.momentum = 0.5, .training = true, .synchronized = synchronized}));
+  h = nn::relu(layers::batch_normalization(h, {.momentum = 0.5, .training = training, .synchronized = synchronized}));
   h = layers::dense(layers::flatten(h), 4, {.use_bias = false});
-  h = nn::relu(layers::batch_normalization(h, {.momentum = 0.5, .training = true, .synchronized = synchronized}));
+  h = nn::relu(layers::batch_normalization(h, {.momentum = 0.5, .training = training, .synchronized = synchronized}));
   n.loss = losses::sparse_softmax_cross_entropy(n.labels, layers::dense(h, 3));
   {
     control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
@@ -80,7 +84,9 @@ FeedDict feeds(const Net& n, int step, int begin, int count) {
   auto [x, y] = global_batch(step);
   xt::xarray<float> xs = xt::view(x, xt::range(begin, begin + count));
   xt::xarray<std::int64_t> ys = xt::view(y, xt::range(begin, begin + count));
-  return {{n.x, xs}, {n.labels, ys}};
+  FeedDict f{{n.x, xs}, {n.labels, ys}};
+  if (n.training.valid()) f.emplace_back(n.training, Array(true));
+  return f;
 }
 
 bool ranks_equal(Session& sess, const Tensor& gathered) {
@@ -120,7 +126,7 @@ std::vector<Array> train_distributed(bool synchronized, const std::vector<Array>
   Graph g;
   auto guard = g.as_default();
   set_random_seed(10 + distributed::rank());  // differently seeded ranks
-  const Net n = build(synchronized, true);
+  const Net n = build(synchronized, true, synchronized);
   Session sess;
   sess.run(global_variables_initializer());
   if (initial.empty()) {
