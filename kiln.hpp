@@ -25,3 +25,4 @@
 #include "autodiff/gradients.hpp"
 #include "layers/layers.hpp"
 #include "optim/optim.hpp"
+#include "distributed/distributed.hpp"

@@ -3,6 +3,7 @@
 //   ./build/examples/fashion_mnist                       # the default recipe, 5 epochs
 //   ./build/examples/fashion_mnist --epochs 1 --train-limit 10000 --optimizer momentum
 //   ./build/examples/fashion_mnist --help
+//   mpirun -np 2 ./build/examples/fashion_mnist --distributed   # data-parallel on 2 ranks (MPI)
 //
 // The graph is the seed's TF1 program (see examples/fashion_mnist_lib.hpp for the network):
 // batch normalization fed a boolean `training` placeholder, and the train op built under
@@ -26,6 +27,7 @@
 
 #include "examples/data/idx.hpp"
 #include "examples/fashion_mnist_lib.hpp"
+#include "distributed/communicator.hpp"
 #include "examples/report.hpp"
 #include "framework/errors.hpp"
 
@@ -93,7 +95,14 @@ int main(int argc, char** argv) {
   app.add_option("--progress", progress, "bar (in place), lines (a line per tenth of an epoch), none, "
                                          "or auto (bar on a terminal, else lines)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
+  app.add_flag("--distributed", cfg.distributed,
+               "Data-parallel training over the ranks of mpirun (each global batch split between them)");
+  app.add_flag("--sync-bn,!--no-sync-bn", cfg.synchronized_bn,
+               "With --distributed: batch norm statistics over the global batch")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (cfg.distributed) kiln::distributed::init();
+  const bool root = kiln::distributed::rank() == 0;
 
   if (fused_opt->count() > 0) cfg.fused = fused;
   cfg.progress = progress == "bar"     ? ProgressBar::Mode::bar
@@ -102,6 +111,7 @@ int main(int argc, char** argv) {
                                        : ProgressBar::auto_mode();
   try {
     const auto result = kiln::examples::train_fashion_mnist(cfg, &std::cout);
+    if (!root) return 0;
     const auto& last = result.epochs.back();
     double total = 0;
     for (const auto& e : result.epochs) total += e.train_seconds + e.eval_seconds;
@@ -130,5 +140,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "fashion_mnist: " << e.what() << '\n';
   }
+  // One rank failed: stop the others now rather than leave them waiting in a collective.
+  if (cfg.distributed && kiln::distributed::size() > 1) kiln::distributed::abort("fashion_mnist failed on this rank");
   return 1;
 }

@@ -57,7 +57,8 @@ Model build_model(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
                                         .momentum = c.bn_momentum,
                                         .training = m.training,
                                         .renorm = c.renorm,
-                                        .fused = c.fused});
+                                        .fused = c.fused,
+                                        .synchronized = c.distributed && c.synchronized_bn});
     h = nn::relu(h);
     return layers::max_pooling2d(h, {2, 2}, {2, 2}, {.data_format = c.data_format});
   };
@@ -68,7 +69,10 @@ Model build_model(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
     variable_scope vs("hidden");
     if (c.hidden_batch_norm) {
       h = layers::dense(h, c.hidden_units, {.use_bias = false});
-      h = layers::batch_normalization(h, {.momentum = c.bn_momentum, .training = m.training, .renorm = c.renorm});
+      h = layers::batch_normalization(h, {.momentum = c.bn_momentum,
+                                          .training = m.training,
+                                          .renorm = c.renorm,
+                                          .synchronized = c.distributed && c.synchronized_bn});
     } else {
       h = layers::dense(h, c.hidden_units);
     }
@@ -88,7 +92,18 @@ Model build_model(const FashionMnistConfig& c, std::int64_t steps_per_epoch) {
   {
     // The seed's note: batch norm's moving averages run with every training step.
     control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
-    m.train_op = optimizer->minimize(m.loss, {.global_step = step});
+    if (c.distributed)  // gradients averaged over the ranks (one fused AllReduce per step)
+      m.train_op = distributed::DistributedOptimizer(std::shared_ptr<train::Optimizer>(std::move(optimizer)))
+                       .minimize(m.loss, {.global_step = step});
+    else
+      m.train_op = optimizer->minimize(m.loss, {.global_step = step});
+  }
+  if (c.distributed) {
+    const Tensor n = cast(reshape(slice(shape(m.x), {0}, {1}), Shape{}), float32);
+    m.step_totals = distributed::all_reduce(stack({m.loss * n, m.accuracy * n, n}), distributed::Reduction::sum,
+                                            "step_totals");
+    m.eval_in = placeholder(float64, {-1}, "eval_in");
+    m.eval_totals = distributed::all_reduce(m.eval_in, distributed::Reduction::sum, "eval_totals");
   }
   return m;
 }
@@ -204,14 +219,17 @@ struct Evaluation {
   double loss = 0, accuracy = 0;
 };
 
-// Test loss and accuracy in inference mode (moving statistics, no dropout), in batches.
+// Test loss and accuracy in inference mode (moving statistics, no dropout), in batches. In
+// distributed mode each rank evaluates its shard of the test set and the shards' totals are summed.
 Evaluation evaluate(Session& sess, const Model& m, const std::vector<float>& test_x,
                     const std::vector<std::uint8_t>& test_labels, std::int64_t n_test, const FashionMnistConfig& c) {
   const bool channels_first = c.data_format == "channels_first";
+  const int ranks = c.distributed ? distributed::size() : 1, rank = c.distributed ? distributed::rank() : 0;
+  const std::int64_t shard_begin = n_test * rank / ranks, shard_end = n_test * (rank + 1) / ranks;
   double test_loss_sum = 0;
   std::int64_t correct = 0;
-  for (std::int64_t begin = 0; begin < n_test; begin += c.eval_batch_size) {
-    const std::int64_t end = std::min(n_test, begin + c.eval_batch_size);
+  for (std::int64_t begin = shard_begin; begin < shard_end; begin += c.eval_batch_size) {
+    const std::int64_t end = std::min(shard_end, begin + c.eval_batch_size);
     Batch b = make_batch(test_x, test_labels, {}, begin, end, channels_first);
     const xt::xarray<std::int64_t> labels = b.labels;
     auto out = sess.run({m.loss, m.predictions},
@@ -219,6 +237,11 @@ Evaluation evaluate(Session& sess, const Model& m, const std::vector<float>& tes
     test_loss_sum += static_cast<double>(out[0].scalar<float>()) * static_cast<double>(end - begin);
     const auto& pred = out[1].as<std::int64_t>();
     for (std::size_t i = 0; i < labels.size(); ++i) correct += pred(i) == labels(i) ? 1 : 0;
+  }
+  if (c.distributed) {  // the shards' totals
+    const auto t = sess.run(m.eval_totals, {{m.eval_in, xt::xarray<double>{test_loss_sum, static_cast<double>(correct)}}});
+    test_loss_sum = t.as<double>()(0);
+    correct = static_cast<std::int64_t>(t.as<double>()(1));
   }
   Evaluation e;
   e.loss = n_test > 0 ? test_loss_sum / static_cast<double>(n_test) : 0;
@@ -258,6 +281,10 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, std::ostream* log) 
 
 TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset& ds, std::ostream* log) {
   validate(c);
+  // Distributed: rank r trains on slice r of every global batch and evaluates shard r of the test set.
+  const int ranks = c.distributed ? distributed::size() : 1, rank = c.distributed ? distributed::rank() : 0;
+  const auto share = [&](std::int64_t begin, std::int64_t end, int r) { return begin + (end - begin) * r / ranks; };
+  if (rank != 0) log = nullptr;  // logs and files on rank 0 only
   const bool channels_first = c.data_format == "channels_first";
   TrainResult result;
   result.train_examples = limit_of(ds.train_images.shape.at(0), c.train_limit);
@@ -280,7 +307,7 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
   for (const Variable& v : trainable_variables()) result.parameters += v.shape().num_elements();
 
   std::filesystem::path out_dir;
-  if (!c.output_dir.empty()) {
+  if (!c.output_dir.empty() && rank == 0) {
     out_dir = c.output_dir;
     std::filesystem::create_directories(out_dir);
     std::ofstream dot(out_dir / "graph.dot");
@@ -305,6 +332,9 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
          << result.blas_threads << " BLAS thread" << (result.blas_threads == 1 ? "" : "s") << '\n';
     if (!out_dir.empty())
       *log << "writing " << (out_dir / "graph.dot").string() << ", curves.csv and moving_stats.csv\n";
+    if (c.distributed)
+      *log << "distributed: " << ranks << " ranks, " << c.batch_size << " examples per step split between them, "
+           << (c.synchronized_bn ? "synchronized" : "per-rank") << " batch norm\n";
     *log << std::flush;
   }
 
@@ -314,6 +344,7 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
   result.batch_norm_layers = probe.layers;
   result.moving_stats.push_back(probe.sample(sess, 0));
   const std::int64_t sample_every = std::max<std::int64_t>(1, steps_per_epoch / 20);
+  if (c.distributed) distributed::broadcast_variables(sess, 0);
 
   std::mt19937 rng(static_cast<std::mt19937::result_type>(c.seed));
   std::vector<std::int64_t> order(static_cast<std::size_t>(n_train));
@@ -333,8 +364,24 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
     double loss_sum = 0, acc_sum = 0;
     std::int64_t seen = 0;
     for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
-      const std::int64_t begin = s * c.batch_size, end = std::min(n_train, begin + c.batch_size);
+      std::int64_t begin = s * c.batch_size, end = std::min(n_train, begin + c.batch_size);
+      if (c.distributed) {
+        if (end - begin < ranks) continue;  // a last batch too small to give every rank an example
+        const std::int64_t global_begin = begin;
+        begin = share(global_begin, end, rank);
+        end = share(global_begin, end, rank + 1);
+      }
       Batch b = make_batch(train_x, ds.train_labels.data, order, begin, end, channels_first);
+      if (c.distributed) {
+        auto out = sess.run({m.train_op, m.step_totals},
+                            {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, true}});
+        const auto& t = out[1].as<float>();
+        loss_sum += static_cast<double>(t(0));
+        acc_sum += static_cast<double>(t(1));
+        seen += static_cast<std::int64_t>(t(2));
+        bar.update(s + 1, seen, loss_sum / static_cast<double>(seen), acc_sum / static_cast<double>(seen));
+        continue;
+      }
       auto out = sess.run({m.train_op, m.loss, m.accuracy},
                           {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, true}});
       const auto n = static_cast<double>(end - begin);

@@ -39,6 +39,8 @@ struct Model {
   Tensor x, labels, training;
   Tensor logits, loss, accuracy, predictions, learning_rate;
   Operation train_op;
+  Tensor step_totals;           // distributed: [loss * n, accuracy * n, n] summed over ranks
+  Tensor eval_in, eval_totals;  // distributed: a float64 vector summed over ranks
 };
 struct FashionMnistConfig;
 /// Builds the network of the header comment in the default graph.
@@ -72,6 +74,11 @@ struct FashionMnistConfig {
   int precise_bn_batches = 0;
   /// Called at the end with the trained session and the network (examples/export.cpp freezes it).
   std::function<void(Session&, const Model&)> after_training{};
+  /// Data-parallel over the ranks of distributed::init() (mpirun -np N): each global batch of
+  /// batch_size is split into N slices, gradients are averaged (DistributedOptimizer), variables
+  /// start from rank 0's, the test set is sharded; logs and files on rank 0 only.
+  bool distributed = false;
+  bool synchronized_bn = true;                 // in distributed mode: batch norm over the global batch
 };
 
 struct EpochStats {

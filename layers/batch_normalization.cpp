@@ -9,6 +9,8 @@
 #include <numeric>
 #include <tuple>
 
+#include "distributed/communicator.hpp"
+#include "distributed/synchronized_moments.hpp"
 #include "framework/array.hpp"
 #include "framework/errors.hpp"
 #include "framework/nn_batch_norm.hpp"
@@ -162,6 +164,11 @@ void BatchNormalization::build(const Shape& input_shape) {
   if (opts_.fused == true && !reason.empty())
     throw ValueError("fused batch normalization cannot be used: " + reason + at);
   use_fused_ = opts_.fused != false && reason.empty();
+  synchronized_ = opts_.synchronized && distributed::size() > 1;
+  if (opts_.synchronized && opts_.virtual_batch_size)
+    throw ValueError("synchronized batch normalization cannot be combined with virtual_batch_size" + at);
+  bessel_ = use_fused_;
+  if (synchronized_) use_fused_ = false;  // the composed ops, with the fused path's moving variance
   data_format_ = use_fused_ ? (axis[0] == 1 ? "NCHW" : "NHWC") : "";
 
   for (int a : axis)
@@ -352,21 +359,29 @@ Tensor BatchNormalization::call(const Tensor& original_inputs, const Training& t
     }
 
     const bool keep_dims = opts_.virtual_batch_size.has_value() || axis_.size() > 1;
-    if (reduction_axes.empty()) {  // every axis normalized: per-element statistics (TF reduces nothing)
+    Tensor update_variance;
+    const bool synchronized_statistics_built = synchronized_ && !reduction_axes.empty();
+    if (synchronized_statistics_built) {
+      const std::vector<Tensor> stats = synchronized_statistics(inputs, reduction_axes, keep_dims, training);
+      mean = stats[0];
+      variance = stats[1];
+      update_variance = stats[2];
+    } else if (reduction_axes.empty()) {  // every axis normalized: per-element statistics (TF reduces nothing)
       mean = identity(inputs, "mean");
       variance = zeros_like(inputs, "variance");
     } else {
       std::tie(mean, variance) = nn::moments(inputs, reduction_axes, keep_dims);
     }
-    if (!tv) {
+    if (!tv && !synchronized_statistics_built) {
       const Tensor batch_mean = mean, batch_variance = variance;
       mean = cond(
           training.tensor(), [&] { return batch_mean; }, [&] { return moving_mean_.value(); });
       variance = cond(
           training.tensor(), [&] { return batch_variance; }, [&] { return moving_variance_.value(); });
     }
+    if (!update_variance.valid()) update_variance = variance;
 
-    Tensor new_mean = mean, new_variance = variance;
+    Tensor new_mean = mean, new_variance = update_variance;
     if (opts_.virtual_batch_size) {  // one step with the averages over the groups
       new_mean = reduce_mean(mean, {1}, true);
       new_variance = reduce_mean(variance, {1}, true);
@@ -464,6 +479,24 @@ BatchNormalization::RenormCorrection BatchNormalization::renorm_correction(const
   // sqrt(moving_variance + epsilon) = new_stddev.
   const Tensor new_variance = square(new_stddev) - opts_.epsilon;
   return {r, d, new_mean, new_variance};
+}
+
+// The global batch's (mean, variance, variance for the moving average), or with a run-time
+// `training` a cond whose true branch holds the collectives (so inference runs none) and whose
+// false branch gives the moving statistics.
+std::vector<Tensor> BatchNormalization::synchronized_statistics(const Tensor& inputs,
+                                                               const std::vector<int>& reduction_axes, bool keep_dims,
+                                                               const Training& training) {
+  const auto batch = [&] {
+    const distributed::SynchronizedMoments m = distributed::synchronized_moments(inputs, reduction_axes, keep_dims);
+    Tensor update = m.variance;
+    if (bessel_) update = m.variance * (m.count / maximum(m.count - 1.0, scalar(1.0, dtype_)));
+    return std::vector<Tensor>{m.mean, m.variance, update};
+  };
+  if (training.constant_value()) return batch();
+  return cond(training.tensor(), batch, [&] {
+    return std::vector<Tensor>{moving_mean_.value(), moving_variance_.value(), moving_variance_.value()};
+  });
 }
 
 Tensor batch_normalization(const Tensor& inputs, const BatchNormalizationOptions& options) {

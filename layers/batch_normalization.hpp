@@ -61,6 +61,17 @@
 // nn::fused_batch_norm's; TF's fused path needs it positive and clamps it to 1.001e-5, kiln uses it
 // as given); otherwise ValueError naming the layer, when it is built.
 //
+// Synchronized (data-parallel training, distributed/): with `synchronized` and more than one rank
+// when the layer is built, training-mode statistics are distributed::synchronized_moments (the
+// per-channel count, mean and centred sum of squares all-reduced with Chan's merge), built inside
+// the `training` cond so that inference runs no collective. Every replica normalizes with the global
+// batch's mean and variance, updates identical moving averages, and the gradient through the
+// statistics is all-reduced (it follows from the AllReduce gradient). The composed ops run then; the
+// moving variance keeps the convention of the path the layer would take on one process (the
+// Bessel-corrected global variance, N/(N-1) with N the global count, where it would be fused).
+// With one rank (or before distributed::init()) the layer is exactly the ordinary one. Not with
+// virtual_batch_size (ValueError).
+//
 // Errors (messages name the layer and the input shape): ValueError for "Invalid axis: <resolved>",
 // "Duplicate axis: [...]", "Input has undefined `axis` dimension. Input shape: ...", "Input has
 // undefined rank: ...", an empty axis list, an input of another rank or channel size than the first
@@ -180,6 +191,9 @@ struct BatchNormalizationOptions {
   std::optional<bool> fused{}; // empty: fused whenever it applies
   std::optional<int> virtual_batch_size{};
   Adjustment adjustment{};     // empty: none
+  /// kiln extension (TF's SyncBatchNormalization): in training, the statistics of the global batch
+  /// over all ranks of distributed::size() (see "Synchronized" above). Default false.
+  bool synchronized = false;
 };
 
 class BatchNormalization : public Layer {
@@ -217,6 +231,8 @@ class BatchNormalization : public Layer {
     Tensor r, d, new_mean, new_variance;
   };
   RenormCorrection renorm_correction(const Tensor& mean, const Tensor& variance, const Training& training);
+  std::vector<Tensor> synchronized_statistics(const Tensor& inputs, const std::vector<int>& reduction_axes,
+                                              bool keep_dims, const Training& training);
   std::string where(const Shape& input_shape) const;
 
   BatchNormalizationOptions opts_;
@@ -226,6 +242,8 @@ class BatchNormalization : public Layer {
   Shape param_shape_;
   bool use_fused_ = false;
   std::string data_format_;  // of the fused path
+  bool synchronized_ = false;  // statistics over all ranks (options.synchronized, more than one rank)
+  bool bessel_ = false;        // moving variance Bessel-corrected (the fused path's convention)
   Variable gamma_, beta_, moving_mean_, moving_variance_;
   Variable renorm_mean_, renorm_mean_weight_, renorm_stddev_, renorm_stddev_weight_;
 };

@@ -17,5 +17,6 @@ void register_all_ops(OpRegistry& r) {
   register_training_ops(r);
   register_control_flow_ops(r);
   register_numerics_ops(r);
+  register_collective_ops(r);
 }
 }  // namespace kiln

@@ -16,5 +16,6 @@ void register_state_ops(OpRegistry& r);
 void register_training_ops(OpRegistry& r);
 void register_control_flow_ops(OpRegistry& r);
 void register_numerics_ops(OpRegistry& r);
+void register_collective_ops(OpRegistry& r);  // distributed/collective_ops.cpp
 void register_all_ops(OpRegistry& r);
 }  // namespace kiln
