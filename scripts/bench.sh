@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 usage() {
   cat <<EOF
 usage: bash scripts/bench.sh [options]
-  --quick             one repetition, short timings, Fashion-MNIST on the first 3000 images
+  --quick             one repetition, short timings, Fashion-MNIST on the first 2000 images
   --out DIR           output directory (default out/bench)
   --build-dir DIR     meson build directory (default build-bench)
   --reps N            repetitions of the whole interleaved sweep (default 3; Fashion-MNIST runs once)
@@ -21,7 +21,8 @@ usage: bash scripts/bench.sh [options]
   --fmnist-limit N    Fashion-MNIST on the first N training images (default 0: the full epoch)
   --items REGEX       only the items whose name matches (grep -E)
   --no-install        do not install packages (peers that are missing are reported as such)
-Environment: OPENBLAS_CORETYPE is passed through to every process (and noted in the table).
+Environment: OPENBLAS_* variables (e.g. OPENBLAS_CORETYPE) pass through to every process; the
+table notes them and, when OPENBLAS_CORETYPE is set, the core OpenBLAS would pick without it.
 EOF
 }
 
@@ -29,7 +30,7 @@ out=out/bench build=build-bench reps=3 threads="1 2" fmnist_limit=0 items_re="" 
 iters=10 min_time=0.5
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) reps=1 iters=3 min_time=0.1 fmnist_limit=3000 ;;
+    --quick) reps=1 iters=3 min_time=0.1 fmnist_limit=2000 ;;
     --out) out="$2"; shift ;;
     --build-dir) build="$2"; shift ;;
     --reps) reps="$2"; shift ;;
@@ -88,7 +89,12 @@ raw="$out/raw.tsv"
 note() { printf 'note\t%s\n' "$1" >>"$raw"; }
 note "kiln $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%Y-%m-%d %H:%M UTC'); repetitions $reps, at least $iters steps and ${min_time} s per process; medians over all steps"
 note "threads: kiln KILN_NUM_THREADS=OPENBLAS_NUM_THREADS=N; torch set_num_threads(N), OMP_NUM_THREADS=N, OpenBLAS from $openblas_openmp; dnnl OMP_NUM_THREADS=N"
-[ -n "${OPENBLAS_CORETYPE:-}" ] && note "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (forced for every process)"
+openblas_env=$(env | grep '^OPENBLAS_' | grep -v '^OPENBLAS_NUM_THREADS=' | sort | tr '\n' ' ' || true)
+[ -n "$openblas_env" ] && note "environment passed to every process: ${openblas_env% }"
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+  own=$(env -u OPENBLAS_CORETYPE KILN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "${bin[kiln]}" --info | cut -f4)
+  note "OPENBLAS_CORETYPE forces the OpenBLAS core above; without it OpenBLAS picks $own on this CPU"
+fi
 if [ "$fmnist_limit" -gt 0 ]; then
   note "fashion-mnist epoch: the first $fmnist_limit training images only (seconds for those)"
 fi
