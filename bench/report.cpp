@@ -46,6 +46,11 @@ struct Raw {
   std::set<std::tuple<std::string, std::string, int>> failed;
   std::set<int> threads;
 
+  std::optional<double> median(const std::string& item, const std::string& framework, int threads) const {
+    auto it = samples.find({item, framework, threads});
+    if (it == samples.end() || it->second.empty()) return std::nullopt;
+    return bench::median(it->second);
+  }
   void add_item(const std::string& item) {
     if (std::find(items.begin(), items.end(), item) == items.end()) items.push_back(item);
   }
@@ -133,11 +138,6 @@ Table build_table(const Raw& raw) {
   }
   for (int th : raw.threads) t.header.push_back("kiln GB/s (% triad) " + std::to_string(th) + "t");
 
-  auto median_of = [&](const std::string& item, const std::string& fw, int th) -> std::optional<double> {
-    auto it = raw.samples.find({item, fw, th});
-    if (it == raw.samples.end() || it->second.empty()) return std::nullopt;
-    return bench::median(it->second);
-  };
   for (const auto& item : raw.items) {
     const std::string unit = raw.units.count(item) ? raw.units.at(item) : "";
     const bool higher_is_better = unit == "GB/s";
@@ -146,7 +146,7 @@ Table build_table(const Raw& raw) {
       std::optional<double> kiln, best;
       for (const auto& fw : kFrameworks) {
         const std::string source = fw == "kiln" ? item : peer_item(item);
-        const auto m = median_of(source, fw, th);
+        const auto m = raw.median(source, fw, th);
         if (m) {
           row.push_back(format(*m));
           if (fw == "kiln") kiln = m;
@@ -161,8 +161,8 @@ Table build_table(const Raw& raw) {
     }
     for (int th : raw.threads) {
       const auto bytes = bn_bytes(item);
-      const auto kiln = median_of(item, "kiln", th);
-      const auto triad = median_of(bench::kTriadName, "kiln", th);
+      const auto kiln = raw.median(item, "kiln", th);
+      const auto triad = raw.median(bench::kTriadName, "kiln", th);
       if (bytes && kiln && *kiln > 0) {
         const double gbps = *bytes / (*kiln * 1e-3) / 1e9;
         row.push_back(format(gbps) + (triad ? " (" + format(100 * gbps / *triad) + "%)" : ""));
@@ -194,7 +194,37 @@ std::vector<std::string> header_lines(const Raw& raw) {
   return lines;
 }
 
-void print_text(std::ostream& out, const std::vector<std::string>& head, const Table& t) {
+// Lines under the table for the targets that compare kiln with itself: the speed-up from the
+// fewest to the most threads, and the composed batch-norm path against the fused one.
+std::vector<std::string> footer_lines(const Raw& raw) {
+  std::vector<std::string> lines;
+  if (raw.threads.empty()) return lines;
+  const int lo = *raw.threads.begin(), hi = *raw.threads.rbegin();
+  std::string speedup, composed;
+  for (const auto& item : raw.items) {
+    const auto a = raw.median(item, "kiln", lo), b = raw.median(item, "kiln", hi);
+    const bool is_bn = bn_bytes(item).has_value();
+    if (lo != hi && a && b && *b > 0 && !is_bn && (raw.units.at(item) == "ms" || raw.units.at(item) == "s"))
+      speedup += (speedup.empty() ? " " : ", ") + item + " " + format(*a / *b) + "x";
+    const std::string fused = peer_item(item);
+    if (fused == item) continue;
+    std::string ratios;
+    for (int th : raw.threads) {
+      const auto c = raw.median(item, "kiln", th), f = raw.median(fused, "kiln", th);
+      ratios += (ratios.empty() ? "" : " / ") + (c && f && *f > 0 ? format(*c / *f) : std::string("-"));
+    }
+    composed += (composed.empty() ? " " : ", ") + fused.substr(3) + " " + ratios;  // without "bn "
+  }
+  if (!speedup.empty())
+    lines.push_back("kiln speed-up " + std::to_string(lo) + " -> " + std::to_string(hi) + " threads:" + speedup);
+  std::string per_thread;
+  for (int th : raw.threads) per_thread += (per_thread.empty() ? "" : " / ") + std::to_string(th) + "t";
+  if (!composed.empty()) lines.push_back("kiln batch norm composed / fused (" + per_thread + "):" + composed);
+  return lines;
+}
+
+void print_text(std::ostream& out, const std::vector<std::string>& head, const Table& t,
+                const std::vector<std::string>& foot) {
   for (const auto& l : head) out << l << '\n';
   std::vector<std::size_t> width(t.header.size());
   for (std::size_t i = 0; i < t.header.size(); ++i) width[i] = t.header[i].size();
@@ -209,9 +239,11 @@ void print_text(std::ostream& out, const std::vector<std::string>& head, const T
   };
   print_row(t.header);
   for (const auto& r : t.rows) print_row(r);
+  for (const auto& l : foot) out << l << '\n';
 }
 
-void print_markdown(std::ostream& out, const std::vector<std::string>& head, const Table& t) {
+void print_markdown(std::ostream& out, const std::vector<std::string>& head, const Table& t,
+                    const std::vector<std::string>& foot) {
   for (const auto& l : head) out << "- " << l << '\n';
   out << '\n';
   auto print_row = [&](const std::vector<std::string>& r) {
@@ -224,6 +256,8 @@ void print_markdown(std::ostream& out, const std::vector<std::string>& head, con
   for (std::size_t i = 0; i < t.header.size(); ++i) out << (i < 2 ? "---|" : "---:|");
   out << '\n';
   for (const auto& r : t.rows) print_row(r);
+  if (!foot.empty()) out << '\n';
+  for (const auto& l : foot) out << "- " << l << '\n';
 }
 
 void write_csv(std::ostream& out, const Raw& raw) {
@@ -248,11 +282,12 @@ int main(int argc, char** argv) {
     const Raw raw = read_raw(argv[1]);
     const Table table = build_table(raw);
     const auto head = header_lines(raw);
-    print_text(std::cout, head, table);
+    const auto foot = footer_lines(raw);
+    print_text(std::cout, head, table, foot);
     const std::filesystem::path dir = argv[2];
     std::filesystem::create_directories(dir);
     std::ofstream md(dir / "results.md"), csv(dir / "results.csv");
-    print_markdown(md, head, table);
+    print_markdown(md, head, table, foot);
     write_csv(csv, raw);
     if (!md || !csv) throw std::runtime_error("cannot write into " + dir.string());
     std::cout << "wrote " << (dir / "results.md").string() << " and " << (dir / "results.csv").string() << '\n';
