@@ -10,8 +10,8 @@
 //     items.add("mlp step", "ms", [](const bench::Config& c) { ...; return bench::time_steps(c, step); });
 //     return bench::main(argc, argv, "kiln", items, [](int threads) { /* apply the thread count */ });
 //   }
-// Command line: --list (prints "name<TAB>unit" per item), --info [--threads N] (only the info
-// lines), or --item NAME [--threads N] [--iters N] [--min-time S] [--limit N]. It prints
+// Command line: --list (prints "name<TAB>unit" per item), or --item NAME [--threads N] [--iters N]
+// [--min-time S] [--limit N]. It prints
 //   info<TAB>framework<TAB>key<TAB>value                     (e.g. the BLAS core, once per process)
 //   result<TAB>framework<TAB>item<TAB>threads<TAB>unit<TAB>v1,v2,...   (one sample per timed step)
 // Exit status 0, or 1 with the exception's message on stderr.
@@ -105,14 +105,13 @@ inline void print_info(const std::string& framework, const std::string& key, con
   std::cout << "info\t" << framework << '\t' << key << '\t' << value << '\n';
 }
 
-/// Parses the command line, applies the thread count (`set_threads` also prints the program's info
-/// lines), runs one item (or lists them).
+/// Parses the command line, applies the thread count, runs one item (or lists them).
 inline int main(int argc, char** argv, const std::string& framework, const Registry& registry,
                 const std::function<void(int threads)>& set_threads) {
   try {
     Config c;
     std::string item;
-    bool list = false, info = false;
+    bool list = false;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -120,7 +119,6 @@ inline int main(int argc, char** argv, const std::string& framework, const Regis
         return argv[++i];
       };
       if (a == "--list") list = true;
-      else if (a == "--info") info = true;
       else if (a == "--item") item = value();
       else if (a == "--threads") c.threads = std::stoi(value());
       else if (a == "--iters") c.iters = std::stoi(value());
@@ -132,14 +130,10 @@ inline int main(int argc, char** argv, const std::string& framework, const Regis
       for (const Item& it : registry.items()) std::cout << it.name << '\t' << it.unit << '\n';
       return 0;
     }
-    if (c.threads < 1) throw std::invalid_argument("--threads must be >= 1");
-    if (info) {
-      set_threads(c.threads);
-      return 0;
-    }
     auto found = std::find_if(registry.items().begin(), registry.items().end(),
                               [&](const Item& it) { return it.name == item; });
     if (found == registry.items().end()) throw std::invalid_argument("no item '" + item + "' (see --list)");
+    if (c.threads < 1) throw std::invalid_argument("--threads must be >= 1");
     set_threads(c.threads);
     const Samples samples = found->run(c);
     std::ostringstream line;

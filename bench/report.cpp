@@ -177,8 +177,10 @@ Table build_table(const Raw& raw) {
 
 std::vector<std::string> header_lines(const Raw& raw) {
   std::vector<std::string> lines{"CPU: " + cpu_model()};
+  const std::map<std::string, std::string> titles{{"blas", "OpenBLAS core (openblas_get_corename)"},
+                                                  {"isa", "oneDNN ISA"}};
   for (const auto& [key, by_fw] : raw.info) {
-    std::string line = key + ":";
+    std::string line = (titles.count(key) ? titles.at(key) : key) + ":";
     bool first = true;
     for (const auto& [fw, values] : by_fw) {
       line += (first ? " " : "; ") + fw;

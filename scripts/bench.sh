@@ -92,7 +92,8 @@ note "threads: kiln KILN_NUM_THREADS=OPENBLAS_NUM_THREADS=N; torch set_num_threa
 openblas_env=$(env | grep '^OPENBLAS_' | grep -v '^OPENBLAS_NUM_THREADS=' | sort | tr '\n' ' ' || true)
 [ -n "$openblas_env" ] && note "environment passed to every process: ${openblas_env% }"
 if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
-  own=$(env -u OPENBLAS_CORETYPE KILN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "${bin[kiln]}" --info | cut -f4)
+  own=$(env -u OPENBLAS_CORETYPE KILN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "${bin[kiln]}" \
+    --item "per-op overhead" --iters 1 --min-time 0 | grep '^info' | cut -f4)
   note "OPENBLAS_CORETYPE forces the OpenBLAS core above; without it OpenBLAS picks $own on this CPU"
 fi
 if [ "$fmnist_limit" -gt 0 ]; then

@@ -36,6 +36,6 @@ int main(int argc, char** argv) {
     const char* omp = std::getenv("OMP_NUM_THREADS");
     if (!omp || std::stoi(omp) != threads)
       throw std::invalid_argument("run with OMP_NUM_THREADS=" + std::to_string(threads) + " (scripts/bench.sh sets it)");
-    bench::print_info("dnnl", "oneDNN ISA", isa_name(dnnl::get_effective_cpu_isa()));
+    bench::print_info("dnnl", "isa", isa_name(dnnl::get_effective_cpu_isa()));
   });
 }

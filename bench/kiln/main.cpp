@@ -23,6 +23,6 @@ int main(int argc, char** argv) {
         throw std::invalid_argument(std::string("run with ") + var + "=" + std::to_string(threads) +
                                     " (scripts/bench.sh sets it)");
     }
-    bench::print_info("kiln", "OpenBLAS core", bench::blas_core());
+    bench::print_info("kiln", "blas", bench::blas_core());
   });
 }

@@ -11,6 +11,6 @@ int main(int argc, char** argv) {
   bench::torch_items::add_fashion_mnist(items);
   return bench::main(argc, argv, "torch", items, [](int threads) {
     torch::set_num_threads(threads);
-    bench::print_info("torch", "OpenBLAS core", bench::blas_core());
+    bench::print_info("torch", "blas", bench::blas_core());
   });
 }
