@@ -5,8 +5,8 @@
 # dnnl), and prints one table; results.md, results.csv, table.txt and the raw lines go to the
 # output directory.
 #
-#   bash scripts/bench.sh            # the full run (about 10 minutes on a 2-core machine)
-#   bash scripts/bench.sh --quick    # a smoke run (about 2 minutes; Fashion-MNIST on a subset)
+#   bash scripts/bench.sh            # the full run (about 10 minutes on an idle 2-core machine)
+#   bash scripts/bench.sh --quick    # a smoke run (about 2 minutes idle; Fashion-MNIST on a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
