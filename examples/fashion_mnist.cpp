@@ -12,6 +12,7 @@
 // accuracy in inference mode and the wall time. Writes <output-dir>/curves.csv, moving_stats.csv
 // and graph.dot, draws graph.svg (with Graphviz's dot) and curves.png (with gnuplot) when those
 // are installed (examples/report.hpp), and ends with where the files are.
+// --trace N: training step N is traced (trace.json, and the time per op type at the end).
 // --precise-bn N: after the last epoch, the batch-norm moving statistics are recomputed over N
 // training batches (layers::recompute_batch_norm_statistics) and the test accuracy is printed
 // before and after.
@@ -73,9 +74,9 @@ int main(int argc, char** argv) {
   app.add_option("--dropout", cfg.dropout, "Dropout rate after the hidden layer (0: none)")
       ->capture_default_str()->check(CLI::Range(0.0, 0.99));
   app.add_option("--seed", cfg.seed, "Seed of the initializers, dropout and shuffling")->capture_default_str();
-  app.add_option("-j,--threads", cfg.threads, "OpenBLAS threads (0: all cores); results are reproducible "
-                                              "for a fixed seed and thread count. On 2 cores a second "
-                                              "thread gained nothing (the gemms are small)")
+  app.add_option("-j,--threads", cfg.threads, "Threads of kiln's pool, ops and their loops (0: all cores; BLAS "
+                                              "runs single-threaded inside it); results are reproducible "
+                                              "for a fixed seed and thread count")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--data-dir", cfg.data_dir, "Directory with the four *-ubyte.gz files (Debian package "
                                              "dataset-fashion-mnist)")
@@ -87,6 +88,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--eval-batch-size", cfg.eval_batch_size, "Examples per evaluation step")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--trace", cfg.trace_step,
+                 "Trace training step N (from 1): <output-dir>/trace.json for Perfetto or chrome://tracing, "
+                 "and the time per op type");
   app.add_option("--precise-bn", cfg.precise_bn_batches,
                  "After training, recompute the batch-norm statistics over N training batches and print the "
                  "test accuracy before and after (0: no)")
@@ -130,7 +134,11 @@ int main(int argc, char** argv) {
                 << "curves: " << (curves.written ? curves.path : dir / "curves.csv").string() << '\n';
       for (const auto* p : {&graph, &curves})
         if (!p->written) std::cout << "  (" << p->note << ")\n";
-      // trace: the --trace N flag adds its line here.
+    }
+    if (!result.trace_summary.empty()) {
+      std::cout << "\nstep " << cfg.trace_step << ", time per op type:\n" << result.trace_summary;
+      if (!result.trace_path.empty())
+        std::cout << "trace:  " << result.trace_path << "  (open in https://ui.perfetto.dev or chrome://tracing)\n";
     }
     return 0;
   } catch (const kiln::data::IdxError& e) {

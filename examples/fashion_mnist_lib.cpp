@@ -266,6 +266,7 @@ void validate(const FashionMnistConfig& c) {
   if (!(c.dropout >= 0 && c.dropout < 1)) fail("dropout must be in [0, 1)");
   if (!(c.bn_momentum >= 0 && c.bn_momentum < 1)) fail("batch norm momentum must be in [0, 1)");
   if (c.threads < 0) fail("threads must be >= 0 (0: all cores)");
+  if (c.trace_step < 0) fail("trace step must be >= 0 (0: no trace)");
   if (c.train_limit < 0 || c.test_limit < 0) fail("limits must be >= 0 (0: everything)");
   if (c.precise_bn_batches < 0) fail("precise batch norm batches must be >= 0 (0: none)");
 }
@@ -292,8 +293,10 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
   for (const auto* a : {&ds.train_images, &ds.test_images})
     if (a->shape.size() != 3 || a->shape[1] != 28 || a->shape[2] != 28)
       throw std::invalid_argument("fashion_mnist: expected 28x28 images");
-  result.blas_threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  kernels::set_blas_threads(result.blas_threads);
+  // One pool for the library (ops and their loops run on it); BLAS single-threaded inside it.
+  result.threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  set_num_threads(result.threads);
+  kernels::set_blas_threads(1);
 
   const std::vector<float> train_x = scaled_images(ds.train_images, result.train_examples);
   const std::vector<float> test_x = scaled_images(ds.test_images, result.test_examples);
@@ -329,7 +332,7 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
          << (c.renorm ? ", renorm" : "") << "\noptimizer: " << c.optimizer << ", learning rate " << lr0;
     if (c.lr_decay < 1) *log << " x" << c.lr_decay << " per epoch";
     *log << ", batch " << c.batch_size << ", " << c.epochs << (c.epochs == 1 ? " epoch" : " epochs") << ", seed " << c.seed << ", "
-         << result.blas_threads << " BLAS thread" << (result.blas_threads == 1 ? "" : "s") << '\n';
+         << result.threads << " thread" << (result.threads == 1 ? "" : "s") << '\n';
     if (!out_dir.empty())
       *log << "writing " << (out_dir / "graph.dot").string() << ", curves.csv and moving_stats.csv\n";
     if (c.distributed)
@@ -382,8 +385,18 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
         bar.update(s + 1, seen, loss_sum / static_cast<double>(seen), acc_sum / static_cast<double>(seen));
         continue;
       }
+      const bool traced = c.trace_step == (epoch - 1) * steps_per_epoch + s + 1;
+      RunMetadata meta;
       auto out = sess.run({m.train_op, m.loss, m.accuracy},
-                          {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, true}});
+                          {{m.x, std::move(b.images)}, {m.labels, std::move(b.labels)}, {m.training, true}},
+                          RunOptions{.trace_level = traced ? RunOptions::full_trace : RunOptions::no_trace}, &meta);
+      if (traced) {
+        result.trace_summary = meta.summary();
+        if (!out_dir.empty()) {
+          result.trace_path = (out_dir / "trace.json").string();
+          std::ofstream(result.trace_path) << meta.chrome_trace();
+        }
+      }
       const auto n = static_cast<double>(end - begin);
       loss_sum += static_cast<double>(out[1].scalar<float>()) * n;
       acc_sum += static_cast<double>(out[2].scalar<float>()) * n;

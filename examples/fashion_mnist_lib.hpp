@@ -17,7 +17,7 @@
 //   { control_dependencies deps(get_collection(UPDATE_OPS)); train_op = Adam(lr).minimize(loss); }
 // with the learning rate decayed by lr_decay once per epoch (train::exponential_decay, staircase).
 //
-// Deterministic for a fixed seed and BLAS thread count: the graph-level seed fixes the
+// Deterministic for a fixed seed and thread count: the graph-level seed fixes the
 // initializers and dropout masks, and the epoch shuffles come from a seeded std::mt19937 with a
 // hand-written Fisher-Yates (no std::uniform_int_distribution, whose output differs between
 // standard libraries).
@@ -62,7 +62,7 @@ struct FashionMnistConfig {
   bool hidden_batch_norm = true;               // dense (no bias) -> batch norm -> relu
   double dropout = 0;                          // after the hidden layer; 0: none
   std::uint64_t seed = 1;
-  int threads = 1;                             // OpenBLAS threads; 0: all cores
+  int threads = 0;                             // the library's thread pool (set_num_threads); 0: all cores
   std::string data_dir = data::kFashionMnistDir;
   std::string output_dir;                      // curves.csv and graph.dot; empty: write nothing
   std::int64_t train_limit = 0;                // first N training examples; 0: all 60000
@@ -72,6 +72,9 @@ struct FashionMnistConfig {
   /// After the last epoch: recompute the batch-norm statistics over this many training batches
   /// (layers::recompute_batch_norm_statistics) and evaluate again; 0: no.
   int precise_bn_batches = 0;
+  /// Trace training step N (counting from 1 over all epochs): <output_dir>/trace.json (Chrome trace
+  /// events) and TrainResult::trace_summary (time per op type); 0: no trace.
+  std::int64_t trace_step = 0;
   /// Called at the end with the trained session and the network (examples/export.cpp freezes it).
   std::function<void(Session&, const Model&)> after_training{};
   /// Data-parallel over the ranks of distributed::init() (mpirun -np N): each global batch of
@@ -107,7 +110,11 @@ struct TrainResult {
   std::int64_t train_examples = 0;
   std::int64_t test_examples = 0;
   std::int64_t parameters = 0;  // trainable scalars
-  int blas_threads = 0;
+  int threads = 0;  // of the library's pool
+
+  /// With trace_step: the traced step's time per op type, and where its Chrome trace was written.
+  std::string trace_summary;
+  std::string trace_path;
   /// With precise_bn_batches: the test accuracy after recomputing the statistics (before: the
   /// last epoch's test_accuracy).
   std::optional<double> precise_bn_test_accuracy;

@@ -7,7 +7,9 @@
 //   2. { control_dependencies deps(get_collection(UPDATE_OPS)); train_op = minimize(loss); }
 // Training accuracy (batch statistics) is the same; inference accuracy (moving statistics) collapses
 // in run 1, whose moving mean and variance never leave their initial 0 and 1. (Run 1 also shows
-// the optimizer's UPDATE_OPS guard warning on stderr.)
+// the optimizer's UPDATE_OPS guard warning on stderr.) Before training, Session::explain shows why:
+// in run 2 the train op pulls the update ops in through control_dependencies(UPDATE_OPS); in run 1
+// they are pruned, "not needed by the fetches".
 #include <cstdio>
 #include <random>
 
@@ -42,6 +44,7 @@ Data make_data(std::size_t n, unsigned seed) {
 struct Result {
   float train_accuracy, test_accuracy;
   xt::xarray<float> moving_mean, moving_variance;
+  Explanation step;  // what one training step runs, from Session::explain
 };
 
 Result train_network(bool with_update_ops, const Data& train_data, const Data& test_data) {
@@ -69,11 +72,12 @@ Result train_network(bool with_update_ops, const Data& train_data, const Data& t
   }
 
   Session sess;
+  Result r;
+  r.step = sess.explain(train_op, {{x, train_data.x}, {labels, train_data.y}, {training, true}});
   sess.run(global_variables_initializer());
   for (int step = 0; step < 300; ++step)
     sess.run(train_op, {{x, train_data.x}, {labels, train_data.y}, {training, true}});
 
-  Result r;
   r.train_accuracy = sess.run(accuracy, {{x, train_data.x}, {labels, train_data.y}, {training, true}}).scalar<float>();
   r.test_accuracy = sess.run(accuracy, {{x, test_data.x}, {labels, test_data.y}, {training, false}}).scalar<float>();
   r.moving_mean = sess.run(graph.get_tensor_by_name("bn/moving_mean:0")).as<float>();
@@ -100,6 +104,16 @@ int main() {
     std::snprintf(a, sizeof a, "%.3f / %.3f", without.moving_mean(j), without.moving_variance(j));
     std::snprintf(b, sizeof b, "%.3f / %.3f", with.moving_mean(j), with.moving_variance(j));
     std::printf("%-44s %-22s %s\n", label, a, b);
+  }
+  std::printf("\nWhat one training step runs (sess.explain(train_op, feeds)), without and with the dependency:\n");
+  for (const auto* r : {&without, &with}) {
+    const std::string text = to_string(r->step);
+    std::printf("\n  %s UPDATE_OPS: %s\n", r == &without ? "without" : "with", text.substr(0, text.find('\n')).c_str());
+    for (const auto& line : r->step.control_dependencies)
+      if (line.find("UPDATE_OPS") != std::string::npos) std::printf("    %s\n", line.c_str());
+    for (const auto& p : r->step.pruned)
+      if (p.name.find("AssignMovingAvg") != std::string::npos && p.name.find('/', p.name.find("AssignMovingAvg")) == std::string::npos)
+        std::printf("    pruned: %s (%s)\n", p.name.c_str(), p.reason.c_str());
   }
   std::printf("\nThe fix (TF1's documented idiom):\n"
               "  control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));\n"

@@ -16,6 +16,7 @@
 
 #include "examples/data/idx.hpp"
 #include "examples/fashion_mnist_lib.hpp"
+#include "tests/support/json.hpp"
 
 namespace {
 
@@ -133,4 +134,24 @@ TEST_CASE("fashion_mnist.train: the seed network, channels_first, composed batch
   const auto r = train_fashion_mnist(c, dataset());
   MESSAGE("3000 examples, channels_first, momentum: test accuracy " << r.epochs[0].test_accuracy);
   CHECK(r.epochs[0].test_accuracy >= 0.6);
+}
+
+TEST_CASE("fashion_mnist.trace_writes_one_training_step") {
+  const fs::path out = fs::temp_directory_path() / ("kiln_fm_trace_" + std::to_string(::getpid()));
+  auto c = quick_config();
+  c.train_limit = 320;
+  c.test_limit = 100;
+  c.trace_step = 3;
+  c.output_dir = out.string();
+  const auto r = train_fashion_mnist(c, dataset());
+  CHECK(r.trace_summary.find("Conv2D") != std::string::npos);
+  CHECK(r.trace_summary.find("all ops") != std::string::npos);
+  REQUIRE(r.trace_path == (out / "trace.json").string());
+  std::ifstream in(r.trace_path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto json = kiln::testing::parse_json(text);
+  std::size_t events = 0;
+  for (const auto& e : json["traceEvents"].array()) events += e["ph"].string() == "X";
+  CHECK(events > 50);
+  fs::remove_all(out);
 }
