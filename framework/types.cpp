@@ -53,11 +53,15 @@ std::optional<std::int64_t> checked_num_elements(const std::vector<std::int64_t>
   return n;
 }
 
+// The known dimensions' product (no allocation: every Array::shape() comes through here).
 void Shape::check_size() const {
-  std::vector<std::int64_t> known;
-  for (auto d : *dims_)
-    if (d >= 0) known.push_back(d);
-  if (!checked_num_elements(known))
+  std::int64_t n = 1;
+  bool overflow = false;
+  for (auto d : *dims_) {
+    if (d == 0) return;
+    if (d > 0) overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  if (overflow)
     throw ValueError("Shape " + to_string() + " has more elements than int64 can count (2^63 - 1)");
 }
 

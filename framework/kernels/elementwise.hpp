@@ -29,8 +29,10 @@ template <class V>
 auto is_nan(const V& v) {
   if constexpr (kIsBatch<V>)
     return xsimd::isnan(v);
-  else
+  else if constexpr (std::is_floating_point_v<V>)
     return v != v;  // NOLINT(misc-redundant-expression): the NaN test
+  else
+    return false;
 }
 
 /// c ? a : b, lane-wise for batches.
