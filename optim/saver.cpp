@@ -50,11 +50,12 @@ CheckpointState parse_state(std::istream& is, const std::string& file) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const auto colon = line.find(':');
     const auto bad = [&] {
-      return InvalidArgumentError("Checkpoint state file " + file + " line " + std::to_string(lineno) +
-                                  " is not `key: \"value\"`: " + line);
+      return InvalidArgumentError("Checkpoint state file " + file + " line " +
+                                  std::to_string(lineno) + " is not `key: \"value\"`: " + line);
     };
     if (colon == std::string::npos) throw bad();
-    const std::string key = line.substr(line.find_first_not_of(" \t"), colon - line.find_first_not_of(" \t"));
+    const std::string key =
+        line.substr(line.find_first_not_of(" \t"), colon - line.find_first_not_of(" \t"));
     std::string rest = line.substr(colon + 1);
     rest.erase(0, std::min(rest.find_first_not_of(" \t"), rest.size()));
     while (!rest.empty() && (rest.back() == '\r' || rest.back() == ' ')) rest.pop_back();
@@ -74,21 +75,24 @@ CheckpointState parse_state(std::istream& is, const std::string& file) {
 }
 
 // The state file names checkpoints relative to its directory, so the directory can be moved.
-void write_state(const fs::path& dir, const std::vector<std::string>& kept, const std::string& newest) {
+void write_state(const fs::path& dir, const std::vector<std::string>& kept,
+                 const std::string& newest) {
   std::ostringstream os;
   os << "model_checkpoint_path: " << quote(fs::path(newest).filename().string()) << "\n";
   for (const auto& p : kept)
     if (fs::path(p).parent_path() == fs::path(newest).parent_path())
       os << "all_model_checkpoint_paths: " << quote(fs::path(p).filename().string()) << "\n";
   const std::string text = os.str();
-  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text.data()),
+                                            text.size());
   checkpoint::write_file_durably((dir / kStateFile).string(), {bytes});
 }
 
 std::span<const std::uint8_t> bytes_of(const Array& a) {
   return visit_dtype(a.dtype(), [&]<class T>() {
     const auto& x = a.as<T>();
-    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(x.data()), x.size() * sizeof(T));
+    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(x.data()),
+                                         x.size() * sizeof(T));
   });
 }
 
@@ -105,7 +109,8 @@ Saver::Saver(std::vector<Variable> var_list, SaverOptions options)
   Graph& g = vars_.front().graph();
   for (auto& v : vars_) {
     if (!v.valid()) throw ValueError("Saver: var_list holds a null Variable");
-    if (&v.graph() != &g) throw ValueError("Saver: variable '" + v.name() + "' belongs to another graph");
+    if (&v.graph() != &g)
+      throw ValueError("Saver: variable '" + v.name() + "' belongs to another graph");
     if (!names.insert(v.op_name()).second)
       throw ValueError("Saver: at least two variables have the same name: " + v.op_name());
   }
@@ -121,12 +126,14 @@ Saver::Saver(std::vector<Variable> var_list, SaverOptions options)
   restore_op_ = group(assigns, "restore_all");
 }
 
-std::string Saver::save(Session& sess, const std::string& path, std::optional<std::int64_t> global_step) {
+std::string Saver::save(Session& sess, const std::string& path,
+                        std::optional<std::int64_t> global_step) {
   if (&sess.graph() != &vars_.front().graph())
     throw ValueError("Saver::save: the session runs another graph than the saver's variables");
   const std::string file = global_step ? path + "-" + std::to_string(*global_step) : path;
   if (fs::path(file).filename() == kStateFile)
-    throw ValueError("Saver::save: " + file + " would overwrite the directory's checkpoint state file");
+    throw ValueError("Saver::save: " + file +
+                     " would overwrite the directory's checkpoint state file");
   const std::vector<GraphElement> fetches(vars_.begin(), vars_.end());
   const std::vector<Array> values = sess.run(fetches);
 
@@ -142,7 +149,8 @@ std::string Saver::save(Session& sess, const std::string& path, std::optional<st
   std::erase(last_checkpoints_, file);
   last_checkpoints_.push_back(file);
   std::vector<std::string> to_delete;
-  const std::size_t keep = options_.max_to_keep == 0 ? 1 : static_cast<std::size_t>(options_.max_to_keep);
+  const std::size_t keep =
+      options_.max_to_keep == 0 ? 1 : static_cast<std::size_t>(options_.max_to_keep);
   while (last_checkpoints_.size() > keep) {
     if (options_.max_to_keep > 0) to_delete.push_back(last_checkpoints_.front());
     last_checkpoints_.erase(last_checkpoints_.begin());
@@ -167,11 +175,13 @@ void Saver::restore(Session& sess, const std::string& path) const {
   for (std::size_t i = 0; i < vars_.size(); ++i) {
     const Variable& v = vars_[i];
     auto it = entries.find(v.op_name());
-    if (it == entries.end()) throw NotFoundError("Key " + v.op_name() + " not found in checkpoint " + path);
+    if (it == entries.end())
+      throw NotFoundError("Key " + v.op_name() + " not found in checkpoint " + path);
     const checkpoint::EntryView& e = *it->second;
     if (e.dtype != v.dtype())
-      throw InvalidArgumentError("Restoring variable '" + v.name() + "' from " + path + ": the checkpoint holds dtype " +
-                                 dtype_name(e.dtype) + ", the variable is " + dtype_name(v.dtype()));
+      throw InvalidArgumentError("Restoring variable '" + v.name() + "' from " + path +
+                                 ": the checkpoint holds dtype " + dtype_name(e.dtype) +
+                                 ", the variable is " + dtype_name(v.dtype()));
     const Shape shape(e.dims);
     if (!(shape == v.shape()))
       throw InvalidArgumentError("Restoring variable '" + v.name() + "' from " + path +

@@ -19,13 +19,14 @@
 // per kept checkpoint, oldest first; names relative to that directory), and deletes the files of
 // this Saver's checkpoints beyond the newest `max_to_keep`. `latest_checkpoint(dir)` reads it back.
 //
-// Errors: save/restore of a variable of another graph: ValueError; an unreadable or unwritable path:
-// NotFoundError naming it; a file that is not a kiln checkpoint, is truncated, or whose checksums do
-// not match: InvalidArgumentError naming the path (and the tensor whose data is corrupt);
-// a variable absent from the file: NotFoundError "Key dense/kernel not found in checkpoint <path>";
-// a dtype or shape that differs: InvalidArgumentError naming the variable and both dtypes/shapes.
-// Saving an uninitialized variable raises the Session's FailedPreconditionError naming it.
-// Every check of a restore runs before any variable is assigned. A Saver is not thread-safe.
+// Errors: save/restore of a variable of another graph: ValueError; an unreadable or unwritable
+// path: NotFoundError naming it; a file that is not a kiln checkpoint, is truncated, or whose
+// checksums do not match: InvalidArgumentError naming the path (and the tensor whose data is
+// corrupt); a variable absent from the file: NotFoundError "Key dense/kernel not found in
+// checkpoint <path>"; a dtype or shape that differs: InvalidArgumentError naming the variable and
+// both dtypes/shapes. Saving an uninitialized variable raises the Session's FailedPreconditionError
+// naming it. Every check of a restore runs before any variable is assigned. A Saver is not
+// thread-safe.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,7 +58,8 @@ class Saver {
   /// The file is written to "<path>.tmp" and renamed, so a crash never leaves a partial checkpoint;
   /// on failure the .tmp is removed. Then updates the directory's "checkpoint" state file and
   /// deletes this Saver's checkpoints beyond max_to_keep. ValueError for a file named "checkpoint".
-  std::string save(Session& sess, const std::string& path, std::optional<std::int64_t> global_step = {});
+  std::string save(Session& sess, const std::string& path,
+                   std::optional<std::int64_t> global_step = {});
   /// Assigns every variable of the list from the checkpoint, in one run. Extra entries are ignored.
   void restore(Session& sess, const std::string& path) const;
 

@@ -18,8 +18,9 @@
 
 namespace kiln::train::checkpoint {
 
-static_assert(std::endian::native == std::endian::little,
-              "kiln checkpoints store raw little-endian elements; add byte swapping for big-endian hosts");
+static_assert(
+    std::endian::native == std::endian::little,
+    "kiln checkpoints store raw little-endian elements; add byte swapping for big-endian hosts");
 
 namespace {
 
@@ -30,14 +31,17 @@ std::size_t element_size(DType t) {
   return visit_dtype(t, []<class T>() { return sizeof(T); });
 }
 
-std::string system_reason() { return std::strerror(errno); }
+std::string system_reason() {
+  return std::strerror(errno);
+}
 
 // Reads little-endian fields from [pos, end) of a byte buffer. Every read is checked against the
 // bytes that remain BEFORE anything is allocated or copied, so a corrupt length can never ask for
 // more than the file holds; `region` names what is being read ("the index", "the file").
 class Cursor {
  public:
-  Cursor(std::span<const std::uint8_t> bytes, std::size_t base, const std::string& path, const char* region)
+  Cursor(std::span<const std::uint8_t> bytes, std::size_t base, const std::string& path,
+         const char* region)
       : bytes_(bytes), base_(base), path_(path), region_(region) {}
 
   std::size_t remaining() const { return bytes_.size() - pos_; }
@@ -51,8 +55,9 @@ class Cursor {
   }
   std::span<const std::uint8_t> take(std::uint64_t n, const char* field) {
     if (n > remaining())
-      fail(std::string(field) + " at offset " + std::to_string(offset()) + " needs " + std::to_string(n) +
-           " bytes but " + region_ + " has " + std::to_string(remaining()) + " left");
+      fail(std::string(field) + " at offset " + std::to_string(offset()) + " needs " +
+           std::to_string(n) + " bytes but " + region_ + " has " + std::to_string(remaining()) +
+           " left");
     const auto out = bytes_.subspan(pos_, static_cast<std::size_t>(n));
     pos_ += static_cast<std::size_t>(n);
     return out;
@@ -87,11 +92,13 @@ EntryHead read_entry_head(Cursor& c, std::uint32_t index) {
   h.name.assign(name.begin(), name.end());
   const std::string who = "entry '" + h.name + "'";
   const auto code = c.get<std::uint8_t>("a dtype");
-  if (code >= kNumDTypes) c.fail(who + " has dtype code " + std::to_string(code) + " (0 to 4 are valid)");
+  if (code >= kNumDTypes)
+    c.fail(who + " has dtype code " + std::to_string(code) + " (0 to 4 are valid)");
   h.dtype = static_cast<DType>(code);
   const auto rank = c.get<std::uint32_t>("a rank");
   if (rank > c.remaining() / sizeof(std::int64_t))
-    c.fail(who + " has rank " + std::to_string(rank) + ", more dimensions than the bytes left hold");
+    c.fail(who + " has rank " + std::to_string(rank) +
+           ", more dimensions than the bytes left hold");
   h.dims.reserve(rank);
   // The element count, saturating: any product past the largest size_t cannot match a real size.
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
@@ -109,8 +116,10 @@ EntryHead read_entry_head(Cursor& c, std::uint32_t index) {
   const std::size_t esize = element_size(h.dtype);
   h.nbytes = c.get<std::uint64_t>("a data size");
   if (!empty && (overflow || n > kMax / esize || h.nbytes != n * esize))
-    c.fail(who + " has a data size of " + std::to_string(h.nbytes) + " bytes that does not match its shape");
-  if (empty && h.nbytes != 0) c.fail(who + " has no elements but a data size of " + std::to_string(h.nbytes));
+    c.fail(who + " has a data size of " + std::to_string(h.nbytes) +
+           " bytes that does not match its shape");
+  if (empty && h.nbytes != 0)
+    c.fail(who + " has no elements but a data size of " + std::to_string(h.nbytes));
   return h;
 }
 
@@ -118,7 +127,9 @@ EntryHead read_entry_head(Cursor& c, std::uint32_t index) {
 void check_bools(const EntryHead& h, std::span<const std::uint8_t> data, const Cursor& c) {
   if (h.dtype != DType::boolean) return;
   for (auto b : data)
-    if (b > 1) c.fail("entry '" + h.name + "' holds a bool byte " + std::to_string(b) + " (0 or 1 are valid)");
+    if (b > 1)
+      c.fail("entry '" + h.name + "' holds a bool byte " + std::to_string(b) +
+             " (0 or 1 are valid)");
 }
 
 void add_entry(CheckpointFile& out, std::set<std::string>& names, EntryHead&& h,
@@ -136,7 +147,8 @@ void parse_v1(CheckpointFile& out, Cursor& c, std::uint32_t count) {
     add_entry(out, names, std::move(h), data, c);
   }
   if (c.remaining() != 0)
-    c.fail(std::to_string(c.remaining()) + " bytes follow the last of the " + std::to_string(count) + " entries");
+    c.fail(std::to_string(c.remaining()) + " bytes follow the last of the " +
+           std::to_string(count) + " entries");
 }
 
 std::string hex32(std::uint32_t v) {
@@ -152,8 +164,8 @@ void parse_v2(CheckpointFile& out, Cursor& file, std::uint32_t count, const std:
   const std::span<const std::uint8_t> all(out.bytes);
   const std::uint32_t crc = crc32c(all.first(kHeaderV2 + index.size()));
   if (crc != stored_crc)
-    throw InvalidArgumentError("Checkpoint " + path + " is corrupt: the checksum of its index is " + hex32(crc) +
-                               ", the file says " + hex32(stored_crc));
+    throw InvalidArgumentError("Checkpoint " + path + " is corrupt: the checksum of its index is " +
+                               hex32(crc) + ", the file says " + hex32(stored_crc));
   Cursor c(index, kHeaderV2, path, "the index");
   std::set<std::string> names;
   for (std::uint32_t e = 0; e < count; ++e) {
@@ -162,13 +174,14 @@ void parse_v2(CheckpointFile& out, Cursor& file, std::uint32_t count, const std:
     const auto data = file.take(h.nbytes, ("the data of entry '" + h.name + "'").c_str());
     const std::uint32_t got = crc32c(data);
     if (got != data_crc)
-      throw InvalidArgumentError("Checkpoint " + path + " is corrupt: the data of tensor '" + h.name +
-                                 "' has checksum " + hex32(got) + ", the index says " + hex32(data_crc));
+      throw InvalidArgumentError("Checkpoint " + path + " is corrupt: the data of tensor '" +
+                                 h.name + "' has checksum " + hex32(got) + ", the index says " +
+                                 hex32(data_crc));
     add_entry(out, names, std::move(h), data, c);
   }
   if (c.remaining() != 0)
-    c.fail(std::to_string(c.remaining()) + " bytes of the index follow the last of the " + std::to_string(count) +
-           " entries");
+    c.fail(std::to_string(c.remaining()) + " bytes of the index follow the last of the " +
+           std::to_string(count) + " entries");
   if (file.remaining() != 0)
     file.fail(std::to_string(file.remaining()) + " bytes follow the data of the last entry");
 }
@@ -223,13 +236,14 @@ CheckpointFile parse_checkpoint(std::vector<std::uint8_t> bytes, const std::stri
   CheckpointFile out;
   out.bytes = std::move(bytes);
   Cursor c(out.bytes, 0, path, "the file");
-  if (out.bytes.size() < sizeof(kMagic) || std::memcmp(out.bytes.data(), kMagic, sizeof(kMagic)) != 0)
+  if (out.bytes.size() < sizeof(kMagic) ||
+      std::memcmp(out.bytes.data(), kMagic, sizeof(kMagic)) != 0)
     throw InvalidArgumentError("File " + path + " is not a kiln checkpoint");
   c.take(sizeof(kMagic), "the magic");
   out.version = c.get<std::uint32_t>("the format version");
   if (out.version != kVersion1 && out.version != kVersion2)
-    throw InvalidArgumentError("Checkpoint " + path + " has format version " + std::to_string(out.version) +
-                               ", this kiln reads versions 1 and 2");
+    throw InvalidArgumentError("Checkpoint " + path + " has format version " +
+                               std::to_string(out.version) + ", this kiln reads versions 1 and 2");
   const auto count = c.get<std::uint32_t>("the entry count");
   if (out.version == kVersion1)
     parse_v1(out, c, count);
@@ -240,7 +254,8 @@ CheckpointFile parse_checkpoint(std::vector<std::uint8_t> bytes, const std::stri
 
 CheckpointFile read_checkpoint(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw NotFoundError("Unable to open checkpoint file " + path + ": " + system_reason());
+  if (fd.get() < 0)
+    throw NotFoundError("Unable to open checkpoint file " + path + ": " + system_reason());
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
     throw NotFoundError("Unable to open checkpoint file " + path + ": not a regular file");
@@ -249,7 +264,8 @@ CheckpointFile read_checkpoint(const std::string& path) {
   while (got < bytes.size()) {
     const ssize_t r = ::read(fd.get(), bytes.data() + got, bytes.size() - got);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw NotFoundError("Unable to read checkpoint file " + path + ": " + system_reason());
+    if (r < 0)
+      throw NotFoundError("Unable to read checkpoint file " + path + ": " + system_reason());
     if (r == 0) break;  // the file shrank while being read: parsed as truncated
     got += static_cast<std::size_t>(r);
   }
@@ -292,10 +308,12 @@ void write_checkpoint(const std::string& path, const std::vector<EntryToWrite>& 
   write_file_durably(path, chunks);
 }
 
-void write_file_durably(const std::string& path, const std::vector<std::span<const std::uint8_t>>& chunks) {
+void write_file_durably(const std::string& path,
+                        const std::vector<std::span<const std::uint8_t>>& chunks) {
   const std::string tmp = path + ".tmp";
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) throw NotFoundError("Saver::save: cannot open " + tmp + " for writing: " + system_reason());
+  if (fd.get() < 0)
+    throw NotFoundError("Saver::save: cannot open " + tmp + " for writing: " + system_reason());
   RemoveOnFailure guard(tmp);
   for (auto chunk : chunks) {
     while (!chunk.empty()) {
@@ -305,17 +323,23 @@ void write_file_durably(const std::string& path, const std::vector<std::span<con
       chunk = chunk.subspan(static_cast<std::size_t>(w));
     }
   }
-  if (::fsync(fd.get()) != 0) throw NotFoundError("Saver::save: cannot fsync " + tmp + ": " + system_reason());
-  if (fd.close() != 0) throw NotFoundError("Saver::save: failed closing " + tmp + ": " + system_reason());
+  if (::fsync(fd.get()) != 0)
+    throw NotFoundError("Saver::save: cannot fsync " + tmp + ": " + system_reason());
+  if (fd.close() != 0)
+    throw NotFoundError("Saver::save: failed closing " + tmp + ": " + system_reason());
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw NotFoundError("Saver::save: cannot rename " + tmp + " to " + path + ": " + system_reason());
+    throw NotFoundError("Saver::save: cannot rename " + tmp + " to " + path + ": " +
+                        system_reason());
   guard.release();
   // The rename is durable once the directory holding both names is on disk.
   const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dfd.get() < 0 || ::fsync(dfd.get()) != 0)
-    throw NotFoundError("Saver::save: cannot fsync the directory " + dir + " of " + path + ": " + system_reason());
+    throw NotFoundError("Saver::save: cannot fsync the directory " + dir + " of " + path + ": " +
+                        system_reason());
 }
 
 }  // namespace kiln::train::checkpoint

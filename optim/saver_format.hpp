@@ -87,6 +87,7 @@ void write_checkpoint(const std::string& path, const std::vector<EntryToWrite>& 
 /// one: the bytes go to "<path>.tmp" (replacing a stale one), which is fsync'ed, renamed over
 /// `path`, and the directory fsync'ed so the rename itself is durable. On any failure the .tmp
 /// is removed and NotFoundError names the path and the system's reason.
-void write_file_durably(const std::string& path, const std::vector<std::span<const std::uint8_t>>& chunks);
+void write_file_durably(const std::string& path,
+                        const std::vector<std::span<const std::uint8_t>>& chunks);
 
 }  // namespace kiln::train::checkpoint

@@ -38,7 +38,8 @@ class IdxSource {
     file_.reset(std::fopen(path.c_str(), "rb"));
     if (!file_) {
       const int err = errno;
-      throw IdxError("read_idx: cannot open '" + path + "': " + (err != 0 ? std::strerror(err) : "unknown error"));
+      throw IdxError("read_idx: cannot open '" + path +
+                     "': " + (err != 0 ? std::strerror(err) : "unknown error"));
     }
     refill();
     gzip_ = zs_.avail_in >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
@@ -66,10 +67,9 @@ class IdxSource {
         done_ = k == 0;
         continue;
       }
-      if (zs_.avail_in == 0) {  // the file ends inside a member (its trailer at the latest)
-        cut_short_ = done_ = true;
-        break;
-      }
+      // With no input left, inflate may still hold output (a match it could not finish writing);
+      // only when it can make no progress at all (Z_BUF_ERROR with the file at its end) does the
+      // file end inside a member (its trailer at the latest).
       zs_.next_out = out + got;
       zs_.avail_out = static_cast<unsigned>(std::min<std::size_t>(n - got, kInputSize));
       const unsigned before = zs_.avail_out;
@@ -77,8 +77,11 @@ class IdxSource {
       got += before - zs_.avail_out;
       if (r == Z_STREAM_END) {
         next_member();
+      } else if (r == Z_BUF_ERROR && zs_.avail_in == 0) {  // refilled just above and still empty
+        cut_short_ = done_ = true;
       } else if (r != Z_OK && r != Z_BUF_ERROR) {
-        throw IdxError("read_idx: '" + path_ + "': corrupt gzip data: " + (zs_.msg ? zs_.msg : "zlib error " + std::to_string(r)));
+        throw IdxError("read_idx: '" + path_ + "': corrupt gzip data: " +
+                       (zs_.msg ? zs_.msg : "zlib error " + std::to_string(r)));
       }
     }
     return got;
@@ -90,7 +93,8 @@ class IdxSource {
 
   void refill() {
     const std::size_t r = std::fread(in_.data(), 1, in_.size(), file_.get());
-    if (r == 0 && std::ferror(file_.get())) throw IdxError("read_idx: '" + path_ + "': read error: " + std::strerror(errno));
+    if (r == 0 && std::ferror(file_.get()))
+      throw IdxError("read_idx: '" + path_ + "': read error: " + std::strerror(errno));
     offset_ += r;
     zs_.next_in = in_.data();
     zs_.avail_in = static_cast<unsigned>(r);
@@ -113,7 +117,8 @@ class IdxSource {
     }
     const std::size_t at = offset_ - zs_.avail_in;
     if (zs_.avail_in < 2 || zs_.next_in[0] != 0x1f || zs_.next_in[1] != 0x8b)
-      throw IdxError("read_idx: '" + path_ + "': bytes that are not gzip data follow the gzip stream at offset " +
+      throw IdxError("read_idx: '" + path_ +
+                     "': bytes that are not gzip data follow the gzip stream at offset " +
                      std::to_string(at));
     inflateReset(&zs_);
   }
@@ -129,8 +134,8 @@ class IdxSource {
   bool gzip_ = false, done_ = false, cut_short_ = false;
 };
 
-std::string truncated(const std::string& path, const char* part, std::size_t expected, std::size_t found,
-                      const IdxSource& source) {
+std::string truncated(const std::string& path, const char* part, std::size_t expected,
+                      std::size_t found, const IdxSource& source) {
   std::string msg = "read_idx: '" + path + "' is truncated: expected " + std::to_string(expected) +
                     " bytes of " + part + ", found " + std::to_string(found);
   if (source.cut_short()) msg += " (the gzip stream ends early)";

@@ -68,12 +68,17 @@ void replay(const char* target, void (*entry)(const std::uint8_t*, std::size_t))
 
 }  // namespace
 
-TEST_CASE("fuzz.corpus_replay_checkpoint") { replay("checkpoint", kiln::fuzz::checkpoint_entry); }
+TEST_CASE("fuzz.corpus_replay_checkpoint") {
+  replay("checkpoint", kiln::fuzz::checkpoint_entry);
+}
 
-TEST_CASE("fuzz.corpus_replay_idx") { replay("idx", kiln::fuzz::idx_entry); }
+TEST_CASE("fuzz.corpus_replay_idx") {
+  replay("idx", kiln::fuzz::idx_entry);
+}
 
 TEST_CASE("fuzz.v1_golden_checkpoint_restores") {
-  // Written by train::Saver at commit b67724e (format 1): w, b, global_step = 41, flags, scope/n, s.
+  // Written by train::Saver at commit b67724e (format 1): w, b, global_step = 41, flags, scope/n,
+  // s.
   using namespace kiln;
   const std::string path = (kCorpus / "checkpoint" / "v1_all_dtypes.ckpt").string();
   CHECK(train::checkpoint::read_checkpoint(path).version == 1);

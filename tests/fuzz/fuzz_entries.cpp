@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <optional>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +34,8 @@ std::uint64_t element_size(DType t) {
 
 // A version 2 file with its index checksum recomputed: mutations of the index then reach the
 // parser behind the checksum. nullopt when the bytes are too short to hold one.
-std::optional<std::vector<std::uint8_t>> with_index_crc_fixed(const std::uint8_t* data, std::size_t size) {
+std::optional<std::vector<std::uint8_t>> with_index_crc_fixed(const std::uint8_t* data,
+                                                              std::size_t size) {
   constexpr std::size_t kHeader = 24;
   if (size < kHeader || data[8] != train::checkpoint::kVersion2) return std::nullopt;
   std::uint64_t index_nbytes = 0;
@@ -42,19 +43,22 @@ std::optional<std::vector<std::uint8_t>> with_index_crc_fixed(const std::uint8_t
   if (index_nbytes > size - kHeader || size - kHeader - index_nbytes < 4) return std::nullopt;
   std::vector<std::uint8_t> bytes(data, data + size);
   const std::size_t end = kHeader + static_cast<std::size_t>(index_nbytes);
-  const std::uint32_t crc = train::checkpoint::crc32c(std::span<const std::uint8_t>(bytes).first(end));
+  const std::uint32_t crc =
+      train::checkpoint::crc32c(std::span<const std::uint8_t>(bytes).first(end));
   std::memcpy(bytes.data() + end, &crc, sizeof crc);
   return bytes;
 }
 
 void check_checkpoint(std::vector<std::uint8_t> input) {
-  const train::checkpoint::CheckpointFile f = train::checkpoint::parse_checkpoint(std::move(input), "<fuzz input>");
+  const train::checkpoint::CheckpointFile f =
+      train::checkpoint::parse_checkpoint(std::move(input), "<fuzz input>");
   std::vector<train::checkpoint::EntryToWrite> again;
   for (const auto& e : f.entries) {
     std::uint64_t n = 1;
     for (auto d : e.dims) n *= static_cast<std::uint64_t>(d);
     require(e.data.size() == n * element_size(e.dtype), "entry size matches its shape");
-    require(e.data.data() >= f.bytes.data() && e.data.data() + e.data.size() <= f.bytes.data() + f.bytes.size(),
+    require(e.data.data() >= f.bytes.data() &&
+                e.data.data() + e.data.size() <= f.bytes.data() + f.bytes.size(),
             "entry data lies inside the file");
     again.push_back({e.name, e.dtype, e.dims, e.data});
   }
@@ -85,7 +89,8 @@ void checkpoint_entry(const std::uint8_t* data, std::size_t size) {
 
 void idx_entry(const std::uint8_t* data, std::size_t size) {
   static const std::string path =
-      (std::filesystem::temp_directory_path() / ("kiln_fuzz_idx_" + std::to_string(::getpid()))).string();
+      (std::filesystem::temp_directory_path() / ("kiln_fuzz_idx_" + std::to_string(::getpid())))
+          .string();
   {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));

@@ -127,7 +127,8 @@ int main(int argc, char** argv) {
   write(ckd / "v2_all_dtypes.ckpt", all);
   write(ckd / "v2_empty_tensor.ckpt", checkpoint({{"empty", kiln::DType::float32, {0, 3}, {}}}));
   write(ckd / "v2_no_entries.ckpt", checkpoint({}));
-  write(ckd / "v2_scalar.ckpt", checkpoint({{"s", kiln::DType::float32, {}, raw(std::vector<float>{2.5f})}}));
+  write(ckd / "v2_scalar.ckpt",
+        checkpoint({{"s", kiln::DType::float32, {}, raw(std::vector<float>{2.5f})}}));
   write(ckd / "bad_magic.ckpt", flip(all, 0, 0x20));
   write(ckd / "bad_version.ckpt", poke<std::uint32_t>(all, 8, 3));
   write(ckd / "cut_header.ckpt", cut(all, 20));
@@ -148,7 +149,8 @@ int main(int argc, char** argv) {
   write(ckd / "bool_byte_2.ckpt",
         checkpoint({{"flags", kiln::DType::boolean, {2}, Bytes{1, 2}}}));  // the data crc matches
   {  // the same entry twice: encode_index refuses, so build it by hand from a one-entry file
-    const Bytes one = checkpoint({{"a", kiln::DType::int32, {1}, raw(std::vector<std::int32_t>{1})}});
+    const Bytes one =
+        checkpoint({{"a", kiln::DType::int32, {1}, raw(std::vector<std::int32_t>{1})}});
     std::uint64_t n = 0;
     std::memcpy(&n, one.data() + 16, 8);
     Bytes two(one.begin(), one.begin() + 24);
@@ -169,7 +171,8 @@ int main(int argc, char** argv) {
   write(idd / "ok_labels.gz", gzip(labels));
   write(idd / "ok_rank2_plain.idx", idx({2, 3}, 6));
   write(idd / "ok_zero_dim.gz", gzip(idx({0, 28, 28}, 0)));
-  write(idd / "ok_two_members.gz", cat(gzip(cut(images, 30)), gzip(Bytes(images.begin() + 30, images.end()))));
+  write(idd / "ok_two_members.gz",
+        cat(gzip(cut(images, 30)), gzip(Bytes(images.begin() + 30, images.end()))));
   write(idd / "empty", {});
   write(idd / "float_type.gz", gzip(idx({2}, 8, 0x0D)));
   write(idd / "text.gz", gzip(Bytes{'h', 'e', 'l', 'l', 'o'}));

@@ -70,7 +70,8 @@ void put(Bytes& out, T v) {
 
 // The version 1 bytes of one float32 entry, laid out as the format-1 writer did (magic, version 1,
 // count, then name_len, name, dtype, rank, dims, nbytes, data).
-Bytes v1_file(const std::string& name, const std::vector<std::int64_t>& dims, const std::vector<float>& data) {
+Bytes v1_file(const std::string& name, const std::vector<std::int64_t>& dims,
+              const std::vector<float>& data) {
   Bytes out = {'K', 'I', 'L', 'N', 'C', 'K', 'P', 'T'};
   put<std::uint32_t>(out, 1);
   put<std::uint32_t>(out, 1);
@@ -89,10 +90,12 @@ Bytes v1_file(const std::string& name, const std::vector<std::int64_t>& dims, co
 TEST_CASE("saver.crc32c_is_castagnoli") {
   // The check value of CRC-32C (iSCSI, RFC 3720) in the catalogue of parametrised CRC algorithms.
   const std::string s = "123456789";
-  CHECK(train::checkpoint::crc32c({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}) == 0xE3069283u);
+  CHECK(train::checkpoint::crc32c({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}) ==
+        0xE3069283u);
 }
 
-TEST_CASE_FIXTURE(TwoVariables, "saver.corrupt_lengths_are_invalid_argument_before_any_allocation") {
+TEST_CASE_FIXTURE(TwoVariables,
+                  "saver.corrupt_lengths_are_invalid_argument_before_any_allocation") {
   train::Saver saver({w, b});
   const std::string path = saver.save(sess, dir.file("model.ckpt"));
   const Bytes good = read_bytes(path);
@@ -117,7 +120,8 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.corrupt_lengths_are_invalid_argument_befo
     for (std::size_t at : {27u, 33u}) {  // name length 2^31+1, rank 2^31+2
       Bytes b = good;
       b[at] ^= 0x80;
-      const std::uint32_t crc = train::checkpoint::crc32c(std::span<const std::uint8_t>(b).first(24 + index_nbytes));
+      const std::uint32_t crc =
+          train::checkpoint::crc32c(std::span<const std::uint8_t>(b).first(24 + index_nbytes));
       std::memcpy(b.data() + 24 + index_nbytes, &crc, 4);
       write_bytes(bad, b);
       const std::string e = message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); });
@@ -129,17 +133,21 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.corrupt_lengths_are_invalid_argument_befo
     b[19] ^= 0x80;  // the high byte of name_len (bytes 16..19)
     write_bytes(bad, b);
     const std::string e = message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); });
-    CHECK(e == "Checkpoint " + bad + " is truncated or corrupt: a name at offset 20 needs 2147483649 bytes but the file has 54 left");
+    CHECK(e == "Checkpoint " + bad +
+                   " is truncated or corrupt: a name at offset 20 needs 2147483649 bytes but the "
+                   "file has 54 left");
   }
   SUBCASE("a version 1 file with a rank and a dimension past the file") {
     Bytes b = v1_file("w", {2, 3}, {1, 2, 3, 4, 5, 6});
     b[25] ^= 0x10;  // rank (bytes 22..25) becomes 2^28+2
     write_bytes(bad, b);
-    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }), "has rank 268435458"));
+    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }),
+                   "has rank 268435458"));
     b[25] ^= 0x10;
     b[33] ^= 0x01;  // the high byte of the first dim (bytes 26..33): the size no longer matches
     write_bytes(bad, b);
-    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }), "does not match its shape"));
+    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }),
+                   "does not match its shape"));
   }
   SUBCASE("truncated anywhere, or with a byte appended") {
     for (std::size_t n : {std::size_t{4}, std::size_t{23}, std::size_t{40}, good.size() - 1}) {
@@ -149,7 +157,8 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.corrupt_lengths_are_invalid_argument_befo
     Bytes longer = good;
     longer.push_back(0);
     write_bytes(bad, longer);
-    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }), "1 bytes follow the data"));
+    CHECK(contains(message_of<InvalidArgumentError>([&] { saver.restore(sess, bad); }),
+                   "1 bytes follow the data"));
   }
 }
 
@@ -202,7 +211,8 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.tmp_file_never_left_behind") {
   }
   SUBCASE("a save into a missing directory names it") {
     const std::string missing = dir.file("no/such/dir/model.ckpt");
-    CHECK(contains(message_of<NotFoundError>([&] { saver.save(sess, missing); }), missing + ".tmp"));
+    CHECK(
+        contains(message_of<NotFoundError>([&] { saver.save(sess, missing); }), missing + ".tmp"));
   }
 }
 
@@ -238,9 +248,11 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.max_to_keep_deletes_the_oldest") {
     for (int step = 10; step <= 16; ++step) CHECK(fs::exists(prefix + "-" + std::to_string(step)));
   }
   SUBCASE("bad options and names") {
-    CHECK(contains(message_of<ValueError>([&] { train::Saver({w}, {.max_to_keep = -1}); }), "max_to_keep"));
+    CHECK(contains(message_of<ValueError>([&] { train::Saver({w}, {.max_to_keep = -1}); }),
+                   "max_to_keep"));
     train::Saver saver({w});
-    CHECK(contains(message_of<ValueError>([&] { saver.save(sess, dir.file("checkpoint")); }), "state file"));
+    CHECK(contains(message_of<ValueError>([&] { saver.save(sess, dir.file("checkpoint")); }),
+                   "state file"));
   }
 }
 
@@ -254,13 +266,15 @@ TEST_CASE_FIXTURE(TwoVariables, "saver.latest_checkpoint_finds_the_newest") {
   // The state file names checkpoints relative to its directory: a moved directory still works.
   const fs::path moved = dir.path() / "moved";
   fs::create_directories(moved);
-  for (const char* f : {"checkpoint", "model.ckpt-100", "model.ckpt-200"}) fs::rename(dir.path() / f, moved / f);
+  for (const char* f : {"checkpoint", "model.ckpt-100", "model.ckpt-200"})
+    fs::rename(dir.path() / f, moved / f);
   CHECK(train::latest_checkpoint(moved.string()) == (moved / "model.ckpt-200").string());
   fs::remove(moved / "model.ckpt-200");  // the newest is gone: nothing to restore (as TF1)
   CHECK_FALSE(train::latest_checkpoint(moved.string()).has_value());
 
   std::ofstream(moved / "checkpoint") << "model_checkpoint_path: model.ckpt-100\n";  // unquoted
-  const std::string e = message_of<InvalidArgumentError>([&] { train::latest_checkpoint(moved.string()); });
+  const std::string e =
+      message_of<InvalidArgumentError>([&] { train::latest_checkpoint(moved.string()); });
   CHECK(contains(e, (moved / "checkpoint").string()));
   CHECK(contains(e, "line 1"));
 }
@@ -303,7 +317,8 @@ TEST_CASE("saver.train_save_restore_continue_equals_an_uninterrupted_run") {
     Training first;
     auto guard = first.graph.as_default();
     train::Saver saver;  // every global variable: model, slots, beta powers, global step
-    CHECK(saver.var_list().size() == 9);  // w, b, their two Adam slots each, beta1/2_power, global_step
+    CHECK(saver.var_list().size() ==
+          9);  // w, b, their two Adam slots each, beta1/2_power, global_step
     Session sess(first.graph);
     sess.run(global_variables_initializer());
     for (int i = 0; i < 3; ++i) sess.run(first.train_op);
