@@ -41,7 +41,8 @@ bool is(const TensorRef& r, const char* type) { return r.node->def->type == type
 
 // A recognised batch normalization y = x * a + shift, its parameters constant tensors.
 struct BatchNorm {
-  Node* out = nullptr;  // FusedBatchNorm, or the composed form's final Add
+  Node* out = nullptr;  // FusedBatchNorm, or the composed form's final Add (or Mul)
+  Node* inner = nullptr;  // kiln's composed form with an offset: its (x - mean) * inv Mul
   TensorRef x;
   std::optional<TensorRef> scale, offset, epsilon;  // epsilon: the composed form's tensor
   TensorRef mean, variance;
@@ -103,12 +104,33 @@ bool Folder::is_constant(const Node* n) {
   return c;
 }
 
-// The fused op in inference mode, or x * inv + (offset - mean * inv) | -(mean * inv) with
-// inv = rsqrt(variance + epsilon) [* scale] (nn::batch_normalization).
+// The fused op in inference mode; nn::batch_normalization's (x - mean) * inv [+ offset]; or TF's
+// x * inv + (offset - mean * inv) | -(mean * inv); with inv = rsqrt(variance + epsilon) [* scale].
 std::optional<BatchNorm> Folder::match(Node* n) {
   BatchNorm bn;
   bn.out = n;
-  if (n->def->type == "FusedBatchNorm") {
+  // inv = rsqrt(variance + epsilon) [* scale]
+  const auto match_inv = [&](const TensorRef& inv) {
+    TensorRef rs = inv;
+    if (is(inv, "Mul")) {
+      rs = inv.node->inputs[0];
+      bn.scale = inv.node->inputs[1];
+    }
+    if (!is(rs, "Rsqrt") || !is(rs.node->inputs[0], "Add")) return false;
+    bn.variance = rs.node->inputs[0].node->inputs[0];
+    bn.epsilon = rs.node->inputs[0].node->inputs[1];
+    return true;
+  };
+  // (x - mean) * inv
+  const auto match_centered = [&](const TensorRef& prod) {
+    if (!is(prod, "Mul") || !is(prod.node->inputs[0], "Sub")) return false;
+    const Node* sub = prod.node->inputs[0].node;
+    bn.x = sub->inputs[0];
+    bn.mean = sub->inputs[1];
+    return match_inv(prod.node->inputs[1]);
+  };
+  const std::string& type = n->def->type;
+  if (type == "FusedBatchNorm") {
     const auto& a = std::any_cast<const kiln::detail::FusedBatchNormAttrs&>(n->attrs);
     if (a.is_training) return std::nullopt;
     for (int k = 1; k < 5; ++k)
@@ -120,7 +142,13 @@ std::optional<BatchNorm> Folder::match(Node* n) {
     bn.variance = n->inputs[4];
     bn.fused_epsilon = a.epsilon;
     bn.fused_channel_axis = a.data_format == "NCHW" ? 1 : 3;
-  } else if (n->def->type == "Add") {
+  } else if (type == "Mul" && match_centered({n, 0})) {
+  } else if (type == "Add" && match_centered(n->inputs[0])) {
+    bn.offset = n->inputs[1];
+    bn.inner = n->inputs[0].node;
+  } else if (type == "Add") {
+    bn = BatchNorm{};
+    bn.out = n;
     const TensorRef xm = n->inputs[0], rest = n->inputs[1];
     if (!is(xm, "Mul")) return std::nullopt;
     const TensorRef inv = xm.node->inputs[1];
@@ -135,14 +163,7 @@ std::optional<BatchNorm> Folder::match(Node* n) {
     }
     if (!is(mm, "Mul") || !(mm.node->inputs[1] == inv)) return std::nullopt;
     bn.mean = mm.node->inputs[0];
-    TensorRef rs = inv;
-    if (is(inv, "Mul")) {
-      rs = inv.node->inputs[0];
-      bn.scale = inv.node->inputs[1];
-    }
-    if (!is(rs, "Rsqrt") || !is(rs.node->inputs[0], "Add")) return std::nullopt;
-    bn.variance = rs.node->inputs[0].node->inputs[0];
-    bn.epsilon = rs.node->inputs[0].node->inputs[1];
+    if (!match_inv(inv)) return std::nullopt;
     bn.x = xm.node->inputs[0];
   } else {
     return std::nullopt;
@@ -238,6 +259,9 @@ std::unique_ptr<Graph> Folder::run() {
     }
     rewrites.emplace(n, std::move(rw));
   }
+  // (x - mean) * inv + offset also matched as its inner (x - mean) * inv: keep the whole one.
+  for (auto it = rewrites.begin(); it != rewrites.end(); ++it)
+    if (it->second.bn.inner) rewrites.erase(it->second.bn.inner);
 
   // Copy what the sinks need; a rewritten batch norm needs its x (or its kernel's input) only.
   std::vector<Node*> sinks;
