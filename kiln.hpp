@@ -12,6 +12,8 @@
 #include "framework/array.hpp"
 #include "framework/errors.hpp"
 #include "framework/graph.hpp"
+#include "framework/graph_io.hpp"
+#include "framework/graph_util.hpp"
 #include "framework/initializers.hpp"
 #include "framework/nn_batch_norm.hpp"
 #include "framework/nn_conv.hpp"

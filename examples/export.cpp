@@ -78,7 +78,8 @@ Inference infer(Session& sess, const Tensor& x, const Tensor& logits, const Test
     std::copy(t.images.data() + begin * per_image, t.images.data() + end * per_image, batch.data());
     FeedDict feeds = extra;
     feeds.emplace_back(x, std::move(batch));
-    const auto& out = sess.run(logits, feeds).as<float>();
+    const Array result = sess.run(logits, feeds);
+    const auto& out = result.as<float>();
     std::copy(out.begin(), out.end(), r.logits.data() + begin * kClasses);
     for (std::size_t i = 0; i < end - begin; ++i) {
       const float* row = out.data() + i * kClasses;
@@ -197,6 +198,7 @@ int main(int argc, char** argv) {
                 << " bytes) and folded.kgraph (" << fs::file_size(fs::path(out_dir) / "folded.kgraph") << " bytes)\n";
     };
     kiln::examples::train_fashion_mnist(cfg, &std::cout);
+    std::cout << std::flush;
     return run_self({"export", "--reload", out_dir, "--data-dir", cfg.data_dir, "--test-limit",
                      std::to_string(cfg.test_limit), "--data-format", cfg.data_format});
   } catch (const std::exception& e) {
