@@ -3,7 +3,7 @@
 # Idempotent: when everything is present it prints nothing and touches no network.
 set -euo pipefail
 packages=(meson ninja-build pkg-config cmake g++ clang libclang-rt-14-dev
-  libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev libboost-graph-dev doctest-dev
+  libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev libdnnl-dev libboost-graph-dev doctest-dev
   zlib1g-dev libcli11-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
