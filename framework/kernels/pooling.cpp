@@ -78,7 +78,8 @@ bool take(T v, T m) {
 }
 template <class T>
 auto take(const B<T>& v, const B<T>& m) {
-  return (v > m) | ((v != v) & (m == m));
+  // xsimd's != on batches is an ordered comparison (false for NaN): test NaN with isnan.
+  return (v > m) | (xsimd::isnan(v) & (m == m));
 }
 template <class T>
 T pick(bool c, T a, T b) {
