@@ -173,17 +173,15 @@ void max_pool_nchw_image(const Pool2DGeometry& g, i64 n, const T* x, T* y, i64* 
           yp[o] = T(0), ap[o] = -1;
           continue;
         }
+        // One dependency chain (the index); the running maximum is re-read from x.
         i64 best = hs.lo * g.in_w + ws.lo;
-        T m = xp[best];
         for (i64 h = hs.lo; h < hs.hi; ++h) {
           for (i64 w = ws.lo; w < ws.hi; ++w) {
-            const T v = xp[h * g.in_w + w];
-            const bool better = take(v, m);
-            m = better ? v : m;
-            best = better ? h * g.in_w + w : best;
+            const i64 p = h * g.in_w + w;
+            best = take(xp[p], xp[best]) ? p : best;
           }
         }
-        yp[o] = m, ap[o] = base + best;
+        yp[o] = xp[best], ap[o] = base + best;
       }
     }
   }
