@@ -4,7 +4,7 @@
 # Idempotent: when everything is present it prints nothing and touches no network.
 set -euo pipefail
 packages=(meson ninja-build pkg-config cmake g++ clang libclang-rt-14-dev
-  libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev libboost-graph-dev doctest-dev
+  libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev libdnnl-dev libboost-graph-dev doctest-dev
   zlib1g-dev libcli11-dev dataset-fashion-mnist
   graphviz gnuplot-nox)  # the main job's pictures: graph.svg (dot) and curves.png (gnuplot)
 packages+=("$@")  # extra packages, e.g. Open MPI from scripts/run-distributed.sh

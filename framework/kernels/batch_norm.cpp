@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <vector>
 
 #include <xsimd/xsimd.hpp>
+
+#include "framework/kernels/scratch.hpp"
+#include "framework/thread_pool.hpp"
 
 namespace kiln::kernels {
 namespace {
@@ -62,17 +64,34 @@ std::array<V, 2> strided_sum(int64_t e0, int64_t step, int64_t count, F&& f) {
 struct Block {
   int64_t o, c0, c1, j, n;
 };
+struct Blocking {
+  int64_t R, G, groups, slices, count;  // rows, planes per group; groups, slices per o; blocks
+};
+Blocking blocking(BnLayout l) {
+  const int64_t C = l.channels;
+  Blocking k{std::max<int64_t>(64, kBlock / std::max<int64_t>(C, 1)),
+             std::max<int64_t>(1, kBlock / std::max<int64_t>(l.inner, 1)), 0, 0, 0};
+  if (l.inner == 1) {
+    k.count = (l.outer + k.R - 1) / k.R;
+  } else {
+    k.groups = (C + k.G - 1) / k.G, k.slices = (l.inner + kBlock - 1) / kBlock;
+    k.count = l.outer * k.groups * k.slices;
+  }
+  return k;
+}
+// Block i, in the order (o, channel group, slice).
+Block block_at(BnLayout l, const Blocking& k, int64_t i) {
+  if (l.inner == 1) return Block{i * k.R, 0, l.channels, 0, std::min(k.R, l.outer - i * k.R)};
+  const int64_t o = i / (k.groups * k.slices), g = i / k.slices % k.groups, s = i % k.slices;
+  return Block{o, g * k.G, std::min(l.channels, (g + 1) * k.G), s * kBlock,
+               std::min(kBlock, l.inner - s * kBlock)};
+}
+// f(block index, block) for every block, in chunks of blocks on the pool.
 template <class F>
-void for_blocks(BnLayout l, F&& f) {
-  const int64_t C = l.channels, R = std::max<int64_t>(64, kBlock / std::max<int64_t>(C, 1)),
-                G = std::max<int64_t>(1, kBlock / std::max<int64_t>(l.inner, 1));  // rows, planes
-  if (l.inner == 1)
-    for (int64_t o = 0; o < l.outer; o += R) f(Block{o, 0, C, 0, std::min(R, l.outer - o)});
-  else
-    for (int64_t o = 0; o < l.outer; ++o)
-      for (int64_t c = 0; c < C; c += G)
-        for (int64_t j = 0; j < l.inner; j += kBlock)
-          f(Block{o, c, std::min(C, c + G), j, std::min(kBlock, l.inner - j)});
+void parallel_blocks(BnLayout l, const Blocking& k, F&& f) {
+  parallel_for(k.count, 2, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) f(i, block_at(l, k, i));
+  });
 }
 
 // S[c] = S0, S[C + c] = S1 over the block b, for the block's channels.
@@ -113,59 +132,82 @@ void block_sums(const T* u, const T* v, const T* m0, const T* m1, BnLayout l, Bl
 // block of nb elements with mean mb and m2b updates (n, mean, m2) by d = mb - mean,
 // mean += d*nb/n', m2 += m2b + d^2*n*nb/n' (n' = n + nb). Each block is a corrected two-pass
 // around its rounded mean p: r1 = sum(x-p), r2 = sum((x-p)^2) give exactly mb = p + r1/nb,
-// m2b = r2 - r1^2/nb.
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-};
+// m2b = r2 - r1^2/nb. The blocks run in parallel (each reads its elements from memory once; the
+// second pass hits L2) and store (p, r1, r2); the merges then run in block order on one thread,
+// so the result does not depend on the number of threads. m holds 3*C doubles: n | mean | m2.
 template <class T>
-std::vector<Moments> moments(const T* x, BnLayout l) {
+void moments(const T* x, BnLayout l, double* m) {
   const int64_t C = l.channels;
-  std::vector<Moments> m(C);
-  std::vector<T> zero(C), p(C), s(2 * C);
-  for_blocks(l, [&](Block b) {
-    const double nb = double(b.n), inv_nb = 1 / nb;
-    block_sums(x, x, zero.data(), zero.data(), l, b, s.data());  // s[c] = sum(x)
+  const Blocking k = blocking(l);
+  Scratch<T> part(static_cast<std::size_t>(k.count * 3 * C));
+  parallel_blocks(l, k, [&](int64_t i, Block b) {
+    Scratch<T> tmp(static_cast<std::size_t>(3 * C));
+    T *zero = tmp.data(), *s = zero + C, *p = part.data() + i * 3 * C;
+    std::fill(zero, zero + C, T(0));
+    const double inv_nb = 1 / double(b.n);
+    block_sums(x, x, zero, zero, l, b, s);  // s[c] = sum(x)
     for (int64_t c = b.c0; c < b.c1; ++c) p[c] = T(s[c] * inv_nb);
-    block_sums(x, x, p.data(), p.data(), l, b, s.data());  // s = r1 | r2, block in cache
-    for (int64_t c = b.c0; c < b.c1; ++c) {
-      Moments& a = m[c];
-      const double r1 = s[c], w = nb / (a.n + nb), d = p[c] + r1 * inv_nb - a.mean;
-      a.mean += d * w;
-      a.m2 += s[C + c] - r1 * r1 * inv_nb + d * d * a.n * w;
-      a.n += nb;
-    }
+    block_sums(x, x, p, p, l, b, s);  // s = r1 | r2, block in cache
+    for (int64_t c = b.c0; c < b.c1; ++c) p[C + c] = s[c], p[2 * C + c] = s[C + c];
   });
-  return m;
+  std::fill(m, m + 3 * C, 0.0);
+  for (int64_t i = 0; i < k.count; ++i) {
+    const Block b = block_at(l, k, i);
+    const T* p = part.data() + i * 3 * C;
+    const double nb = double(b.n), inv_nb = 1 / nb;
+    for (int64_t c = b.c0; c < b.c1; ++c) {
+      double &n = m[c], &mean = m[C + c], &m2 = m[2 * C + c];
+      const double r1 = p[C + c], w = nb / (n + nb), d = p[c] + r1 * inv_nb - mean;
+      mean += d * w;
+      m2 += p[2 * C + c] - r1 * r1 * inv_nb + d * d * n * w;
+      n += nb;
+    }
+  }
 }
 
-// Per channel: g[c] = sum(dy), g[C + c] = sum(dy * (x - mu[c])), in double.
+// Per channel: g[c] = sum(dy), g[C + c] = sum(dy * (x - mu[c])), in double: block sums in
+// parallel, added in block order.
 template <class T>
-std::vector<double> grad_sums(const T* dy, const T* x, const T* mu, BnLayout l) {
+void grad_sums(const T* dy, const T* x, const T* mu, BnLayout l, double* g) {
   const int64_t C = l.channels;
-  std::vector<double> g(2 * C);
-  std::vector<T> zero(C), s(2 * C);
-  for_blocks(l, [&](Block b) {
-    block_sums(dy, x, zero.data(), mu, l, b, s.data());
-    for (int64_t c = b.c0; c < b.c1; ++c) g[c] += s[c], g[C + c] += s[C + c];
+  const Blocking k = blocking(l);
+  Scratch<T> part(static_cast<std::size_t>(k.count * 2 * C));
+  parallel_blocks(l, k, [&](int64_t i, Block b) {
+    Scratch<T> zero(static_cast<std::size_t>(C));
+    std::fill(zero.data(), zero.data() + C, T(0));
+    block_sums(dy, x, zero.data(), mu, l, b, part.data() + i * 2 * C);
   });
-  return g;
+  std::fill(g, g + 2 * C, 0.0);
+  for (int64_t i = 0; i < k.count; ++i) {
+    const Block b = block_at(l, k, i);
+    const T* s = part.data() + i * 2 * C;
+    for (int64_t c = b.c0; c < b.c1; ++c) g[c] += s[c], g[C + c] += s[C + c];
+  }
 }
 
 // out = f(u, v, kj) elementwise, kj(j) = the per-channel coefficient k[j * C + c] (as a V).
 template <class T, class F>
-void map(BnLayout l, const T* u, const T* v, const std::vector<T>& k, T* out, F&& f) {
+void map(BnLayout l, const T* u, const T* v, const T* k, T* out, F&& f) {
   const int64_t C = l.channels;
   auto apply = [&](auto t, int64_t e, auto kj) { st(out + e, f(ld(t, u + e), ld(t, v + e), kj)); };
-  for (int64_t o = 0; o < l.outer; ++o)
-    if (l.inner == 1)  // NHWC: vectors across channels
-      simd_for<T>(C, [&](int64_t c, auto t) {
-        apply(t, o * C + c, [&](int j) { return ld(t, &k[j * C + c]); });
-      });
-    else  // NCHW: vectors along each plane, coefficients broadcast
-      for (int64_t c = 0; c < C; ++c)
-        simd_for<T>(l.inner, [&](int64_t i, auto t) {
-          apply(t, (o * C + c) * l.inner + i, [&](int j) { return decltype(t)(k[j * C + c]); });
+  if (l.inner == 1) {  // NHWC: vectors across channels, rows in chunks on the pool
+    parallel_for(l.outer, std::max<int64_t>(1, kBlock / std::max<int64_t>(C, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; ++o)
+        simd_for<T>(C, [&](int64_t c, auto t) {
+          apply(t, o * C + c, [&](int j) { return ld(t, &k[j * C + c]); });
         });
+    });
+    return;
+  }
+  // NCHW: vectors along each plane (o, c), coefficients broadcast; planes in chunks on the pool.
+  parallel_for(l.outer * C, std::max<int64_t>(1, kBlock / l.inner), [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      const int64_t c = p % C;
+      simd_for<T>(l.inner, [&](int64_t i, auto t) {
+        apply(t, p * l.inner + i, [&](int j) { return decltype(t)(k[j * C + c]); });
+      });
+    }
+  });
 }
 
 // y = k0 * (x - k1) + k2: subtracting first keeps full precision when |mean| >> std.
@@ -176,13 +218,16 @@ template <class T>
 void fused_batch_norm_forward_training(const T* x, const T* gamma, const T* beta, BnLayout l,
                                        double epsilon, T* y, T* batch_mean, T* batch_var,
                                        T* saved_inv_std) {
-  const auto m = moments(x, l);
   const int64_t C = l.channels;
-  std::vector<T> k(4 * C);
+  Scratch<double> ms(static_cast<std::size_t>(3 * C));
+  Scratch<T> ks(static_cast<std::size_t>(4 * C));
+  const double* m = ms.data();  // n | mean | m2
+  T* k = ks.data();
+  moments(x, l, ms.data());
   // var = m2 / M (biased), inv = 1/sqrt(var + eps), y = (gamma*inv) * (x - mean) + beta.
   for (int64_t c = 0; c < C; ++c) {
-    const double var = m[c].m2 / std::max(m[c].n, 1.0), inv = 1 / std::sqrt(var + epsilon);
-    batch_mean[c] = T(m[c].mean), batch_var[c] = T(var), saved_inv_std[c] = T(inv);
+    const double var = m[2 * C + c] / std::max(m[c], 1.0), inv = 1 / std::sqrt(var + epsilon);
+    batch_mean[c] = T(m[C + c]), batch_var[c] = T(var), saved_inv_std[c] = T(inv);
     k[c] = T(gamma[c] * inv), k[C + c] = batch_mean[c], k[2 * C + c] = beta[c];
   }
   map(l, x, x, k, y, kAffine);
@@ -192,7 +237,8 @@ template <class T>
 void fused_batch_norm_forward_inference(const T* x, const T* gamma, const T* beta, const T* mean,
                                         const T* var, BnLayout l, double epsilon, T* y) {
   const int64_t C = l.channels;
-  std::vector<T> k(4 * C);
+  Scratch<T> ks(static_cast<std::size_t>(4 * C));
+  T* k = ks.data();
   // y = (gamma / sqrt(var + eps)) * (x - mean) + beta.
   for (int64_t c = 0; c < C; ++c)
     k[c] = T(gamma[c] / std::sqrt(var[c] + epsilon)), k[C + c] = mean[c], k[2 * C + c] = beta[c];
@@ -203,10 +249,13 @@ template <class T>
 void fused_batch_norm_backward_training(const T* dy, const T* x, const T* gamma,
                                         const T* batch_mean, const T* saved_inv_std, BnLayout l,
                                         T* dx, T* dgamma, T* dbeta) {
-  const auto s = grad_sums(dy, x, batch_mean, l);
   const int64_t C = l.channels;
+  Scratch<double> ss(static_cast<std::size_t>(2 * C));
+  Scratch<T> ks(static_cast<std::size_t>(4 * C));
+  const double* s = ss.data();
+  T* k = ks.data();
+  grad_sums(dy, x, batch_mean, l, ss.data());
   const double M = std::max(double(l.outer) * double(l.inner), 1.0);
-  std::vector<T> k(4 * C);
   // dx = g*inv*(dy - mean(dy) - (x-mu)*mean(dy*(x-mu))*inv^2) = a*dy + b*(x-mu) + c0 with
   // a = g*inv, b = -a*inv^2*mean(dy*(x-mu)), c0 = -a*mean(dy).
   // dgamma = inv*sum(dy*(x-mu)), dbeta = sum(dy).
@@ -224,9 +273,13 @@ template <class T>
 void fused_batch_norm_backward_inference(const T* dy, const T* x, const T* gamma, const T* pop_mean,
                                          const T* pop_var, BnLayout l, double epsilon, T* dx,
                                          T* dgamma, T* dbeta) {
-  const auto s = grad_sums(dy, x, pop_mean, l);
   const int64_t C = l.channels;
-  std::vector<T> k(4 * C);  // k[C..3C) stay 0: dx = (gamma*inv) * (dy - 0) + 0
+  Scratch<double> ss(static_cast<std::size_t>(2 * C));
+  Scratch<T> ks(static_cast<std::size_t>(4 * C));
+  const double* s = ss.data();
+  T* k = ks.data();
+  grad_sums(dy, x, pop_mean, l, ss.data());
+  std::fill(k, k + 4 * C, T(0));  // k[C..3C) stay 0: dx = (gamma*inv) * (dy - 0) + 0
   // dx = dy*gamma*inv_pop; dgamma = inv_pop*sum(dy*(x-mean)); dbeta = sum(dy).
   for (int64_t c = 0; c < C; ++c) {
     const double inv = 1 / std::sqrt(pop_var[c] + epsilon);

@@ -5,6 +5,11 @@
 // prod(dims after k). gamma, beta, the statistics, dgamma and dbeta are [C]. Statistics run over
 // the M = outer*inner elements of each channel; variances are biased (/M): the Bessel-corrected
 // moving-variance update (var * M / max(M - 1, 1)) is the caller's. y may alias x, dx may alias dy.
+//
+// Threads: the statistics run per block of elements (each read from memory once) on kiln's thread
+// pool and are merged in block order on the calling thread (Chan et al.), the normalization runs
+// in chunks of rows (NHWC) or planes (NCHW): results are bit-identical for any thread count, and
+// equal to a single-threaded run. Thread-safe; scratch memory comes from kernels::Scratch.
 #include <cstdint>
 
 namespace kiln::kernels {

@@ -6,6 +6,8 @@
 
 #include "framework/errors.hpp"
 #include "framework/kernels/gemm.hpp"
+#include "framework/kernels/scratch.hpp"
+#include "framework/thread_pool.hpp"
 
 namespace kiln::kernels {
 
@@ -116,14 +118,6 @@ Dims dims_of(const Conv2DGeometry& g) {
     d.images = 1;
   }
   return d;
-}
-
-template <class T>
-T* workspace_for(const Dims& d, std::vector<T>& workspace) {
-  if (d.direct) return nullptr;
-  const auto need = static_cast<std::size_t>(d.pixels * d.taps);
-  if (workspace.size() < need) workspace.resize(need);
-  return workspace.data();
 }
 
 // im2col reads x and writes col; col2im (kAccumulate) reads col and adds into x.
@@ -243,102 +237,148 @@ void col2im(const Conv2DGeometry& g, const T* col, T* dx) {
   }
 }
 
+// Images per chunk on the pool: enough multiply-adds (about 2^19, some 5 us) per chunk.
+i64 image_grain(const Conv2DGeometry& g) {
+  const i64 work = std::max<i64>(1, g.out_h * g.out_w * g.kernel_h * g.kernel_w * g.in_c * g.out_c);
+  return std::max<i64>(1, (i64{1} << 19) / work);
+}
+
 }  // namespace
 
-template <class T>
-void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y,
-                    std::vector<T>& workspace) {
-  validate(g);
-  const Dims d = dims_of(g);
-  T* ws = workspace_for(d, workspace);
-  for (i64 n = 0; n < d.images; ++n) {
-    const T* xn = x + n * d.in_image;
-    T* yn = y + n * d.out_image;
-    const T* col = xn;
-    if (!d.direct) {
-      im2col(g, xn, ws);
-      col = ws;
-    }
-    if (g.channels_first) {
-      // y_n[out_c, P] = filter^T[out_c, K] * col[K, P]  (filter stored [K, out_c]).
-      gemm(true, false, g.out_c, d.pixels, d.taps, T(1), filter, g.out_c, col, d.pixels, T(0), yn,
-           d.pixels);
-    } else {
-      // y_n[P, out_c] = col[P, K] * filter[K, out_c].
-      gemm(false, false, d.pixels, g.out_c, d.taps, T(1), col, d.taps, filter, g.out_c, T(0), yn,
-           g.out_c);
-    }
-  }
-}
+// Every kernel splits the batch into chunks of images on the pool (parallel_for); each chunk
+// takes its im2col buffer from the scratch free list and runs one single-threaded product per
+// image (measured on this project's machines: per-image products whose column matrix stays in
+// cache beat one product over the whole batch, whose column matrix streams from memory).
 
 template <class T>
-void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy, T* dx,
-                           std::vector<T>& workspace) {
+void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y) {
   validate(g);
   const Dims d = dims_of(g);
-  T* ws = workspace_for(d, workspace);
-  for (i64 n = 0; n < d.images; ++n) {
-    const T* dyn = dy + n * d.out_image;
-    T* dxn = dx + n * d.in_image;
-    // y = col * filter is linear in col, so dcol = dy * filter^T; then dx = col2im(dcol), the
-    // adjoint of im2col. In the direct case col is x itself and dcol is dx.
-    T* dcol = d.direct ? dxn : ws;
-    if (g.channels_first) {
-      // dcol[K, P] = filter[K, out_c] * dy_n[out_c, P].
-      gemm(false, false, d.taps, d.pixels, g.out_c, T(1), filter, g.out_c, dyn, d.pixels, T(0),
-           dcol, d.pixels);
-    } else {
-      // dcol[P, K] = dy_n[P, out_c] * filter^T[out_c, K].
-      gemm(false, true, d.pixels, d.taps, g.out_c, T(1), dyn, g.out_c, filter, g.out_c, T(0), dcol,
-           d.taps);
-    }
-    if (!d.direct) col2im(g, dcol, dxn);
-  }
-}
-
-template <class T>
-void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T* dfilter,
-                            std::vector<T>& workspace) {
-  validate(g);
-  const Dims d = dims_of(g);
-  if (d.images == 0) {
-    std::fill_n(dfilter, g.filter_size(), T(0));
+  if (d.direct && !g.channels_first) {
+    // The batch is one [batch * P, in_c] matrix: y = x * filter, split by gemm itself.
+    gemm(false, false, d.pixels, g.out_c, d.taps, T(1), x, d.taps, filter, g.out_c, T(0), y,
+         g.out_c);
     return;
   }
-  T* ws = workspace_for(d, workspace);
-  for (i64 n = 0; n < d.images; ++n) {
-    const T* xn = x + n * d.in_image;
-    const T* dyn = dy + n * d.out_image;
-    const T* col = xn;
-    if (!d.direct) {
-      im2col(g, xn, ws);
-      col = ws;
+  parallel_for(d.images, image_grain(g), [&](i64 lo, i64 hi) {
+    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+    for (i64 n = lo; n < hi; ++n) {
+      const T* xn = x + n * d.in_image;
+      T* yn = y + n * d.out_image;
+      const T* col = xn;
+      if (!d.direct) {
+        im2col(g, xn, ws.data());
+        col = ws.data();
+      }
+      if (g.channels_first) {
+        // y_n[out_c, P] = filter^T[out_c, K] * col[K, P]  (filter stored [K, out_c]).
+        gemm_serial(true, false, g.out_c, d.pixels, d.taps, T(1), filter, g.out_c, col, d.pixels,
+                    T(0), yn, d.pixels);
+      } else {
+        // y_n[P, out_c] = col[P, K] * filter[K, out_c].
+        gemm_serial(false, false, d.pixels, g.out_c, d.taps, T(1), col, d.taps, filter, g.out_c,
+                    T(0), yn, g.out_c);
+      }
     }
-    // dfilter = sum over images of col_n^T dy_n; the first image overwrites (beta = 0).
-    const T beta = n == 0 ? T(0) : T(1);
-    if (g.channels_first) {
-      // dfilter[K, out_c] += col[K, P] * dy_n^T[P, out_c].
-      gemm(false, true, d.taps, g.out_c, d.pixels, T(1), col, d.pixels, dyn, d.pixels, beta,
-           dfilter, g.out_c);
-    } else {
-      // dfilter[K, out_c] += col^T[K, P] * dy_n[P, out_c].
-      gemm(true, false, d.taps, g.out_c, d.pixels, T(1), col, d.taps, dyn, g.out_c, beta, dfilter,
-           g.out_c);
-    }
-  }
+  });
 }
 
-template void conv2d_forward<float>(const Conv2DGeometry&, const float*, const float*, float*,
-                                    std::vector<float>&);
-template void conv2d_forward<double>(const Conv2DGeometry&, const double*, const double*, double*,
-                                     std::vector<double>&);
-template void conv2d_backprop_input<float>(const Conv2DGeometry&, const float*, const float*,
-                                           float*, std::vector<float>&);
-template void conv2d_backprop_input<double>(const Conv2DGeometry&, const double*, const double*,
-                                            double*, std::vector<double>&);
-template void conv2d_backprop_filter<float>(const Conv2DGeometry&, const float*, const float*,
-                                            float*, std::vector<float>&);
-template void conv2d_backprop_filter<double>(const Conv2DGeometry&, const double*, const double*,
-                                             double*, std::vector<double>&);
+template <class T>
+void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy, T* dx) {
+  validate(g);
+  const Dims d = dims_of(g);
+  if (d.direct && !g.channels_first) {
+    // dx[batch * P, in_c] = dy * filter^T.
+    gemm(false, true, d.pixels, d.taps, g.out_c, T(1), dy, g.out_c, filter, g.out_c, T(0), dx,
+         d.taps);
+    return;
+  }
+  parallel_for(d.images, image_grain(g), [&](i64 lo, i64 hi) {
+    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+    for (i64 n = lo; n < hi; ++n) {
+      const T* dyn = dy + n * d.out_image;
+      T* dxn = dx + n * d.in_image;
+      // y = col * filter is linear in col, so dcol = dy * filter^T; then dx = col2im(dcol), the
+      // adjoint of im2col. In the direct case col is x itself and dcol is dx.
+      T* dcol = d.direct ? dxn : ws.data();
+      if (g.channels_first) {
+        // dcol[K, P] = filter[K, out_c] * dy_n[out_c, P].
+        gemm_serial(false, false, d.taps, d.pixels, g.out_c, T(1), filter, g.out_c, dyn, d.pixels,
+                    T(0), dcol, d.pixels);
+      } else {
+        // dcol[P, K] = dy_n[P, out_c] * filter^T[out_c, K].
+        gemm_serial(false, true, d.pixels, d.taps, g.out_c, T(1), dyn, g.out_c, filter, g.out_c,
+                    T(0), dcol, d.taps);
+      }
+      if (!d.direct) col2im(g, dcol, dxn);
+    }
+  });
+}
+
+template <class T>
+void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T* dfilter) {
+  validate(g);
+  const Dims d = dims_of(g);
+  const i64 fsize = g.filter_size();
+  if (d.images == 0) {
+    std::fill_n(dfilter, fsize, T(0));
+    return;
+  }
+  if (d.direct && !g.channels_first) {
+    // dfilter[in_c, out_c] = x^T[in_c, batch * P] * dy[batch * P, out_c], split by gemm itself.
+    gemm(true, false, d.taps, g.out_c, d.pixels, T(1), x, d.taps, dy, g.out_c, T(0), dfilter,
+         g.out_c);
+    return;
+  }
+  // dfilter = sum over images of col_n^T dy_n (NHWC; col_n dy_n^T for NCHW). Each chunk of
+  // images sums its images into its own partial result, transposed: dft[out_c, K] = sum of
+  // dy_n^T col_n (that orientation measured 3-4x faster than col_n^T dy_n with both oneDNN and
+  // OpenBLAS); the partials are added in chunk order, whose bounds depend only on the batch
+  // size: bit-identical results for any thread count. About 8 chunks keep that sum short.
+  const i64 grain = std::max(image_grain(g), (d.images + 7) / 8);
+  const i64 chunks = parallel_chunk_count(d.images, grain);
+  Scratch<T> partial(static_cast<std::size_t>(chunks * fsize));
+  parallel_for(d.images, grain, [&](i64 lo, i64 hi) {
+    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+    i64 chunk = 0;
+    while (chunk + 1 < chunks && parallel_chunk_begin(d.images, grain, chunk + 1) <= lo) ++chunk;
+    T* dft = partial.data() + chunk * fsize;
+    for (i64 n = lo; n < hi; ++n) {
+      const T* xn = x + n * d.in_image;
+      const T* dyn = dy + n * d.out_image;
+      const T* col = xn;
+      if (!d.direct) {
+        im2col(g, xn, ws.data());
+        col = ws.data();
+      }
+      const T beta = n == lo ? T(0) : T(1);
+      if (g.channels_first) {
+        // dft[out_c, K] += dy_n[out_c, P] * col^T[P, K]  (col stored [K, P]).
+        gemm_serial(false, true, g.out_c, d.taps, d.pixels, T(1), dyn, d.pixels, col, d.pixels,
+                    beta, dft, d.taps);
+      } else {
+        // dft[out_c, K] += dy_n^T[out_c, P] * col[P, K].
+        gemm_serial(true, false, g.out_c, d.taps, d.pixels, T(1), dyn, g.out_c, col, d.taps, beta,
+                    dft, d.taps);
+      }
+    }
+  });
+  // dfilter[k, o] = sum over chunks (in order) of dft[o, k].
+  T* p0 = partial.data();
+  for (i64 c = 1; c < chunks; ++c) {
+    const T* pc = p0 + c * fsize;
+    for (i64 i = 0; i < fsize; ++i) p0[i] += pc[i];
+  }
+  for (i64 k = 0; k < d.taps; ++k)
+    for (i64 o = 0; o < g.out_c; ++o) dfilter[k * g.out_c + o] = p0[o * d.taps + k];
+}
+
+#define KILN_CONV_INSTANTIATE(T)                                                             \
+  template void conv2d_forward<T>(const Conv2DGeometry&, const T*, const T*, T*);           \
+  template void conv2d_backprop_input<T>(const Conv2DGeometry&, const T*, const T*, T*);    \
+  template void conv2d_backprop_filter<T>(const Conv2DGeometry&, const T*, const T*, T*);
+KILN_CONV_INSTANTIATE(float)
+KILN_CONV_INSTANTIATE(double)
+#undef KILN_CONV_INSTANTIATE
 
 }  // namespace kiln::kernels

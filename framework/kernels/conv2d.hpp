@@ -1,6 +1,11 @@
 #pragma once
 // 2-D convolution on raw buffers (no graph types, no xtensor): TF's Conv2D, Conv2DBackpropInput
-// and Conv2DBackpropFilter for float and double, by im2col + OpenBLAS gemm.
+// and Conv2DBackpropFilter for float and double, by im2col + gemm (kernels/gemm.hpp).
+//
+// Threads and memory: the batch is split into chunks of images on kiln's thread pool, one
+// single-threaded product per image; im2col matrices come from kernels::Scratch (reused across
+// calls). Results are bit-identical for any thread count (backprop_filter sums per-chunk partial
+// results in chunk order; the chunks depend only on the shapes). Thread-safe.
 //
 // Layouts: x is [batch, in_h, in_w, in_c] (NHWC) or [batch, in_c, in_h, in_w] (NCHW, when
 // channels_first); y/dy likewise with out_h, out_w, out_c; the filter is always TF's
@@ -10,7 +15,6 @@
 // zeros (this covers the bottom/right padding implicitly).
 #include <cstdint>
 #include <string_view>
-#include <vector>
 
 namespace kiln::kernels {
 
@@ -61,20 +65,16 @@ Conv2DGeometry make_conv2d_geometry(Conv2DGeometry spec, Padding padding);
 /// pads >= 0. The kernels below call it.
 void validate(const Conv2DGeometry& g);
 
-/// y = conv2d(x, filter). `workspace` is scratch space, grown as needed and never shrunk; reuse
-/// one vector across calls to avoid reallocation (its contents on entry do not matter).
+/// y = conv2d(x, filter).
 template <class T>
-void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y,
-                    std::vector<T>& workspace);
+void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y);
 
 /// dx = d(sum(y * dy))/dx: the adjoint of conv2d_forward in x (overwrites dx).
 template <class T>
-void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy, T* dx,
-                           std::vector<T>& workspace);
+void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy, T* dx);
 
 /// dfilter = d(sum(y * dy))/dfilter, summed over the batch (overwrites dfilter).
 template <class T>
-void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T* dfilter,
-                            std::vector<T>& workspace);
+void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T* dfilter);
 
 }  // namespace kiln::kernels

@@ -2,6 +2,8 @@
 // Elementwise kernels on contiguous buffers. Floating types go through xsimd batches; the functor
 // must accept both T and xsimd::batch<T> (a generic lambda). Other types run a scalar loop.
 // Broadcasting follows NumPy: shapes are right-aligned, size-1 dimensions stretch.
+// Threads: map_unary and map_binary over at least kParallelElements elements run in chunks of
+// kChunkElements on kiln's thread pool (elementwise, so results do not depend on the threads).
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -9,7 +11,20 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "framework/thread_pool.hpp"
+
 namespace kiln::kernels {
+
+inline constexpr std::size_t kParallelElements = std::size_t{1} << 16;
+inline constexpr std::size_t kChunkElements = std::size_t{1} << 14;
+
+/// f(begin, end) over [0, n): on the pool in chunks when n is large, else one call.
+template <class F>
+void for_chunks(std::size_t n, const F& f) {
+  if (n < kParallelElements) return f(std::size_t{0}, n);
+  parallel_for(static_cast<std::int64_t>(n), static_cast<std::int64_t>(kChunkElements),
+               [&](std::int64_t lo, std::int64_t hi) { f(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)); });
+}
 
 template <class T>
 inline constexpr bool kSimd = std::is_same_v<T, float> || std::is_same_v<T, double>;
@@ -78,33 +93,35 @@ V gate(const C& pass, const V& g, const V& x) {
 /// y[i] = f(x[i]).
 template <class T, class R, class F>
 void map_unary(const T* x, R* y, std::size_t n, F f) {
-  std::size_t i = 0;
-  if constexpr (kSimd<T> && std::is_same_v<T, R> && std::is_invocable_v<F, xsimd::batch<T>>) {
-    constexpr std::size_t w = xsimd::batch<T>::size;
-    for (; i + w <= n; i += w) f(xsimd::batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
-  }
-  for (; i < n; ++i) y[i] = static_cast<R>(f(x[i]));
+  for_chunks(n, [&](std::size_t i, std::size_t end) {
+    if constexpr (kSimd<T> && std::is_same_v<T, R> && std::is_invocable_v<F, xsimd::batch<T>>) {
+      constexpr std::size_t w = xsimd::batch<T>::size;
+      for (; i + w <= end; i += w) f(xsimd::batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+    }
+    for (; i < end; ++i) y[i] = static_cast<R>(f(x[i]));
+  });
 }
 
 /// y[i] = f(a[i], b[i]), with either side optionally a single broadcast value (a_step/b_step 0).
 template <class T, class R, class F>
 void map_binary(const T* a, std::size_t a_step, const T* b, std::size_t b_step, R* y, std::size_t n, F f) {
-  std::size_t i = 0;
-  if constexpr (kSimd<T> && std::is_same_v<T, R> &&
-                std::is_invocable_v<F, xsimd::batch<T>, xsimd::batch<T>>) {
-    using B = xsimd::batch<T>;
-    constexpr std::size_t w = B::size;
-    if (a_step && b_step) {
-      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
-    } else if (a_step) {
-      const B bv(*b);
-      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), bv).store_unaligned(y + i);
-    } else if (b_step) {
-      const B av(*a);
-      for (; i + w <= n; i += w) f(av, B::load_unaligned(b + i)).store_unaligned(y + i);
+  for_chunks(n, [&](std::size_t i, std::size_t end) {
+    if constexpr (kSimd<T> && std::is_same_v<T, R> &&
+                  std::is_invocable_v<F, xsimd::batch<T>, xsimd::batch<T>>) {
+      using B = xsimd::batch<T>;
+      constexpr std::size_t w = B::size;
+      if (a_step && b_step) {
+        for (; i + w <= end; i += w) f(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
+      } else if (a_step) {
+        const B bv(*b);
+        for (; i + w <= end; i += w) f(B::load_unaligned(a + i), bv).store_unaligned(y + i);
+      } else if (b_step) {
+        const B av(*a);
+        for (; i + w <= end; i += w) f(av, B::load_unaligned(b + i)).store_unaligned(y + i);
+      }
     }
-  }
-  for (; i < n; ++i) y[i] = static_cast<R>(f(a[i * a_step], b[i * b_step]));
+    for (; i < end; ++i) y[i] = static_cast<R>(f(a[i * a_step], b[i * b_step]));
+  });
 }
 
 /// NumPy broadcast of two shapes (the caller has checked compatibility).

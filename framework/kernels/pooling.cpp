@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
 
 #include "framework/errors.hpp"
+#include "framework/thread_pool.hpp"
 
 namespace kiln::kernels {
 
@@ -37,6 +41,11 @@ void validate(const Pool2DGeometry& g) {
 
 namespace {
 
+template <class T>
+using B = xsimd::batch<T>;
+template <class T>
+constexpr i64 kW = static_cast<i64>(B<T>::size);
+
 // The input rows [lo, hi) of window o: [o*stride - pad, + window) clipped to [0, in).
 struct Span {
   i64 lo, hi;
@@ -47,129 +56,193 @@ Span window_span(i64 o, i64 stride, i64 pad, i64 window, i64 in) {
   return {std::max<i64>(start, 0), std::min(start + window, in)};
 }
 
-// One (image, channel) plane of a tensor in either layout: pixel p = h * width + w lives at
-// base[p * step] (step = channels for NHWC, 1 for NCHW).
-template <class P>
-struct Plane {
-  P* base;
-  i64 step;
-  auto& operator[](i64 p) const { return base[p * step]; }
-};
+i64 in_image(const Pool2DGeometry& g) { return g.in_h * g.in_w * g.channels; }
+i64 out_image(const Pool2DGeometry& g) { return g.out_h * g.out_w * g.channels; }
 
-// Calls f(n, c, x_plane_offset, y_plane_offset, step) for every plane.
+// f(n) for every image n, the batch split into chunks of about 32K input elements on the pool.
+// Every kernel below writes only image n's outputs in f(n), so the chunks are independent.
 template <class F>
-void for_each_plane(const Pool2DGeometry& g, F&& f) {
-  const i64 in_pixels = g.in_h * g.in_w;
-  const i64 out_pixels = g.out_h * g.out_w;
-  for (i64 n = 0; n < g.batch; ++n) {
-    for (i64 c = 0; c < g.channels; ++c) {
-      if (g.channels_first) {
-        f((n * g.channels + c) * in_pixels, (n * g.channels + c) * out_pixels, i64{1});
-      } else {
-        f(n * in_pixels * g.channels + c, n * out_pixels * g.channels + c, g.channels);
+void for_images(const Pool2DGeometry& g, F&& f) {
+  const i64 grain = std::max<i64>(1, (i64{1} << 15) / std::max<i64>(1, in_image(g)));
+  parallel_for(g.batch, grain, [&](i64 lo, i64 hi) {
+    for (i64 n = lo; n < hi; ++n) f(n);
+  });
+}
+
+// The running-maximum update of max pooling, for a vector of channels (V = B<T>) or one value
+// (V = T): take v when it is greater than m, or NaN while m is not. NaN compares false, so a
+// NaN m stays: the first NaN wins.
+template <class T>
+bool take(T v, T m) {
+  return (v > m) | ((v != v) & (m == m));  // bitwise: no branches, so the compiler uses cmov
+}
+template <class T>
+auto take(const B<T>& v, const B<T>& m) {
+  // xsimd's != on batches is an ordered comparison (false for NaN): test NaN with isnan.
+  return (v > m) | (xsimd::isnan(v) & (m == m));
+}
+template <class T>
+T pick(bool c, T a, T b) {
+  return c ? a : b;
+}
+template <class T, class M>
+B<T> pick(const M& c, const B<T>& a, const B<T>& b) {
+  return xsimd::select(c, a, b);
+}
+
+// Images up to this many pixels keep a pixel index exactly in a lane of T (2^24 for float).
+template <class T>
+constexpr i64 kMaxSimdPixels = i64{1} << (std::is_same_v<T, float> ? 24 : 53);
+
+// NHWC max pooling of image n: per output pixel, a running maximum over the window's pixels,
+// vectorised over the contiguous channels.
+template <class T>
+void max_pool_nhwc_image(const Pool2DGeometry& g, i64 n, const T* x, T* y, i64* argmax) {
+  const i64 C = g.channels;
+  const T* xn = x + n * in_image(g);
+  T* yn = y + n * out_image(g);
+  i64* an = argmax + n * out_image(g);
+  const i64 base = n * in_image(g);
+  alignas(64) T pixels[kW<T>];
+  for (i64 oh = 0; oh < g.out_h; ++oh) {
+    const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
+    for (i64 ow = 0; ow < g.out_w; ++ow) {
+      const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
+      T* yr = yn + (oh * g.out_w + ow) * C;
+      i64* ar = an + (oh * g.out_w + ow) * C;
+      if (hs.size() == 0 || ws.size() == 0) {
+        std::fill_n(yr, C, T(0));
+        std::fill_n(ar, C, i64{-1});
+        continue;
+      }
+      // Each lane keeps the pixel (h * in_w + w) of its maximum alongside, as a T (exact).
+      i64 c = 0;
+      if (g.in_h * g.in_w <= kMaxSimdPixels<T>) {
+        for (; c + kW<T> <= C; c += kW<T>) {
+          const i64 first = hs.lo * g.in_w + ws.lo;
+          B<T> m = B<T>::load_unaligned(xn + first * C + c), pos(static_cast<T>(first));
+          // The first pixel against itself changes nothing (not greater; a NaN m stays).
+          for (i64 h = hs.lo; h < hs.hi; ++h) {
+            for (i64 w = ws.lo; w < ws.hi; ++w) {
+              const i64 p = h * g.in_w + w;
+              const B<T> v = B<T>::load_unaligned(xn + p * C + c);
+              const auto better = take(v, m);
+              m = pick(better, v, m);
+              pos = pick(better, B<T>(static_cast<T>(p)), pos);
+            }
+          }
+          m.store_unaligned(yr + c);
+          pos.store_aligned(pixels);
+          for (i64 l = 0; l < kW<T>; ++l)
+            ar[c + l] = base + static_cast<i64>(pixels[l]) * C + c + l;
+        }
+      }
+      for (; c < C; ++c) {
+        i64 best = hs.lo * g.in_w + ws.lo;
+        T m = xn[best * C + c];
+        for (i64 h = hs.lo; h < hs.hi; ++h) {
+          for (i64 w = ws.lo; w < ws.hi; ++w) {
+            const T v = xn[(h * g.in_w + w) * C + c];
+            const bool better = take(v, m);
+            m = better ? v : m;
+            best = better ? h * g.in_w + w : best;
+          }
+        }
+        yr[c] = m;
+        ar[c] = base + best * C + c;
       }
     }
   }
 }
 
-// Index (h * in_w + w) of the first strict maximum of window (hs, ws), scanning row by row; the
-// same choice as max_pool_forward and TF's MaxPoolGrad. A NaN counts as the maximum (the first
-// one wins), so NaN propagates. Requires a non-empty window.
+// NCHW max pooling of image n: its planes are contiguous; scan each window row by row.
 template <class T>
-i64 first_max(const Pool2DGeometry& g, Plane<const T> x, Span hs, Span ws) {
-  i64 best = hs.lo * g.in_w + ws.lo;
-  for (i64 h = hs.lo; h < hs.hi; ++h) {
-    for (i64 w = ws.lo; w < ws.hi; ++w) {
-      const T v = x[h * g.in_w + w], m = x[best];
-      if (m < v || (v != v && m == m)) best = h * g.in_w + w;  // NOLINT: v != v is the NaN test
+void max_pool_nchw_image(const Pool2DGeometry& g, i64 n, const T* x, T* y, i64* argmax) {
+  const i64 in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  for (i64 c = 0; c < g.channels; ++c) {
+    const i64 base = (n * g.channels + c) * in_plane;
+    const T* xp = x + base;
+    T* yp = y + (n * g.channels + c) * out_plane;
+    i64* ap = argmax + (n * g.channels + c) * out_plane;
+    for (i64 oh = 0; oh < g.out_h; ++oh) {
+      const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
+      for (i64 ow = 0; ow < g.out_w; ++ow) {
+        const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
+        const i64 o = oh * g.out_w + ow;
+        if (hs.size() == 0 || ws.size() == 0) {
+          yp[o] = T(0), ap[o] = -1;
+          continue;
+        }
+        // One dependency chain (the index); the running maximum is re-read from x.
+        i64 best = hs.lo * g.in_w + ws.lo;
+        for (i64 h = hs.lo; h < hs.hi; ++h) {
+          for (i64 w = ws.lo; w < ws.hi; ++w) {
+            const i64 p = h * g.in_w + w;
+            best = take(xp[p], xp[best]) ? p : best;
+          }
+        }
+        yp[o] = xp[best], ap[o] = base + best;
+      }
     }
   }
-  return best;
+}
+
+// Image n's argmax entries, each checked to lie in image n of x (or be -1), so that a wrong
+// argmax input cannot write outside dx or race with another chunk.
+[[noreturn]] void bad_argmax(const char* op, i64 o, i64 a, i64 lo, i64 hi) {
+  throw InvalidArgumentError(std::string(op) + ": argmax[" + std::to_string(o) + "] = " +
+                             std::to_string(a) + " is outside its image's input elements [" +
+                             std::to_string(lo) + ", " + std::to_string(hi) + ")");
 }
 
 }  // namespace
 
 template <class T>
-void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y) {
+void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y, i64* argmax) {
   validate(g);
-  if (!g.channels_first) {
-    // NHWC: a pixel's channels are contiguous, so keep a running maximum row of `channels`
-    // values per output pixel (vectorizes over c). Start from the window's first pixel and
-    // replace only on strictly greater values: the first maximum wins, as in first_max().
-    const i64 ch = g.channels;
-    for (i64 n = 0; n < g.batch; ++n) {
-      const T* xn = x + n * g.in_h * g.in_w * ch;
-      T* yn = y + n * g.out_h * g.out_w * ch;
-      for (i64 oh = 0; oh < g.out_h; ++oh) {
-        const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
-        for (i64 ow = 0; ow < g.out_w; ++ow) {
-          const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
-          T* yr = yn + (oh * g.out_w + ow) * ch;
-          if (hs.size() == 0 || ws.size() == 0) {
-            std::fill_n(yr, ch, T(0));
-            continue;
-          }
-          std::copy_n(xn + (hs.lo * g.in_w + ws.lo) * ch, ch, yr);
-          for (i64 h = hs.lo; h < hs.hi; ++h) {
-            for (i64 w = ws.lo; w < ws.hi; ++w) {
-              const T* xr = xn + (h * g.in_w + w) * ch;
-              // A NaN replaces a number and is never replaced (x != x tests NaN).
-              for (i64 c = 0; c < ch; ++c)
-                yr[c] = (yr[c] < xr[c] || (xr[c] != xr[c] && yr[c] == yr[c])) ? xr[c] : yr[c];
-            }
-          }
-        }
-      }
-    }
-    return;
-  }
-  // NCHW: planes are contiguous; scan each window with first_max().
-  for_each_plane(g, [&](i64 xo, i64 yo, i64 step) {
-    const Plane<const T> xp{x + xo, step};
-    const Plane<T> yp{y + yo, step};
-    for (i64 oh = 0; oh < g.out_h; ++oh) {
-      const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
-      for (i64 ow = 0; ow < g.out_w; ++ow) {
-        const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
-        const bool empty = hs.size() == 0 || ws.size() == 0;
-        yp[oh * g.out_w + ow] = empty ? T(0) : xp[first_max(g, xp, hs, ws)];
-      }
+  for_images(g, [&](i64 n) {
+    if (g.channels_first)
+      max_pool_nchw_image(g, n, x, y, argmax);
+    else
+      max_pool_nhwc_image(g, n, x, y, argmax);
+  });
+}
+
+template <class T>
+void max_pool_backward(const Pool2DGeometry& g, const i64* argmax, const T* dy, T* dx) {
+  validate(g);
+  // y[o] = x[argmax[o]], so d sum(y * dy) / dx[p] = sum over o with argmax[o] = p of dy[o]: a
+  // scatter. Outputs of image n point into image n only, so the images are independent.
+  const i64 ii = in_image(g), oi = out_image(g);
+  for_images(g, [&](i64 n) {
+    T* dxn = dx + n * ii;
+    std::fill_n(dxn, ii, T(0));
+    const i64 lo = n * ii, hi = lo + ii;
+    for (i64 o = n * oi; o < (n + 1) * oi; ++o) {
+      const i64 a = argmax[o];
+      if (a == -1) continue;
+      if (a < lo || a >= hi) bad_argmax("MaxPoolGrad", o, a, lo, hi);
+      dx[a] += dy[o];
     }
   });
 }
 
 template <class T>
-void max_pool_backward(const Pool2DGeometry& g, const T* x, const T* y, const T* dy, T* dx) {
+void max_pool_grad_grad(const Pool2DGeometry& g, const i64* argmax, const T* gg, T* out) {
   validate(g);
-  std::fill_n(dx, g.input_size(), T(0));
-  // Routing: y[o] = x[a(o)] for the argmax a(o) chosen by the forward pass, so
-  // dx[p] = sum over o with a(o) = p of dy[o]. a(o) is the first x in the window equal to y[o]
-  // (the forward pass copied it exactly); when none is equal (NaN), rescan with first_max().
-  for_each_plane(g, [&](i64 xo, i64 yo, i64 step) {
-    const Plane<const T> xp{x + xo, step};
-    const Plane<const T> yp{y + yo, step};
-    const Plane<const T> dyp{dy + yo, step};
-    const Plane<T> dxp{dx + xo, step};
-    for (i64 oh = 0; oh < g.out_h; ++oh) {
-      const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
-      if (hs.size() == 0) continue;
-      for (i64 ow = 0; ow < g.out_w; ++ow) {
-        const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
-        if (ws.size() == 0) continue;
-        const i64 o = oh * g.out_w + ow;
-        const T target = yp[o];
-        i64 arg = -1;
-        for (i64 h = hs.lo; h < hs.hi && arg < 0; ++h) {
-          for (i64 w = ws.lo; w < ws.hi; ++w) {
-            if (xp[h * g.in_w + w] == target) {
-              arg = h * g.in_w + w;
-              break;
-            }
-          }
-        }
-        if (arg < 0) arg = first_max(g, xp, hs, ws);
-        dxp[arg] += dyp[o];
+  // max_pool_backward is dx = S^T dy with S the 0/1 matrix S[o, argmax[o]] = 1; its derivative
+  // in dy, applied to gg, is S gg: a gather.
+  const i64 ii = in_image(g), oi = out_image(g);
+  for_images(g, [&](i64 n) {
+    const i64 lo = n * ii, hi = lo + ii;
+    for (i64 o = n * oi; o < (n + 1) * oi; ++o) {
+      const i64 a = argmax[o];
+      if (a == -1) {
+        out[o] = T(0);
+        continue;
       }
+      if (a < lo || a >= hi) bad_argmax("MaxPoolGradGrad", o, a, lo, hi);
+      out[o] = gg[a];
     }
   });
 }
@@ -177,13 +250,13 @@ void max_pool_backward(const Pool2DGeometry& g, const T* x, const T* y, const T*
 template <class T>
 void avg_pool_forward(const Pool2DGeometry& g, const T* x, T* y) {
   validate(g);
-  if (!g.channels_first) {
-    // NHWC: sum the window's pixels as rows of `channels` values, then divide by the number of
-    // input pixels in the clipped window (padding does not count).
-    const i64 ch = g.channels;
-    for (i64 n = 0; n < g.batch; ++n) {
-      const T* xn = x + n * g.in_h * g.in_w * ch;
-      T* yn = y + n * g.out_h * g.out_w * ch;
+  const i64 ch = g.channels;
+  for_images(g, [&](i64 n) {
+    const T* xn = x + n * in_image(g);
+    T* yn = y + n * out_image(g);
+    if (!g.channels_first) {
+      // NHWC: sum the window's pixels as rows of `channels` values, then divide by the number
+      // of input pixels in the clipped window (padding does not count).
       for (i64 oh = 0; oh < g.out_h; ++oh) {
         const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
         for (i64 ow = 0; ow < g.out_w; ++ow) {
@@ -202,22 +275,22 @@ void avg_pool_forward(const Pool2DGeometry& g, const T* x, T* y) {
           }
         }
       }
+      return;
     }
-    return;
-  }
-  for_each_plane(g, [&](i64 xo, i64 yo, i64 step) {
-    const Plane<const T> xp{x + xo, step};
-    const Plane<T> yp{y + yo, step};
-    for (i64 oh = 0; oh < g.out_h; ++oh) {
-      const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
-      for (i64 ow = 0; ow < g.out_w; ++ow) {
-        const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
-        T sum = 0;
-        for (i64 h = hs.lo; h < hs.hi; ++h) {
-          for (i64 w = ws.lo; w < ws.hi; ++w) sum += xp[h * g.in_w + w];
+    for (i64 c = 0; c < ch; ++c) {
+      const T* xp = xn + c * g.in_h * g.in_w;
+      T* yp = yn + c * g.out_h * g.out_w;
+      for (i64 oh = 0; oh < g.out_h; ++oh) {
+        const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
+        for (i64 ow = 0; ow < g.out_w; ++ow) {
+          const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
+          T sum = 0;
+          for (i64 h = hs.lo; h < hs.hi; ++h) {
+            for (i64 w = ws.lo; w < ws.hi; ++w) sum += xp[h * g.in_w + w];
+          }
+          const i64 count = hs.size() * ws.size();
+          yp[oh * g.out_w + ow] = count > 0 ? sum / static_cast<T>(count) : T(0);
         }
-        const i64 count = hs.size() * ws.size();
-        yp[oh * g.out_w + ow] = count > 0 ? sum / static_cast<T>(count) : T(0);
       }
     }
   });
@@ -226,14 +299,14 @@ void avg_pool_forward(const Pool2DGeometry& g, const T* x, T* y) {
 template <class T>
 void avg_pool_backward(const Pool2DGeometry& g, const T* dy, T* dx) {
   validate(g);
-  std::fill_n(dx, g.input_size(), T(0));
   // y[o] = sum over the window of x / count(o), so dx[p] = sum over windows o containing p of
   // dy[o] / count(o) (multiplying by 1/count, as TF's AvgPoolGrad does).
-  if (!g.channels_first) {
-    const i64 ch = g.channels;
-    for (i64 n = 0; n < g.batch; ++n) {
-      T* dxn = dx + n * g.in_h * g.in_w * ch;
-      const T* dyn = dy + n * g.out_h * g.out_w * ch;
+  const i64 ch = g.channels;
+  for_images(g, [&](i64 n) {
+    T* dxn = dx + n * in_image(g);
+    const T* dyn = dy + n * out_image(g);
+    std::fill_n(dxn, in_image(g), T(0));
+    if (!g.channels_first) {
       for (i64 oh = 0; oh < g.out_h; ++oh) {
         const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
         for (i64 ow = 0; ow < g.out_w; ++ow) {
@@ -250,36 +323,35 @@ void avg_pool_backward(const Pool2DGeometry& g, const T* dy, T* dx) {
           }
         }
       }
+      return;
     }
-    return;
-  }
-  for_each_plane(g, [&](i64 xo, i64 yo, i64 step) {
-    const Plane<const T> dyp{dy + yo, step};
-    const Plane<T> dxp{dx + xo, step};
-    for (i64 oh = 0; oh < g.out_h; ++oh) {
-      const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
-      for (i64 ow = 0; ow < g.out_w; ++ow) {
-        const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
-        const i64 count = hs.size() * ws.size();
-        if (count == 0) continue;
-        const T grad = dyp[oh * g.out_w + ow] * (T(1) / static_cast<T>(count));
-        for (i64 h = hs.lo; h < hs.hi; ++h) {
-          for (i64 w = ws.lo; w < ws.hi; ++w) dxp[h * g.in_w + w] += grad;
+    for (i64 c = 0; c < ch; ++c) {
+      const T* dyp = dyn + c * g.out_h * g.out_w;
+      T* dxp = dxn + c * g.in_h * g.in_w;
+      for (i64 oh = 0; oh < g.out_h; ++oh) {
+        const Span hs = window_span(oh, g.stride_h, g.pad_top, g.window_h, g.in_h);
+        for (i64 ow = 0; ow < g.out_w; ++ow) {
+          const Span ws = window_span(ow, g.stride_w, g.pad_left, g.window_w, g.in_w);
+          const i64 count = hs.size() * ws.size();
+          if (count == 0) continue;
+          const T grad = dyp[oh * g.out_w + ow] * (T(1) / static_cast<T>(count));
+          for (i64 h = hs.lo; h < hs.hi; ++h) {
+            for (i64 w = ws.lo; w < ws.hi; ++w) dxp[h * g.in_w + w] += grad;
+          }
         }
       }
     }
   });
 }
 
-template void max_pool_forward<float>(const Pool2DGeometry&, const float*, float*);
-template void max_pool_forward<double>(const Pool2DGeometry&, const double*, double*);
-template void max_pool_backward<float>(const Pool2DGeometry&, const float*, const float*,
-                                       const float*, float*);
-template void max_pool_backward<double>(const Pool2DGeometry&, const double*, const double*,
-                                        const double*, double*);
-template void avg_pool_forward<float>(const Pool2DGeometry&, const float*, float*);
-template void avg_pool_forward<double>(const Pool2DGeometry&, const double*, double*);
-template void avg_pool_backward<float>(const Pool2DGeometry&, const float*, float*);
-template void avg_pool_backward<double>(const Pool2DGeometry&, const double*, double*);
+#define KILN_POOL_INSTANTIATE(T)                                                               \
+  template void max_pool_forward<T>(const Pool2DGeometry&, const T*, T*, i64*);                \
+  template void max_pool_backward<T>(const Pool2DGeometry&, const i64*, const T*, T*);         \
+  template void max_pool_grad_grad<T>(const Pool2DGeometry&, const i64*, const T*, T*);        \
+  template void avg_pool_forward<T>(const Pool2DGeometry&, const T*, T*);                      \
+  template void avg_pool_backward<T>(const Pool2DGeometry&, const T*, T*);
+KILN_POOL_INSTANTIATE(float)
+KILN_POOL_INSTANTIATE(double)
+#undef KILN_POOL_INSTANTIATE
 
 }  // namespace kiln::kernels

@@ -1,12 +1,17 @@
 #pragma once
-// 2-D max and average pooling on raw buffers (no graph types, no xtensor): TF's MaxPool,
-// MaxPoolGrad, AvgPool and AvgPoolGrad for float and double.
+// 2-D max and average pooling on raw buffers (no graph types, no xtensor): TF's MaxPool (with its
+// argmax, as TF's MaxPoolWithArgmax), MaxPoolGrad, MaxPoolGradGrad, AvgPool and AvgPoolGrad for
+// float and double.
 //
 // Layouts: x/dx are [batch, in_h, in_w, channels] (NHWC) or [batch, channels, in_h, in_w] (NCHW,
-// when channels_first); y/dy likewise with out_h, out_w. Dense, row-major, non-overlapping.
+// when channels_first); y/dy/argmax likewise with out_h, out_w. Dense, row-major, non-overlapping.
 // Output (oh, ow) pools input rows [oh*stride_h - pad_top, + window_h) and columns
 // [ow*stride_w - pad_left, + window_w), clipped to the input: padding never takes part (max
 // ignores it, average divides by the number of input elements in the window, as TF does).
+//
+// Threads: every kernel splits the batch into chunks on kiln's thread pool; each output (and, in
+// the backward kernels, each input gradient) is computed by one chunk in a fixed order, so the
+// results are bit-identical for any thread count. Thread-safe (no shared state).
 #include <cstdint>
 
 #include "framework/kernels/conv2d.hpp"  // Padding, window_dim
@@ -37,17 +42,26 @@ Pool2DGeometry make_pool2d_geometry(Pool2DGeometry spec, Padding padding);
 /// The kernels below call it.
 void validate(const Pool2DGeometry& g);
 
-/// y = max over each window. Comparisons scan the window row by row and replace the running
-/// maximum only when strictly greater, so y is the first maximal element (a NaN in the first
-/// position propagates; later NaNs are ignored). A window with no input element gives 0.
+/// y = max over each window, and argmax = the flat index into x (batch included, in x's layout,
+/// as TF's MaxPoolWithArgmax with include_batch_in_index) of the element y was taken from.
+/// The window is scanned row by row; the running maximum is replaced by a strictly greater
+/// element, or by a NaN when it is not NaN itself: ties go to the first maximum, and a NaN
+/// anywhere in the window makes y NaN, with argmax at the first NaN. A window with no input
+/// element (only possible with hand-made geometries) gives y = 0 and argmax = -1.
 template <class T>
-void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y);
+void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y, std::int64_t* argmax);
 
-/// dx = gradient of max pooling: each dy goes to the first element (row-major in its window) of
-/// x equal to y, i.e. to the element max_pool_forward chose (falls back to that same first-max
-/// scan when none is equal, e.g. y is NaN). Overlapping windows accumulate. Overwrites dx.
+/// dx = gradient of max pooling: dx = 0, then dx[argmax[o]] += dy[o] for every output o in
+/// order (overlapping windows accumulate; argmax -1 contributes nothing). argmax must come from
+/// max_pool_forward with the same geometry: an index outside its own image throws
+/// kiln::InvalidArgumentError (dx is then unspecified).
 template <class T>
-void max_pool_backward(const Pool2DGeometry& g, const T* x, const T* y, const T* dy, T* dx);
+void max_pool_backward(const Pool2DGeometry& g, const std::int64_t* argmax, const T* dy, T* dx);
+
+/// The gradient of max_pool_backward in dy (TF's MaxPoolGradGrad): out[o] = gg[argmax[o]], 0 for
+/// argmax -1; gg has x's shape, out y's. Same argmax checks as max_pool_backward.
+template <class T>
+void max_pool_grad_grad(const Pool2DGeometry& g, const std::int64_t* argmax, const T* gg, T* out);
 
 /// y = mean over the input elements inside each window (padding excluded). Empty window: 0.
 template <class T>

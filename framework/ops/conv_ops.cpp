@@ -8,11 +8,14 @@
 //     d/d dy = conv2d(g, f), d/d f = BackpropFilter(g, dy);
 //   BackpropFilter(x, dy) = d <conv2d(x, f), dy> / df, so <g, BackpropFilter(x, dy)> =
 //     <conv2d(x, g), dy>: d/d dy = conv2d(x, g), d/d x = BackpropInput(g, dy).
-// MaxPool -> MaxPoolGrad(x, y, dy), which routes dy to each window's chosen (first maximal)
-// element: a fixed linear map S^T of dy for given x, so its gradient in dy is S gg =
-// MaxPoolGradGrad(x, y, gg) (gg read at each window's chosen element), and zero in x and y (the
-// choice is piecewise constant). MaxPoolGradGrad's gradient is MaxPoolGrad again. AvgPool ->
-// AvgPoolGrad (the adjoint spreads dy / count over the window), whose gradient is AvgPool.
+// MaxPool has a second output, argmax (int64, y's shape: the flat index into x of the element
+// each output was taken from, as TF's MaxPoolWithArgmax), so that its gradient
+// MaxPoolGrad(x, y, dy, argmax) is a scatter of dy to the chosen elements instead of a second
+// search (TF's MaxPoolGrad takes the first three inputs and searches again). That is a fixed
+// linear map S^T of dy for given x, so its gradient in dy is S gg = MaxPoolGradGrad(x, y, gg,
+// argmax) (a gather of gg at the chosen elements), and zero in x and y (the choice is piecewise
+// constant). MaxPoolGradGrad's gradient is MaxPoolGrad again. AvgPool -> AvgPoolGrad (the adjoint
+// spreads dy / count over the window), whose gradient is AvgPool.
 #include <algorithm>
 #include <optional>
 
@@ -218,13 +221,6 @@ void expect_dims(const Dims& got, const Dims& want, const char* what) {
                      " does not match the expected shape " + list_text(want));
 }
 
-// The im2col workspace of this thread, grown as needed and reused by later kernel calls.
-template <class T>
-std::vector<T>& workspace() {
-  thread_local std::vector<T> w;
-  return w;
-}
-
 kernels::Conv2DGeometry conv_geometry(const Dims& x, const Dims& f, const Conv2DAttrs& a) {
   const Layout l = layout_of(a.data_format);
   const HW s = spatial_of(a.strides, "strides", l);
@@ -273,7 +269,7 @@ void conv2d_kernel(KernelContext& c) {
     return conv_geometry(dims_of(x), dims_of(f), a);
   });
   auto y = xt::xarray<T>::from_shape(extents(out));
-  kernels::conv2d_forward(g, x.data(), f.data(), y.data(), workspace<T>());
+  kernels::conv2d_forward(g, x.data(), f.data(), y.data());
   c.set_output(0, std::move(y));
 }
 
@@ -291,7 +287,7 @@ void conv2d_backprop_input_kernel(KernelContext& c) {
     return conv_geometry(sizes, dims_of(f), a);
   });
   auto dx = xt::xarray<T>::from_shape(extents(sizes));
-  kernels::conv2d_backprop_input(g, f.data(), dy.data(), dx.data(), workspace<T>());
+  kernels::conv2d_backprop_input(g, f.data(), dy.data(), dx.data());
   c.set_output(0, std::move(dx));
 }
 
@@ -309,7 +305,7 @@ void conv2d_backprop_filter_kernel(KernelContext& c) {
     return conv_geometry(dims_of(x), sizes, a);
   });
   auto df = xt::xarray<T>::from_shape(extents(sizes));
-  kernels::conv2d_backprop_filter(g, x.data(), dy.data(), df.data(), workspace<T>());
+  kernels::conv2d_backprop_filter(g, x.data(), dy.data(), df.data());
   c.set_output(0, std::move(df));
 }
 
@@ -323,77 +319,49 @@ void pool_kernel(KernelContext& c) {
     return pool_geometry(dims_of(x), a);
   });
   auto y = xt::xarray<T>::from_shape(extents(out));
-  if constexpr (kMax)
-    kernels::max_pool_forward(g, x.data(), y.data());
-  else
+  if constexpr (kMax) {
+    auto argmax = xt::xarray<i64>::from_shape(extents(out));
+    kernels::max_pool_forward(g, x.data(), y.data(), argmax.data());
+    c.set_output(1, std::move(argmax));
+  } else {
     kernels::avg_pool_forward(g, x.data(), y.data());
+  }
   c.set_output(0, std::move(y));
 }
 
-// Inputs (orig_input, orig_output, grad): grad [pooled] -> [input].
+// Inputs (orig_input, orig_output, grad, argmax), checked against each other; the geometry.
 template <class T>
-void max_pool_grad_kernel(KernelContext& c) {
+kernels::Pool2DGeometry checked_max_pool_grad_geometry(const KernelContext& c, bool grad_is_pooled) {
   const auto& x = c.input_as<T>(0);
-  const auto& y = c.input_as<T>(1);
-  const auto& dy = c.input_as<T>(2);
   const auto& a = c.attrs<PoolAttrs>();
-  const auto g = checked(c, [&] {
+  return checked(c, [&] {
     const Dims out = pool_output(dims4(Shape(dims_of(x)), "orig_input"), a);
-    expect_dims(dims_of(y), out, "orig_output");
-    expect_dims(dims_of(dy), out, "grad");
+    expect_dims(dims_of(c.input_as<T>(1)), out, "orig_output");
+    expect_dims(dims_of(c.input_as<T>(2)), grad_is_pooled ? out : dims_of(x), "grad");
+    expect_dims(dims_of(c.input_as<i64>(3)), out, "argmax");
     return pool_geometry(dims_of(x), a);
   });
-  auto dx = xt::xarray<T>::from_shape(x.shape());
-  kernels::max_pool_backward(g, x.data(), y.data(), dy.data(), dx.data());
+}
+
+// grad [pooled] -> [input]: scattered to the elements argmax names.
+template <class T>
+void max_pool_grad_kernel(KernelContext& c) {
+  const auto g = checked_max_pool_grad_geometry<T>(c, true);
+  auto dx = xt::xarray<T>::from_shape(c.input_as<T>(0).shape());
+  checked(c, [&] {
+    kernels::max_pool_backward(g, c.input_as<i64>(3).data(), c.input_as<T>(2).data(), dx.data());
+  });
   c.set_output(0, std::move(dx));
 }
 
-// Inputs (orig_input, orig_output, grad of orig_input's shape) -> [pooled]: out[o] = grad at the
-// element that max pooling chose for window o, by the rule of kernels::max_pool_backward (the
-// first element of the window, row-major, equal to y; else the first maximal one). An empty window
-// gives 0. (This small loop belongs beside max_pool_backward in kernels/pooling once that file
-// takes it.)
+// grad [input] -> [pooled]: out[o] = grad at the element argmax[o] names (0 for an empty window).
 template <class T>
 void max_pool_grad_grad_kernel(KernelContext& c) {
-  const auto& x = c.input_as<T>(0);
-  const auto& y = c.input_as<T>(1);
-  const auto& gg = c.input_as<T>(2);
-  const auto& a = c.attrs<PoolAttrs>();
-  const auto g = checked(c, [&] {
-    const Dims out = pool_output(dims4(Shape(dims_of(x)), "orig_input"), a);
-    expect_dims(dims_of(y), out, "orig_output");
-    expect_dims(dims_of(gg), dims_of(x), "grad");
-    return pool_geometry(dims_of(x), a);
+  const auto g = checked_max_pool_grad_geometry<T>(c, false);
+  auto out = xt::xarray<T>::from_shape(c.input_as<T>(1).shape());
+  checked(c, [&] {
+    kernels::max_pool_grad_grad(g, c.input_as<i64>(3).data(), c.input_as<T>(2).data(), out.data());
   });
-  auto out = xt::xarray<T>::from_shape(y.shape());
-  // Element (n, h, w, ch) of an input or output buffer in the geometry's layout.
-  const auto at = [&g](i64 n, i64 h, i64 w, i64 ch, i64 height, i64 width) {
-    return g.channels_first ? ((n * g.channels + ch) * height + h) * width + w
-                            : ((n * height + h) * width + w) * g.channels + ch;
-  };
-  for (i64 n = 0; n < g.batch; ++n)
-    for (i64 ch = 0; ch < g.channels; ++ch)
-      for (i64 oh = 0; oh < g.out_h; ++oh)
-        for (i64 ow = 0; ow < g.out_w; ++ow) {
-          const i64 h0 = std::max<i64>(oh * g.stride_h - g.pad_top, 0);
-          const i64 h1 = std::min(oh * g.stride_h - g.pad_top + g.window_h, g.in_h);
-          const i64 w0 = std::max<i64>(ow * g.stride_w - g.pad_left, 0);
-          const i64 w1 = std::min(ow * g.stride_w - g.pad_left + g.window_w, g.in_w);
-          const i64 o = at(n, oh, ow, ch, g.out_h, g.out_w);
-          const T target = y.data()[o];
-          i64 chosen = -1, first_max = -1;
-          for (i64 h = h0; h < h1 && chosen < 0; ++h)
-            for (i64 w = w0; w < w1; ++w) {
-              const i64 i = at(n, h, w, ch, g.in_h, g.in_w);
-              if (x.data()[i] == target) {
-                chosen = i;
-                break;
-              }
-              if (first_max < 0 || x.data()[i] > x.data()[first_max]) first_max = i;
-            }
-          if (chosen < 0) chosen = first_max;
-          out.data()[o] = chosen < 0 ? T(0) : gg.data()[chosen];
-        }
   c.set_output(0, std::move(out));
 }
 
@@ -466,26 +434,41 @@ std::vector<TensorSpec> pool_shape(const InferenceContext& c) {
   return detail::one(c.dtypes[0], Shape(y));
 }
 
-// (orig_input, orig_output, grad) -> orig_input.
-std::vector<TensorSpec> max_pool_grad_shape(const InferenceContext& c) {
-  detail::expect_inputs(c, 3);
-  detail::expect_same_dtype(c);
-  const Dims x = dims4(c.shapes[0], "orig_input");
-  const Dims y = merge(dims4(c.shapes[1], "orig_output"), pool_output(x, c.attrs<PoolAttrs>()),
-                       "orig_output", "the pooled shape");
-  merge(dims4(c.shapes[2], "grad"), y, "grad", "the pooled shape");
-  return detail::one(c.dtypes[0], Shape(x));
+// x -> (y, argmax).
+std::vector<TensorSpec> max_pool_shape(const InferenceContext& c) {
+  auto specs = pool_shape(c);
+  specs.push_back({int64, specs[0].shape});
+  return specs;
 }
 
-// (orig_input, orig_output, grad of orig_input's shape) -> orig_output.
+// (orig_input, orig_output, grad, argmax): checks them; returns (x, y) dims. grad has y's shape
+// (MaxPoolGrad) or x's (MaxPoolGradGrad).
+std::pair<Dims, Dims> max_pool_grad_inputs(const InferenceContext& c, bool grad_is_pooled) {
+  detail::expect_inputs(c, 4);
+  for (std::size_t i : {1, 2})
+    if (c.dtypes[i] != c.dtypes[0])
+      throw TypeError("Input " + std::to_string(i) + " has type " + dtype_name(c.dtypes[i]) +
+                      " that does not match type " + dtype_name(c.dtypes[0]) + " of input 0");
+  if (c.dtypes[3] != int64)
+    throw TypeError("argmax must be int64 (MaxPool's second output), got " +
+                    std::string(dtype_name(c.dtypes[3])));
+  Dims x = dims4(c.shapes[0], "orig_input");
+  if (!grad_is_pooled) x = merge(x, dims4(c.shapes[2], "grad"), "orig_input", "grad");
+  Dims y = merge(dims4(c.shapes[1], "orig_output"), pool_output(x, c.attrs<PoolAttrs>()),
+                 "orig_output", "the pooled shape");
+  y = merge(dims4(c.shapes[3], "argmax"), y, "argmax", "the pooled shape");
+  if (grad_is_pooled) y = merge(dims4(c.shapes[2], "grad"), y, "grad", "the pooled shape");
+  return {x, y};
+}
+
+// (orig_input, orig_output, grad, argmax) -> orig_input.
+std::vector<TensorSpec> max_pool_grad_shape(const InferenceContext& c) {
+  return detail::one(c.dtypes[0], Shape(max_pool_grad_inputs(c, true).first));
+}
+
+// (orig_input, orig_output, grad of orig_input's shape, argmax) -> orig_output.
 std::vector<TensorSpec> max_pool_grad_grad_shape(const InferenceContext& c) {
-  detail::expect_inputs(c, 3);
-  detail::expect_same_dtype(c);
-  const Dims x = merge(dims4(c.shapes[0], "orig_input"), dims4(c.shapes[2], "grad"), "orig_input",
-                       "grad");
-  const Dims y = merge(dims4(c.shapes[1], "orig_output"), pool_output(x, c.attrs<PoolAttrs>()),
-                       "orig_output", "the pooled shape");
-  return detail::one(c.dtypes[0], Shape(y));
+  return detail::one(c.dtypes[0], Shape(max_pool_grad_inputs(c, false).second));
 }
 
 // (orig_input_shape, grad) -> orig_input.
@@ -638,7 +621,7 @@ Tensor conv2d_backprop_filter(const Tensor& x, const std::vector<std::int64_t>& 
 Tensor max_pool(const Tensor& x, const std::vector<std::int64_t>& ksize,
                 const std::vector<std::int64_t>& strides, const std::string& padding,
                 const std::string& data_format, const std::string& name) {
-  return detail::build1("MaxPool", {x}, pool_attrs(ksize, strides, padding, data_format), name);
+  return build_op("MaxPool", {x}, pool_attrs(ksize, strides, padding, data_format), name).output(0);
 }
 
 Tensor avg_pool(const Tensor& x, const std::vector<std::int64_t>& ksize,
@@ -684,32 +667,35 @@ void register_conv_ops(OpRegistry& r) {
         return OptionalTensors{backprop_input_op(x, g, d, a), std::nullopt, conv2d_op(x, g, a)};
       }));
 
+  // MaxPool's argmax output (int64) carries no gradient.
   r.add(pool_def(
-      "MaxPool", pool_shape,
+      "MaxPool", max_pool_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { pool_kernel<T, true>(c); }),
       [](Op op, G dy) {
-        return OptionalTensors{detail::build1("MaxPoolGrad", {in(op, 0), op.output(0), *dy[0]},
-                                              hinted(op.attrs<PoolAttrs>(), Shape::unknown()),
-                                              "")};
+        return OptionalTensors{detail::build1(
+            "MaxPoolGrad", {in(op, 0), op.output(0), *dy[0], op.output(1)},
+            hinted(op.attrs<PoolAttrs>(), Shape::unknown()), "")};
       }));
   r.add(pool_def(
       "MaxPoolGrad", max_pool_grad_shape,
       kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { max_pool_grad_kernel<T>(c); }),
       [](Op op, G dy) {
-        const Tensor x = in(op, 0), y = in(op, 1);
+        const Tensor x = in(op, 0), y = in(op, 1), argmax = in(op, 3);
         return OptionalTensors{zeros_like(x), zeros_like(y),
-                               detail::build1("MaxPoolGradGrad", {x, y, *dy[0]},
-                                              op.attrs<PoolAttrs>(), "")};
+                               detail::build1("MaxPoolGradGrad", {x, y, *dy[0], argmax},
+                                              op.attrs<PoolAttrs>(), ""),
+                               std::nullopt};
       }));
   r.add(pool_def(
       "MaxPoolGradGrad", max_pool_grad_grad_shape,
       kernels_for<KILN_FLOAT_TYPES>(
           []<class T>(KernelContext& c) { max_pool_grad_grad_kernel<T>(c); }),
       [](Op op, G dy) {
-        const Tensor x = in(op, 0), y = in(op, 1);
+        const Tensor x = in(op, 0), y = in(op, 1), argmax = in(op, 3);
         return OptionalTensors{
             zeros_like(x), zeros_like(y),
-            detail::build1("MaxPoolGrad", {x, y, *dy[0]}, op.attrs<PoolAttrs>(), "")};
+            detail::build1("MaxPoolGrad", {x, y, *dy[0], argmax}, op.attrs<PoolAttrs>(), ""),
+            std::nullopt};
       }));
 
   r.add(pool_def(

@@ -299,7 +299,6 @@ std::vector<Conv2DGeometry> conv_geometries(bool channels_first, i64 in_h, i64 i
 
 template <class T>
 void check_conv_against_naive(bool channels_first) {
-  std::vector<T> ws;  // one workspace reused across all geometries
   unsigned seed = 10;
   for (const Conv2DGeometry& g : conv_geometries(channels_first, 7, 6, 3, 4)) {
     INFO(describe(g));
@@ -308,15 +307,15 @@ void check_conv_against_naive(bool channels_first) {
     const auto dy = random_vector<T>(g.output_size(), ++seed);
 
     std::vector<T> y(static_cast<std::size_t>(g.output_size()), T(99));
-    kk::conv2d_forward(g, x.data(), f.data(), y.data(), ws);
+    kk::conv2d_forward(g, x.data(), f.data(), y.data());
     CHECK(rel_error(y, naive_conv(g, x, f)) <= tolerance<T>());
 
     std::vector<T> dx(static_cast<std::size_t>(g.input_size()), T(99));
-    kk::conv2d_backprop_input(g, f.data(), dy.data(), dx.data(), ws);
+    kk::conv2d_backprop_input(g, f.data(), dy.data(), dx.data());
     CHECK(rel_error(dx, naive_conv_backprop_input(g, f, dy)) <= tolerance<T>());
 
     std::vector<T> df(static_cast<std::size_t>(g.filter_size()), T(99));
-    kk::conv2d_backprop_filter(g, x.data(), dy.data(), df.data(), ws);
+    kk::conv2d_backprop_filter(g, x.data(), dy.data(), df.data());
     CHECK(rel_error(df, naive_conv_backprop_filter(g, x, dy)) <= tolerance<T>());
 
     // Adjoint identities: <conv(x, f), dy> = <x, dx(f, dy)> = <f, df(x, dy)>.
@@ -344,14 +343,14 @@ TEST_CASE("kernels.conv2d.layouts_agree") {
   gc.channels_first = true;
   const auto x = random_vector<double>(g.input_size(), 77);
   const auto f = random_vector<double>(g.filter_size(), 78);
-  std::vector<double> x_nchw(x.size()), y(g.output_size()), y_nchw(g.output_size()), ws;
+  std::vector<double> x_nchw(x.size()), y(g.output_size()), y_nchw(g.output_size());
   for (i64 n = 0; n < g.batch; ++n)
     for (i64 h = 0; h < g.in_h; ++h)
       for (i64 w = 0; w < g.in_w; ++w)
         for (i64 c = 0; c < g.in_c; ++c)
           x_nchw[x_index(gc, n, h, w, c)] = x[x_index(g, n, h, w, c)];
-  kk::conv2d_forward(g, x.data(), f.data(), y.data(), ws);
-  kk::conv2d_forward(gc, x_nchw.data(), f.data(), y_nchw.data(), ws);
+  kk::conv2d_forward(g, x.data(), f.data(), y.data());
+  kk::conv2d_forward(gc, x_nchw.data(), f.data(), y_nchw.data());
   double diff = 0;
   for (i64 n = 0; n < g.batch; ++n)
     for (i64 h = 0; h < g.out_h; ++h)
@@ -364,42 +363,26 @@ TEST_CASE("kernels.conv2d.layouts_agree") {
 
 TEST_CASE("kernels.conv2d.golden_values") {
   // x = [[1,2,3],[4,5,6],[7,8,9]], a 2x2 filter of ones: window sums.
-  std::vector<double> x = {1, 2, 3, 4, 5, 6, 7, 8, 9}, f = {1, 1, 1, 1}, ws;
+  std::vector<double> x = {1, 2, 3, 4, 5, 6, 7, 8, 9}, f = {1, 1, 1, 1};
   auto g = kk::make_conv2d_geometry({.batch = 1, .in_h = 3, .in_w = 3, .in_c = 1, .out_c = 1,
                                      .kernel_h = 2, .kernel_w = 2},
                                     Padding::valid);
   std::vector<double> y(4);
-  kk::conv2d_forward(g, x.data(), f.data(), y.data(), ws);
+  kk::conv2d_forward(g, x.data(), f.data(), y.data());
   CHECK(y == std::vector<double>{12, 16, 24, 28});
   // SAME: pad_total = 1 goes to the bottom/right.
   g = kk::make_conv2d_geometry({.batch = 1, .in_h = 3, .in_w = 3, .in_c = 1, .out_c = 1,
                                 .kernel_h = 2, .kernel_w = 2},
                                Padding::same);
   y.assign(9, 0);
-  kk::conv2d_forward(g, x.data(), f.data(), y.data(), ws);
+  kk::conv2d_forward(g, x.data(), f.data(), y.data());
   CHECK(y == std::vector<double>{12, 16, 9, 24, 28, 15, 15, 17, 9});
-}
-
-TEST_CASE("kernels.conv2d.workspace_is_reused_and_contents_ignored") {
-  auto g = kk::make_conv2d_geometry({.batch = 2, .in_h = 5, .in_w = 5, .in_c = 2, .out_c = 3,
-                                     .kernel_h = 3, .kernel_w = 3},
-                                    Padding::same);
-  const auto x = random_vector<float>(g.input_size(), 5);
-  const auto f = random_vector<float>(g.filter_size(), 6);
-  std::vector<float> ws_empty, ws_garbage(10000, std::numeric_limits<float>::quiet_NaN());
-  std::vector<float> y1(g.output_size()), y2(g.output_size());
-  kk::conv2d_forward(g, x.data(), f.data(), y1.data(), ws_empty);
-  CHECK(ws_empty.size() == static_cast<std::size_t>(25 * 9 * 2));  // P x K for one image
-  kk::conv2d_forward(g, x.data(), f.data(), y2.data(), ws_garbage);
-  CHECK(ws_garbage.size() == 10000u);  // never shrunk
-  CHECK(y1 == y2);
 }
 
 // L(x, f) = sum(conv(x, f) * w); its gradients are backprop_input(dy = w) and
 // backprop_filter(dy = w). Central differences are exact up to rounding because L is linear.
 TEST_CASE("kernels.conv2d.backprop_matches_finite_differences") {
   for (bool channels_first : {false, true}) {
-    std::vector<double> ws;
     unsigned seed = 100;
     for (const Conv2DGeometry& g : conv_geometries(channels_first, 5, 4, 2, 3)) {
       INFO(describe(g));
@@ -408,7 +391,7 @@ TEST_CASE("kernels.conv2d.backprop_matches_finite_differences") {
       const auto w = random_vector<double>(g.output_size(), ++seed);
       std::vector<double> y(static_cast<std::size_t>(g.output_size()));
       auto loss = [&] {
-        kk::conv2d_forward(g, x.data(), f.data(), y.data(), ws);
+        kk::conv2d_forward(g, x.data(), f.data(), y.data());
         return dot(y, w);
       };
       const double eps = 1e-6;
@@ -427,8 +410,8 @@ TEST_CASE("kernels.conv2d.backprop_matches_finite_differences") {
       };
       std::vector<double> dx(static_cast<std::size_t>(g.input_size()));
       std::vector<double> df(static_cast<std::size_t>(g.filter_size()));
-      kk::conv2d_backprop_input(g, f.data(), w.data(), dx.data(), ws);
-      kk::conv2d_backprop_filter(g, x.data(), w.data(), df.data(), ws);
+      kk::conv2d_backprop_input(g, f.data(), w.data(), dx.data());
+      kk::conv2d_backprop_filter(g, x.data(), w.data(), df.data());
       CHECK(rel_error(dx, numeric(x)) <= 1e-7);
       CHECK(rel_error(df, numeric(f)) <= 1e-7);
     }
@@ -550,10 +533,11 @@ void check_pool_against_naive(bool channels_first) {
     const auto dy = random_vector<T>(g.output_size(), ++seed);
 
     std::vector<T> y(static_cast<std::size_t>(g.output_size()), T(99));
-    kk::max_pool_forward(g, x.data(), y.data());
+    std::vector<i64> argmax(y.size());
+    kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
     CHECK(y == naive_max_pool(g, x));
     std::vector<T> dx(static_cast<std::size_t>(g.input_size()), T(99));
-    kk::max_pool_backward(g, x.data(), y.data(), dy.data(), dx.data());
+    kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
     CHECK(rel_error(dx, naive_max_pool_backward(g, x, dy)) <= tolerance<T>());
 
     const auto xa = random_vector<T>(g.input_size(), ++seed);
@@ -581,11 +565,12 @@ TEST_CASE("kernels.pooling.backward_matches_finite_differences") {
       const auto w = random_vector<double>(g.output_size(), ++seed);
       std::vector<double> y(static_cast<std::size_t>(g.output_size()));
       std::vector<double> dx(static_cast<std::size_t>(g.input_size()));
+      std::vector<i64> argmax(y.size());
       for (bool is_max : {true, false}) {
         CAPTURE(is_max);
         auto loss = [&] {
           if (is_max) {
-            kk::max_pool_forward(g, x.data(), y.data());
+            kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
           } else {
             kk::avg_pool_forward(g, x.data(), y.data());
           }
@@ -603,8 +588,8 @@ TEST_CASE("kernels.pooling.backward_matches_finite_differences") {
           numeric[i] = (up - down) / (2 * eps);
         }
         if (is_max) {
-          kk::max_pool_forward(g, x.data(), y.data());
-          kk::max_pool_backward(g, x.data(), y.data(), w.data(), dx.data());
+          kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
+          kk::max_pool_backward(g, argmax.data(), w.data(), dx.data());
         } else {
           kk::avg_pool_backward(g, w.data(), dx.data());
         }
@@ -636,8 +621,9 @@ TEST_CASE("kernels.pooling.golden_values_and_ties") {
                                               Padding::valid);
       const std::vector<float> x(8, 1.0f), dy = {3, 5};
       std::vector<float> y(2), dx(8);
-      kk::max_pool_forward(g, x.data(), y.data());
-      kk::max_pool_backward(g, x.data(), y.data(), dy.data(), dx.data());
+      std::vector<i64> argmax(2);
+      kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
+      kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
       const std::vector<float> expected =
           channels_first ? std::vector<float>{3, 0, 0, 0, 5, 0, 0, 0}
                          : std::vector<float>{3, 5, 0, 0, 0, 0, 0, 0};
@@ -652,8 +638,10 @@ TEST_CASE("kernels.pooling.golden_values_and_ties") {
     REQUIRE(g.out_h == 2);
     const std::vector<double> x = {-9, -8, -7, -6, -5, -4, -3, -2, -1};
     std::vector<double> y(4);
-    kk::max_pool_forward(g, x.data(), y.data());
+    std::vector<i64> argmax(4);
+    kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
     CHECK(y == std::vector<double>{-5, -4, -2, -1});
+    CHECK(argmax == std::vector<i64>{4, 5, 7, 8});
   }
   SUBCASE("a NaN first in its window propagates and takes the gradient") {
     const auto g = kk::make_pool2d_geometry({.batch = 1, .in_h = 1, .in_w = 3, .channels = 1,
@@ -662,9 +650,10 @@ TEST_CASE("kernels.pooling.golden_values_and_ties") {
     const double nan = std::numeric_limits<double>::quiet_NaN();
     const std::vector<double> x = {nan, 2, 1}, dy = {7};
     std::vector<double> y(1), dx(3);
-    kk::max_pool_forward(g, x.data(), y.data());
+    std::vector<i64> argmax(1);
+    kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
     CHECK(std::isnan(y[0]));
-    kk::max_pool_backward(g, x.data(), y.data(), dy.data(), dx.data());
+    kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
     CHECK(dx[0] == 7);
     CHECK(dx[1] == 0);
     CHECK(dx[2] == 0);
