@@ -16,6 +16,7 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/expect.hpp"
 #include "tests/support/graph_state.hpp"
 
 
@@ -27,15 +28,7 @@ namespace {
 using Arr = xt::xarray<double>;
 using Dims = std::vector<std::size_t>;
 
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
+using kiln::testing::message_of;
 
 // kiln::testing::allclose under a name that argument-dependent lookup cannot confuse with
 // xt::allclose when the expected value is an xtensor expression.

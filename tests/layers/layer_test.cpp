@@ -8,6 +8,7 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/expect.hpp"
 #include "tests/support/graph_state.hpp"
 
 
@@ -15,15 +16,7 @@ using namespace kiln;
 
 namespace {
 
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
-}
+using kiln::testing::message_of;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
