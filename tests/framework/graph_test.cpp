@@ -10,7 +10,7 @@
 
 #include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
-#include "tests/support/expect.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/graph_state.hpp"
 
 using namespace kiln;

@@ -9,22 +9,14 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::check_grad;
 
-namespace {
+using kiln::testing::message_of;
 
-// The message of the exception `f` throws as E (empty when it throws nothing).
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace {
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;

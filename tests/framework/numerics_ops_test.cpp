@@ -64,6 +64,8 @@ TEST_CASE("numerics.check_numerics_gradient_is_checked") {
   });
   CHECK(contains(m, "Not a number (NaN) or infinity (Inf) values detected in gradient. x finite"));
   CHECK(contains(m, "Tensor had Inf values"));
+  // Against central differences (and so counted by the gradient-check coverage test).
+  kiln::testing::check_grad(nn::check_numerics(x, "x finite") * x, {{x, xv}});
 }
 
 TEST_CASE("numerics.add_check_numerics_ops_names_the_first_op") {

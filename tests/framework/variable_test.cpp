@@ -8,7 +8,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "tests/support/approx.hpp"
-#include "tests/support/expect.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;

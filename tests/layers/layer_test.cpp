@@ -8,7 +8,7 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
-#include "tests/support/expect.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/graph_state.hpp"
 
 
