@@ -332,7 +332,8 @@ TrainResult train_fashion_mnist(const FashionMnistConfig& c, const data::Dataset
          << (c.renorm ? ", renorm" : "") << "\noptimizer: " << c.optimizer << ", learning rate " << lr0;
     if (c.lr_decay < 1) *log << " x" << c.lr_decay << " per epoch";
     *log << ", batch " << c.batch_size << ", " << c.epochs << (c.epochs == 1 ? " epoch" : " epochs") << ", seed " << c.seed << ", "
-         << result.threads << " thread" << (result.threads == 1 ? "" : "s") << '\n';
+         << result.threads << " thread" << (result.threads == 1 ? "" : "s") << '\n'
+         << "matrix products: " << kernels::blas_backend_description() << '\n';
     if (!out_dir.empty())
       *log << "writing " << (out_dir / "graph.dot").string() << ", curves.csv and moving_stats.csv\n";
     if (c.distributed)
