@@ -11,9 +11,12 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::check_grad;
+
+using kiln::testing::message_of;
 
 namespace {
 
@@ -23,16 +26,6 @@ using Arr = xt::xarray<double>;
 // xt::allclose when the expected value is an xtensor expression.
 bool near_eq(const Array& actual, const Arr& expected, double rtol = 1e-5, double atol = 1e-6) {
   return kiln::testing::allclose(actual, expected, rtol, atol);
-}
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<nothing thrown>";
 }
 
 bool contains(const std::string& s, const std::string& part) {
