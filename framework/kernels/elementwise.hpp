@@ -4,6 +4,8 @@
 // Broadcasting follows NumPy: shapes are right-aligned, size-1 dimensions stretch.
 // Threads: map_unary and map_binary over at least kParallelElements elements run in chunks of
 // kChunkElements on kiln's thread pool (elementwise, so results do not depend on the threads).
+#include <cmath>
+#include <limits>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -79,6 +81,48 @@ V minimum(const V& a, const V& b) {
     return (a != a || b != b) ? a + b : (b < a ? b : a);  // NOLINT(misc-redundant-expression)
   else
     return b < a ? b : a;
+}
+
+/// xsimd's exp, expm1, tanh and log1p convert their argument to an integer on the way, which is
+/// undefined for NaN and for huge magnitudes. These wrappers clamp the argument to [lo, hi], where
+/// the function has already saturated in float and double, and put NaN back afterwards, so they are
+/// defined for every input and propagate NaN. Scalars go to std::.
+template <class V, class F>
+V clamped_nan_safe(const V& x, double lo, double hi, F f) {
+  const auto nan = xsimd::isnan(x);
+  const V c = xsimd::select(nan, V(0), xsimd::min(xsimd::max(x, V(lo)), V(hi)));
+  return xsimd::select(nan, x, f(c));
+}
+template <class V>
+V exp(const V& x) {
+  if constexpr (kIsBatch<V>)
+    return clamped_nan_safe(x, -1000, 1000, [](const V& c) { return xsimd::exp(c); });
+  else
+    return std::exp(x);
+}
+template <class V>
+V expm1(const V& x) {
+  if constexpr (kIsBatch<V>)
+    return clamped_nan_safe(x, -1000, 1000, [](const V& c) { return xsimd::expm1(c); });
+  else
+    return std::expm1(x);
+}
+template <class V>
+V tanh(const V& x) {
+  if constexpr (kIsBatch<V>)
+    return clamped_nan_safe(x, -50, 50, [](const V& c) { return xsimd::tanh(c); });
+  else
+    return std::tanh(x);
+}
+/// log1p for arguments >= -1 (softplus's): NaN and +inf pass through.
+template <class V>
+V log1p(const V& x) {
+  if constexpr (kIsBatch<V>) {
+    const auto keep = xsimd::isnan(x) || x == V(std::numeric_limits<double>::infinity());
+    return xsimd::select(keep, x, xsimd::log1p(xsimd::select(keep, V(0), x)));
+  } else {
+    return std::log1p(x);
+  }
 }
 
 /// A gradient gated by a comparison on the op's input or output x (ReluGrad and friends): g where

@@ -468,14 +468,13 @@ void register_array_ops(OpRegistry& r) {
            std::int64_t known = 1, infer = -1;
            for (std::size_t i = 0; i < t.size(); ++i) {
              const auto v = static_cast<std::int64_t>(t(i));
-             if (v < 0)
-               infer = static_cast<std::int64_t>(i);
-             else
-               known *= v;
+             if (v < 0) infer = static_cast<std::int64_t>(i);
              dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
            }
-           const auto n = static_cast<std::int64_t>(x.size());
            check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
+           for (std::size_t i = 0; i < dims.size(); ++i)  // cannot overflow: checked above
+             if (static_cast<std::int64_t>(i) != infer) known *= static_cast<std::int64_t>(dims[i]);
+           const auto n = static_cast<std::int64_t>(x.size());
            if (infer >= 0 && known > 0 && n % known == 0)
              dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
            std::int64_t total = 1;

@@ -274,7 +274,7 @@ void register_math_ops(OpRegistry& r) {
               const Tensor y = op.output(0);
               return OptionalTensors{*dy[0] * -0.5 * y * y * y};
             });
-  add_unary(r, "Exp", [](auto x) { using std::exp; using xsimd::exp; return exp(x); }, [](const Operation& op, const OptionalTensors& dy) {
+  add_unary(r, "Exp", [](auto x) { return kernels::exp(x); }, [](const Operation& op, const OptionalTensors& dy) {
     return OptionalTensors{*dy[0] * op.output(0)};
   });
   add_unary(r, "Log", [](auto x) { using std::log; using xsimd::log; return log(x); }, [](const Operation& op, const OptionalTensors& dy) {

@@ -138,7 +138,7 @@ void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size
   std::vector<double> s(inner);
   const auto sub = [](auto a, auto b) { return a - b; };
   const auto div = [](auto a, auto b) { return a / b; };
-  const auto exp_ = [](auto a) { return xsimd::exp(a); };
+  const auto exp_ = [](auto a) { return kernels::exp(a); };
   for (std::size_t o = 0; o < outer; ++o) {
     const T* xo = x + o * n * inner;
     T* yo = y + o * n * inner;
@@ -253,7 +253,7 @@ void sparse_xent(KernelContext& c) {
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
   for (std::size_t r = 0; r < rows; ++r)
     loss.data()[r] = -back.data()[r * classes + static_cast<std::size_t>(t.data()[r])];
-  kernels::map_unary(back.data(), back.data(), back.size(), [](auto a) { return xsimd::exp(a); });
+  kernels::map_unary(back.data(), back.data(), back.size(), [](auto a) { return kernels::exp(a); });
   for (std::size_t r = 0; r < rows; ++r)
     back.data()[r * classes + static_cast<std::size_t>(t.data()[r])] -= T(1);
   c.set_output(0, std::move(loss));
@@ -601,7 +601,11 @@ void register_nn_ops(OpRegistry& r) {
   // Elu: y = x if x > 0 else exp(x) - 1, so dy/dx = 1 or y + 1: EluGrad(g, y) = g if y > 0 else g
   // (y + 1). EluGrad's own gradient: (EluGrad(dz, y), dz g where y < 0).
   unary(
-      "Elu", [](auto x) { return kernels::select(x > k<decltype(x)>(0), x, xsimd::expm1(x)); },
+      "Elu",
+      [](auto x) {
+        using V = decltype(x);
+        return kernels::select(x < k<V>(0), kernels::expm1(x), x);  // x >= 0 and NaN pass through
+      },
       [](Op op, G dy) { return OptionalTensors{build2("EluGrad", *dy[0], op.output(0))}; });
   binary(
       "EluGrad",
@@ -621,7 +625,7 @@ void register_nn_ops(OpRegistry& r) {
       "Sigmoid",
       [](auto x) {
         using V = decltype(x);
-        return k<V>(1) / (k<V>(1) + xsimd::exp(-x));
+        return k<V>(1) / (k<V>(1) + kernels::exp(-x));
       },
       [](Op op, G dy) { return OptionalTensors{build2("SigmoidGrad", op.output(0), *dy[0])}; });
   binary(
@@ -634,7 +638,7 @@ void register_nn_ops(OpRegistry& r) {
   // Tanh: dy/dx = 1 - y^2. TanhGrad(y, g) = g (1 - y^2); its gradient: (-2 dz g y, TanhGrad(y,
   // dz)).
   unary(
-      "Tanh", [](auto x) { return xsimd::tanh(x); },
+      "Tanh", [](auto x) { return kernels::tanh(x); },
       [](Op op, G dy) { return OptionalTensors{build2("TanhGrad", op.output(0), *dy[0])}; });
   binary(
       "TanhGrad", [](auto y, auto g) { return g * (k<decltype(y)>(1) - y * y); },
@@ -649,14 +653,14 @@ void register_nn_ops(OpRegistry& r) {
   unary(
       "Softplus",
       [](auto x) {
-        return xsimd::log1p(xsimd::exp(-xsimd::abs(x))) + kernels::maximum(x, k<decltype(x)>(0));
+        return kernels::log1p(kernels::exp(-xsimd::abs(x))) + kernels::maximum(x, k<decltype(x)>(0));
       },
       [](Op op, G dy) { return OptionalTensors{build2("SoftplusGrad", *dy[0], in(op))}; });
   binary(
       "SoftplusGrad",
       [](auto g, auto x) {
         using V = decltype(g);
-        return g / (k<V>(1) + xsimd::exp(-x));
+        return g / (k<V>(1) + kernels::exp(-x));
       },
       [](Op op, G dy) {
         const Tensor g = in(op, 0), x = in(op, 1), dz = *dy[0];
