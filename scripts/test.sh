@@ -9,7 +9,9 @@ if [ ! -f build-asan/build.ninja ]; then
   CXX=clang++ meson setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
     -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all -Dwerror=true >/dev/null || exit 1
 fi
-ninja -C build-asan -j"$(nproc)" tests/kiln_tests || exit 1
+# Under the sanitizers only the test programs are built (not the examples and benchmarks).
+ninja -C build-asan -j"$(nproc)" tests/kiln_tests tests/kiln_concurrency_tests tests/fuzz_corpus_test \
+  tests/mpi_launcher_test tests/mpi_program || exit 1
 # ThreadSanitizer (clang) for the concurrency tests: the library and that one test program.
 if [ ! -f build-tsan/build.ninja ]; then
   CXX=clang++ meson setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
@@ -21,9 +23,9 @@ log=$(mktemp)
 status=0
 meson test -C build -v --suite fast --suite slow >"$log" 2>&1 || status=1
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-asan -v --suite fast >>"$log" 2>&1 || status=1
+  meson test -C build-asan -v --no-rebuild --suite fast >>"$log" 2>&1 || status=1
 OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  meson test -C build-tsan -v kiln_concurrency_tests >>"$log" 2>&1 || status=1
+  meson test -C build-tsan -v --no-rebuild kiln_concurrency_tests >>"$log" 2>&1 || status=1
 # `meson install` gives headers, the library and a pkg-config file a program can build against.
 inst=$(mktemp -d)
 if meson install -C build --destdir "$inst" --no-rebuild --quiet >>"$log" 2>&1; then
