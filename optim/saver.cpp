@@ -13,6 +13,7 @@
 #include "framework/ops.hpp"
 #include "framework/session.hpp"
 #include "framework/variable.hpp"
+#include "distributed/communicator.hpp"
 #include "optim/saver_format.hpp"
 
 namespace kiln::train {
@@ -134,6 +135,8 @@ std::string Saver::save(Session& sess, const std::string& path,
   if (fs::path(file).filename() == kStateFile)
     throw ValueError("Saver::save: " + file +
                      " would overwrite the directory's checkpoint state file");
+  // Data-parallel training: every rank holds the same variables, rank 0 writes them.
+  if (distributed::size() > 1 && distributed::rank() != 0) return file;
   const std::vector<GraphElement> fetches(vars_.begin(), vars_.end());
   const std::vector<Array> values = sess.run(fetches);
 

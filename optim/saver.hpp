@@ -10,6 +10,9 @@
 // global step) are not in its list. Entries are keyed by the variable's op name ("dense/kernel"),
 // so a graph rebuilt by the same code restores a checkpoint written by another process.
 //
+// In data-parallel training (distributed/, more than one rank) only rank 0 writes: save() on the
+// other ranks returns the path and writes nothing.
+//
 // Checkpoints hold a CRC32C of every tensor and of their index and are written durably (a .tmp
 // file, fsync, rename, fsync of the directory): see optim/saver_format.hpp for the bytes. Files of
 // format version 1 (kiln before checksums) still restore.

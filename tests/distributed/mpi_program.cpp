@@ -9,10 +9,13 @@
 //                with an error naming its rank, and the job is aborted instead of hanging.
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <random>
 #include <sstream>
 #include <thread>
+
+#include <unistd.h>
 
 #include <xtensor/xview.hpp>
 
@@ -149,6 +152,18 @@ std::vector<Array> train_distributed(bool synchronized, const std::vector<Array>
   check(moving_equal == synchronized, std::string(synchronized ? "synchronized" : "unsynchronized") +
                                           ": the moving statistics are " + (moving_equal ? "" : "not ") +
                                           "identical on every rank");
+  if (synchronized) {  // checkpoints: rank 0 writes, the other ranks' save() writes nothing
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                      ("kiln_mpi_saver_" + std::to_string(distributed::rank()) + "_" +
+                                       std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string path = (dir / "model.ckpt").string();
+    train::Saver saver;
+    check(saver.save(sess, path) == path, "Saver::save returns the checkpoint path on every rank");
+    check(std::filesystem::exists(path) == (distributed::rank() == 0),
+          "only rank 0 writes the checkpoint (rank " + std::to_string(distributed::rank()) + ")");
+    std::filesystem::remove_all(dir);
+  }
   return values(sess, n);
 }
 
