@@ -21,6 +21,28 @@ Shape Array::shape() const {
       *data_);
 }
 
+bool Array::fits(const Shape& s) const {
+  if (!s.has_rank()) return true;
+  return std::visit(
+      [&](const auto& a) {
+        if (a.dimension() != static_cast<std::size_t>(s.rank())) return false;
+        for (std::size_t i = 0; i < a.dimension(); ++i) {
+          const std::int64_t want = s.dims()[i];
+          if (want >= 0 && static_cast<std::size_t>(want) != a.shape()[i]) return false;
+        }
+        return true;
+      },
+      *data_);
+}
+
+bool Array::same_shape(const Array& other) const {
+  return std::visit(
+      [](const auto& a, const auto& b) {
+        return std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end());
+      },
+      *data_, *other.data_);
+}
+
 std::int64_t Array::size() const {
   return std::visit([](const auto& a) { return static_cast<std::int64_t>(a.size()); }, *data_);
 }
@@ -43,14 +65,36 @@ xt::xarray<double> Array::to_double() const {
       *data_);
 }
 
-void check_array_size(DType dtype, const std::vector<std::size_t>& dims, const std::string& what) {
-  std::vector<std::int64_t> d;
-  bool fits = true;
-  for (auto v : dims) {
-    fits = fits && v <= static_cast<std::size_t>(INT64_MAX);
-    d.push_back(static_cast<std::int64_t>(std::min<std::size_t>(v, INT64_MAX)));
+void copy_into(Array& dst, const Array& src) {
+  if (src.empty()) {
+    dst = Array();
+    return;
   }
-  if (fits && checked_num_elements(d, dtype_size(dtype))) return;
+  visit_dtype(src.dtype(), [&]<class T>() {
+    const auto& from = src.as<T>();
+    if (dst.empty() || !dst.unique() || dst.dtype() != src.dtype() ||
+        dst.size() != static_cast<std::int64_t>(from.size())) {
+      dst = Array(xt::xarray<T>(from));
+      return;
+    }
+    auto& to = dst.mutable_as<T>();
+    if (to.shape() != from.shape()) to.resize(from.shape());
+    std::copy(from.data(), from.data() + from.size(), to.data());
+  });
+}
+
+bool array_size_ok(DType dtype, std::span<const std::size_t> dims) {
+  // An empty dimension makes everything 0, however large the others.
+  if (std::find(dims.begin(), dims.end(), std::size_t{0}) != dims.end()) return true;
+  std::int64_t bytes = static_cast<std::int64_t>(dtype_size(dtype));
+  for (auto v : dims)
+    if (v > static_cast<std::size_t>(INT64_MAX) || __builtin_mul_overflow(bytes, static_cast<std::int64_t>(v), &bytes))
+      return false;
+  return true;
+}
+
+void check_array_size(DType dtype, std::span<const std::size_t> dims, const std::string& what) {
+  if (array_size_ok(dtype, dims)) return;
   std::string text = what.empty() ? "" : what + ": ";
   text += "an array of shape [";
   for (std::size_t i = 0; i < dims.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <span>
 #include <variant>
 
 #include <xtensor/xarray.hpp>
@@ -39,6 +40,11 @@ class Array {
   /// Throws InvalidArgumentError when empty.
   DType dtype() const;
   Shape shape() const;
+  /// Whether the dims are compatible with a static shape (same rank, equal where it is known);
+  /// unlike shape().is_compatible_with(s), allocates nothing.
+  bool fits(const Shape& s) const;
+  /// Same dims as `other` (dtypes may differ); allocates nothing.
+  bool same_shape(const Array& other) const;
   std::int64_t size() const;
   /// The value as T; throws InvalidArgumentError when empty or of another dtype.
   template <class T>
@@ -64,6 +70,8 @@ class Array {
   }
   /// The value converted to double (any dtype), for tests and reports.
   xt::xarray<double> to_double() const;
+  /// No other Array shares the buffer (the executor reuses such buffers).
+  bool unique() const { return data_.use_count() == 1; }
   /// Same underlying buffer (used by tests of copy semantics).
   bool shares_buffer_with(const Array& o) const { return data_ == o.data_; }
 
@@ -79,10 +87,16 @@ class Array {
 /// magnitudes span more than 1e3 or reach 1e8 or go below 1e-4. An empty Array prints as such.
 std::ostream& operator<<(std::ostream& os, const Array& a);
 
+/// Makes `dst` an independent copy of `src` (empty when src is), reusing dst's buffer when it is
+/// unshared and of the same dtype and size (no allocation then).
+void copy_into(Array& dst, const Array& src);
+
 /// Checks at run time that an array of `dtype` and `dims` can exist: InvalidArgumentError, prefixed
 /// by `what` (e.g. the op), naming the dims and dtype when the element or byte count exceeds
 /// INT64_MAX. make_array calls it; so do kernels whose output dims come from run-time values.
-void check_array_size(DType dtype, const std::vector<std::size_t>& dims, const std::string& what = "");
+void check_array_size(DType dtype, std::span<const std::size_t> dims, const std::string& what = "");
+/// check_array_size's test without the message (allocates nothing): run it first on hot paths.
+bool array_size_ok(DType dtype, std::span<const std::size_t> dims);
 
 /// An uninitialized array of the given dtype and fully defined dimensions (check_array_size first).
 Array make_array(DType dtype, const std::vector<std::size_t>& shape);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <deque>
 #include <functional>
 #include <memory>
 
@@ -60,23 +61,96 @@ std::string input_shapes_text(const PlanStep& s, const Array* const* inputs) {
   return out;
 }
 
-// One run of a plan: everything that is per run.
-class Frame {
+// The ready ops a run_from call works through, lowest plan index first: one heap per nesting
+// level on each thread (a kernel's parallel_for may run another op's task on this thread), kept
+// between runs so that their capacity is reused.
+class ReadyHeap {
  public:
-  Frame(const Plan& plan, SessionResources& res, const ExecuteOptions& options)
+  ReadyHeap() {
+    if (depth_ == heaps_.size()) heaps_.emplace_back();
+    heap_ = &heaps_[depth_++];
+    heap_->clear();
+  }
+  ~ReadyHeap() { --depth_; }
+  ReadyHeap(const ReadyHeap&) = delete;
+  ReadyHeap& operator=(const ReadyHeap&) = delete;
+  bool empty() const { return heap_->empty(); }
+  void push(int step) {
+    heap_->push_back(step);
+    std::push_heap(heap_->begin(), heap_->end(), std::greater<int>());
+  }
+  int pop() {
+    std::pop_heap(heap_->begin(), heap_->end(), std::greater<int>());
+    const int step = heap_->back();
+    heap_->pop_back();
+    return step;
+  }
+
+ private:
+  static thread_local std::deque<std::vector<int>> heaps_;  // a deque keeps the levels in place
+  static thread_local std::size_t depth_;
+  std::vector<int>* heap_;
+};
+thread_local std::deque<std::vector<int>> ReadyHeap::heaps_;
+thread_local std::size_t ReadyHeap::depth_ = 0;
+
+}  // namespace
+
+// One run of a plan: everything that is per run. A frame serves one run at a time and is kept by
+// the plan between runs (RunFramePool), with the output buffers of its last runs: a buffer goes
+// back to the frame's free list when the last reader of its value finished (or at once when
+// nobody reads it) and is handed to the next op that asks for one of the same dtype and size, in
+// this run or the next. So the buffers a run holds follow the values' lifetimes, and from the
+// second run of a fixed-shape graph on, every output has a buffer waiting for it. Buffers no run
+// has used for kIdleRuns runs (another batch size; a rarer interleaving of a parallel run that
+// needed more at once) are let go.
+struct RunFrame {
+ public:
+  static constexpr std::uint64_t kIdleRuns = 32;
+
+  RunFrame(const Plan& plan, SessionResources& res)
       : plan_(plan),
         res_(res),
-        options_(options),
         values_(static_cast<std::size_t>(plan.num_slots)),
         dead_(static_cast<std::size_t>(plan.num_slots), 0),
         fed_(static_cast<std::size_t>(plan.num_slots), 0),
         executed_(plan.steps.size(), 0),
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
-        readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))) {
-    for (std::size_t i = 0; i < plan.steps.size(); ++i) pending_[i].store(plan.steps[i].num_predecessors, std::memory_order_relaxed);
-    for (std::size_t i = 0; i < values_.size(); ++i) readers_[i].store(plan.slot_readers[i], std::memory_order_relaxed);
-    if (options.trace) traces_.resize(plan.steps.size());
+        readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))) {}
+
+  // Prepares the frame for a run (it may have served earlier ones).
+  void start(const ExecuteOptions& options) {
+    options_ = options;
+    ++run_number_;
+    std::fill(dead_.begin(), dead_.end(), 0);
+    std::fill(fed_.begin(), fed_.end(), 0);
+    std::fill(executed_.begin(), executed_.end(), 0);
+    for (std::size_t i = 0; i < plan_.steps.size(); ++i) pending_[i].store(plan_.steps[i].num_predecessors, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < values_.size(); ++i) readers_[i].store(plan_.slot_readers[i], std::memory_order_relaxed);
+    completed_.store(0, std::memory_order_relaxed);
+    done_.store(false, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
+    live_.store(0, std::memory_order_relaxed);
+    peak_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    undo_.clear();
+    if (options.trace) traces_.assign(plan_.steps.size(), OpTrace{});
     start_ = Clock::now();
+  }
+
+  // After the run: the values still held (fetched, fed, of failed runs) are let go; buffers
+  // that sat unused through the last kIdleRuns runs are freed.
+  void finish() {
+    for (Array& v : values_) v = Array();
+    std::lock_guard lk(free_mutex_);
+    for (std::size_t i = 0; i < free_.size();) {
+      if (free_[i].last_used + kIdleRuns <= run_number_) {
+        free_[i] = std::move(free_.back());
+        free_.pop_back();
+      } else {
+        ++i;
+      }
+    }
   }
 
   // Fed values belong to the caller: they do not count as values the run holds.
@@ -93,7 +167,7 @@ class Frame {
     }
     parallel_ = num_threads() > 1;
     // Roots (constants, fed placeholders, variables) are cheap: the caller walks them in plan order.
-    run_from(plan_.initial_ready);
+    run_from(plan_.initial_ready.data(), plan_.initial_ready.data() + plan_.initial_ready.size());
     pool_help_until([this] { return done_.load(std::memory_order_acquire); });
   }
 
@@ -119,6 +193,19 @@ class Frame {
 
   void roll_back() { undo_.roll_back(); }
 
+  // A free buffer of this dtype and size (RunState::take_buffer), or an empty Array.
+  Array take_buffer(DType dtype, std::size_t elements) {
+    std::lock_guard lk(free_mutex_);
+    for (std::size_t i = free_.size(); i-- > 0;) {  // the latest released first: warm in cache
+      if (free_[i].dtype != dtype || free_[i].elements != elements) continue;
+      Array a = std::move(free_[i].buffer);
+      free_[i] = std::move(free_.back());
+      free_.pop_back();
+      return a;
+    }
+    return Array();
+  }
+
   void fill_record(RunRecord& record, RunMetadata* metadata) const {
     record.executed.clear();
     for (std::size_t i = 0; i < plan_.steps.size(); ++i)
@@ -134,18 +221,34 @@ class Frame {
   // The RunState a kernel sees: the variables behind this step's ref inputs, the session's rngs.
   class StepState : public RunState {
    public:
-    StepState(const PlanStep& s, SessionResources& res) : s_(s), res_(res) {}
+    StepState(const PlanStep& s, SessionResources& res, RunFrame& frame) : s_(s), res_(res), frame_(frame) {}
     Array& variable_storage(const Node* v) override {
       for (VariableSlot* slot : s_.writes)
         if (slot->node == v) return slot->value;
       throw InternalError("'" + s_.node->name + "' touched variable " + v->name + " that is not its ref input");
     }
     std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) override { return res_.rng(node, hold); }
+    Array take_buffer(DType dtype, std::size_t elements) override { return frame_.take_buffer(dtype, elements); }
 
    private:
     const PlanStep& s_;
     SessionResources& res_;
+    RunFrame& frame_;
   };
+
+  // Keeps a value's buffer for reuse when no one else holds it (a fed value is the caller's; an
+  // Identity's output shares its input's buffer until one of them is let go).
+  void recycle(Array& v) {
+    if (v.empty() || !v.unique()) {
+      v = Array();
+      return;
+    }
+    const DType t = v.dtype();
+    const auto n = static_cast<std::size_t>(v.size());
+    std::lock_guard lk(free_mutex_);
+    free_.push_back({t, n, run_number_, std::move(v)});
+    v = Array();
+  }
 
   std::string fetch_name(int slot) const {
     for (const PlanStep& s : plan_.steps)
@@ -154,8 +257,8 @@ class Frame {
     return "?";
   }
 
-  static void task(void* frame, std::int64_t step) { static_cast<Frame*>(frame)->run_from({static_cast<int>(step)}); }
-  void post(int step) { pool_post({&Frame::task, this, step}); }
+  static void task(void* frame, std::int64_t step) { static_cast<RunFrame*>(frame)->run_from(static_cast<int>(step)); }
+  void post(int step) { pool_post({&RunFrame::task, this, step}); }
 
   // Whether a ready op is worth a hop to another thread: its largest input holds many elements.
   // Cheap ops run on the thread that made them ready, lowest plan index first, so a run of cheap
@@ -173,21 +276,19 @@ class Frame {
 
   // Runs `first` and every op it makes ready that is not worth a thread of its own (those are
   // posted to the pool), in plan order.
-  void run_from(std::vector<int> ready) {
-    const auto later = std::greater<int>();
-    std::make_heap(ready.begin(), ready.end(), later);  // lowest plan index on top
+  void run_from(int first) { run_from(&first, &first + 1); }
+  void run_from(const int* first, const int* last) {
+    ReadyHeap ready;
+    for (const int* p = first; p != last; ++p) ready.push(*p);
     while (!ready.empty()) {
-      std::pop_heap(ready.begin(), ready.end(), later);
-      const int step = ready.back();
-      ready.pop_back();
+      const int step = ready.pop();
       run_step(step);
       for (int succ : plan_.steps[static_cast<std::size_t>(step)].successors) {
         if (pending_[static_cast<std::size_t>(succ)].fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
         if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)])) {
           post(succ);
         } else {
-          ready.push_back(succ);
-          std::push_heap(ready.begin(), ready.end(), later);
+          ready.push(succ);
         }
       }
       // This thread's last access to the frame unless it has more ready ops.
@@ -209,7 +310,10 @@ class Frame {
     if (readers_[static_cast<std::size_t>(slot)].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     Array& v = values_[static_cast<std::size_t>(slot)];
     if (!v.empty()) note_live(-1);
-    v = Array();
+    if (fed_[static_cast<std::size_t>(slot)])
+      v = Array();
+    else
+      recycle(v);
   }
 
   bool is_dead(const PlanStep& s) const {
@@ -245,9 +349,9 @@ class Frame {
   void compute(int index, const PlanStep& s) {
     const std::size_t n_in = s.in_slots.size();
     const std::size_t n_out = s.node->output_dtypes.size();
-    SmallBuffer<const Array*, 8> inputs(n_in);
-    SmallBuffer<Array, 4> snapshots(n_in);
-    SmallBuffer<Array, 4> outputs(n_out);
+    SmallBuffer<const Array*, 16> inputs(n_in);
+    SmallBuffer<Array, 16> snapshots(n_in);
+    SmallBuffer<Array, 8> outputs(n_out);
     OpTrace* trace = options_.trace ? &traces_[static_cast<std::size_t>(index)] : nullptr;
     try {
       for (std::size_t i = 0; i < n_in; ++i) {
@@ -261,15 +365,15 @@ class Frame {
           inputs[i] = nullptr;  // a ref input: the kernel reaches the storage through variable_ref
         }
       }
-      SmallBuffer<std::unique_lock<std::mutex>, 2> locks(s.writes.size());
+      SmallBuffer<std::unique_lock<std::mutex>, 4> locks(s.writes.size());
       for (std::size_t w = 0; w < s.writes.size(); ++w) {
         locks[w] = std::unique_lock(s.writes[w]->mutex);
         undo_.record(*s.writes[w]);
       }
       if (trace) trace->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
-      StepState state(s, res_);
+      StepState state(s, res_, *this);
       KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data());
-      (*s.kernel)(ctx);
+      s.kernel->compute(ctx);
       if (trace) trace->end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
     } catch (const Error&) {
       try {
@@ -300,7 +404,10 @@ class Frame {
         trace->output_shapes.push_back(out.shape());
         trace->bytes += out.size() * static_cast<std::int64_t>(visit_dtype(out.dtype(), []<class T>() { return sizeof(T); }));
       }
-      if (fed_[slot] || plan_.slot_readers[slot] == 0) continue;  // a fed value wins; nobody reads it
+      if (fed_[slot] || plan_.slot_readers[slot] == 0) {  // a fed value wins; nobody reads it
+        recycle(out);
+        continue;
+      }
       values_[slot] = std::move(out);
       note_live(+1);
     }
@@ -327,6 +434,48 @@ class Frame {
   UndoLog undo_;
   std::vector<OpTrace> traces_;
   Clock::time_point start_;
+
+  struct FreeBuffer {
+    DType dtype;
+    std::size_t elements;
+    std::uint64_t last_used;  // the run that released it
+    Array buffer;
+  };
+  std::mutex free_mutex_;
+  std::vector<FreeBuffer> free_;
+  std::uint64_t run_number_ = 0;
+};
+
+void RunFrameDeleter::operator()(RunFrame* frame) const { delete frame; }
+
+namespace {
+
+// Takes an idle frame of the plan (or makes one) and gives it back when the run is over.
+class FrameLease {
+ public:
+  FrameLease(const Plan& plan, SessionResources& res) : pool_(*plan.frames) {
+    {
+      std::lock_guard lk(pool_.mutex);
+      if (!pool_.idle.empty()) {
+        frame_ = std::move(pool_.idle.back());
+        pool_.idle.pop_back();
+      }
+    }
+    if (!frame_) frame_.reset(new RunFrame(plan, res));
+  }
+  ~FrameLease() {
+    frame_->finish();
+    std::lock_guard lk(pool_.mutex);
+    pool_.idle.push_back(std::move(frame_));
+  }
+  FrameLease(const FrameLease&) = delete;
+  FrameLease& operator=(const FrameLease&) = delete;
+  RunFrame& operator*() { return *frame_; }
+  RunFrame* operator->() { return frame_.get(); }
+
+ private:
+  RunFramePool& pool_;
+  std::unique_ptr<RunFrame, RunFrameDeleter> frame_;
 };
 
 }  // namespace
@@ -334,15 +483,16 @@ class Frame {
 std::vector<Array> execute(const Plan& plan, const std::vector<std::pair<Tensor, Array>>& feeds,
                            SessionResources& resources, const ExecuteOptions& options, RunRecord& record,
                            RunMetadata* metadata) {
-  Frame frame(plan, resources, options);
+  FrameLease frame(plan, resources);
+  frame->start(options);
   for (std::size_t i = 0; i < feeds.size(); ++i)
-    if (plan.feed_slots[i] >= 0) frame.feed(plan.feed_slots[i], feeds[i].second);
-  frame.run();
-  frame.fill_record(record, metadata);
+    if (plan.feed_slots[i] >= 0) frame->feed(plan.feed_slots[i], feeds[i].second);
+  frame->run();
+  frame->fill_record(record, metadata);
   try {
-    return frame.results();
+    return frame->results();
   } catch (...) {
-    frame.roll_back();
+    frame->roll_back();
     throw;
   }
 }

@@ -37,6 +37,28 @@ void OpRegistry::set_gradient(const std::string& type, GradFn fn) {
   it->second->gradient = std::move(fn);
 }
 
+namespace detail {
+
+DType kernel_dtype(const Node& node) {
+  const int d = node.def->dispatch_input;
+  if (d >= 0 && d < static_cast<int>(node.inputs.size())) {
+    const TensorRef& in = node.inputs[static_cast<std::size_t>(d)];
+    return in.node->output_dtypes[static_cast<std::size_t>(in.index)];
+  }
+  return node.output_dtypes.empty() ? float32 : node.output_dtypes[0];
+}
+
+std::unique_ptr<OpKernel> prepare_kernel(const Node& node) {
+  const DType t = kernel_dtype(node);
+  const KernelFactory& make = node.def->kernels[static_cast<std::size_t>(t)];
+  if (!make)
+    throw TypeError(std::string("Value of dtype ") + dtype_name(t) + " is not supported by '" + node.name +
+                    "' (op: '" + node.def->type + "')");
+  return make(node);
+}
+
+}  // namespace detail
+
 OpRegistry& op_registry() {
   static OpRegistry registry;
   static std::once_flag once;
@@ -128,14 +150,12 @@ Operation build_op(const std::string& type, const std::vector<Tensor>& given_inp
     node->output_dtypes.push_back(s.dtype);
     node->output_shapes.push_back(s.shape);
   }
-  const DType dispatch = def.dispatch_input >= 0 && def.dispatch_input < int(inputs.size())
-                             ? inputs[static_cast<std::size_t>(def.dispatch_input)].dtype()
-                             : (specs.empty() ? float32 : specs[0].dtype);
+  for (auto& in : inputs) node->inputs.push_back(in.ref());
+  const DType dispatch = detail::kernel_dtype(*node);
   if (!def.kernels[static_cast<std::size_t>(dispatch)])
     throw TypeError(std::string("Value of dtype ") + dtype_name(dispatch) + " is not supported by '" +
                     node->name + "' (op: '" + type + "') with input shapes: " + shapes_text(given_inputs) + ".");
 
-  for (auto& in : inputs) node->inputs.push_back(in.ref());
   for (auto* c : g.current_control_inputs()) {
     const bool is_data_input = std::any_of(node->inputs.begin(), node->inputs.end(),
                                            [&](const detail::TensorRef& r) { return r.node == c; });

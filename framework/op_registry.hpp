@@ -42,7 +42,7 @@ struct InferenceContext {
 };
 
 namespace detail {
-/// Run-time state a kernel may touch: variable storage and per-op random generators.
+/// Run-time state a kernel may touch: variable storage, per-op random generators, output buffers.
 class RunState {
  public:
   virtual ~RunState() = default;
@@ -51,6 +51,9 @@ class RunState {
   /// The op's generator; `hold` keeps it locked until the kernel ends (one session's runs on
   /// several threads draw from one generator per op).
   virtual std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) = 0;
+  /// A buffer of `elements` values of `dtype` that no one else holds (a value of an earlier run
+  /// or of an op whose readers finished), or an empty Array when the run has none to give.
+  virtual Array take_buffer(DType dtype, std::size_t elements) = 0;
 };
 }  // namespace detail
 
@@ -71,10 +74,39 @@ class KernelContext {
   const xt::xarray<T>& input_as(int i) const {
     return input(i).as<T>();
   }
+  /// The attributes of a kernel that is not prepared (kernels_for); prepared kernels parse them
+  /// once in their constructor instead.
   template <class A>
   const A& attrs() const {
     if (const A* a = std::any_cast<A>(&node_.attrs)) return *a;
     throw InternalError("kernel of '" + node_.name + "' read attributes of the wrong type");
+  }
+  /// Output i as an array of T with the given dimensions, in a buffer the executor hands out
+  /// (reused between runs and between values whose lifetimes do not overlap: a steady-state run
+  /// allocates nothing). The contents are unspecified: the kernel writes every element. The
+  /// dimensions must describe a size check_array_size accepts.
+  template <class T, class Dims>
+  xt::xarray<T>& allocate_output(int i, const Dims& dims) {
+    std::size_t n = 1;
+    for (const auto d : dims) n *= static_cast<std::size_t>(d);
+    Array& out = outputs_[i];
+    out = state_.take_buffer(dtype_of<T>(), n);
+    if (out.empty()) {
+      out = Array(xt::xarray<T>::from_shape(dims));
+      return out.mutable_as<T>();
+    }
+    auto& a = out.mutable_as<T>();
+    if (!std::equal(a.shape().begin(), a.shape().end(), dims.begin(), dims.end())) a.resize(dims);
+    return a;
+  }
+  template <class T>
+  xt::xarray<T>& allocate_output(int i, std::initializer_list<std::size_t> dims) {
+    return allocate_output<T, std::initializer_list<std::size_t>>(i, dims);
+  }
+  /// Output i with the dtype and dimensions of input j (the common elementwise case).
+  template <class T>
+  xt::xarray<T>& allocate_output_like(int i, int j) {
+    return allocate_output<T>(i, input_as<T>(j).shape());
   }
   void set_output(int i, Array value) { outputs_[i] = std::move(value); }
   /// The session storage of the variable behind ref input i (Assign and friends).
@@ -91,8 +123,22 @@ class KernelContext {
   std::unique_lock<std::mutex> rng_lock_;
 };
 
-using ShapeFn = std::function<std::vector<TensorSpec>(const InferenceContext&)>;
+/// A kernel prepared for one op: built once when a plan is compiled (its attributes parsed into
+/// typed values and enums, the dtype chosen, geometry worked out where the static shapes allow),
+/// then compute() on every run. One object serves concurrent runs: compute() must not modify it.
+/// Errors thrown by compute() get the op's name, type and input shapes added by the executor.
+class OpKernel {
+ public:
+  virtual ~OpKernel() = default;
+  virtual void compute(KernelContext& ctx) const = 0;
+};
+
+/// Makes the kernel of one node (of the dtype the factory was registered for).
+using KernelFactory = std::function<std::unique_ptr<OpKernel>(const detail::Node& node)>;
+/// A kernel written as a function: reads its attributes with ctx.attrs<A>() on each run.
 using Kernel = std::function<void(KernelContext&)>;
+
+using ShapeFn = std::function<std::vector<TensorSpec>(const InferenceContext&)>;
 using OptionalTensors = std::vector<std::optional<Tensor>>;
 /// Gradient: given the op and the gradient of each output (nullopt only for ops that accept
 /// missing output gradients), the gradient of each input (nullopt: none).
@@ -101,7 +147,8 @@ using GradFn = std::function<OptionalTensors(const Operation& op, const Optional
 struct OpDef {
   std::string type;
   ShapeFn shape_fn;
-  std::array<Kernel, kNumDTypes> kernels{};
+  /// Per dtype: how to make the kernel (kernels_for / prepared_kernels); empty: unsupported.
+  std::array<KernelFactory, kNumDTypes> kernels{};
   /// Whose dtype selects the kernel: an input index, or -1 for output 0.
   int dispatch_input = 0;
   GradFn gradient;
@@ -124,13 +171,42 @@ struct OpDef {
   AttrCodec attr_codec{};
 };
 
-/// Builds the per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.
+namespace detail {
+template <class F>
+class FunctionKernel final : public OpKernel {
+ public:
+  explicit FunctionKernel(F f) : f_(std::move(f)) {}
+  void compute(KernelContext& ctx) const override { f_(ctx); }
+
+ private:
+  F f_;
+};
+}  // namespace detail
+
+/// The per-dtype kernel table from a generic lambda `[]<class T>(KernelContext&)`.
 template <class... Ts, class F>
-std::array<Kernel, kNumDTypes> kernels_for(F f) {
-  std::array<Kernel, kNumDTypes> k{};
-  ((k[static_cast<std::size_t>(dtype_of<Ts>())] = [f](KernelContext& c) { f.template operator()<Ts>(c); }), ...);
+std::array<KernelFactory, kNumDTypes> kernels_for(F f) {
+  std::array<KernelFactory, kNumDTypes> k{};
+  ((k[static_cast<std::size_t>(dtype_of<Ts>())] =
+        [f](const detail::Node&) -> std::unique_ptr<OpKernel> {
+          auto call = [f](KernelContext& c) { f.template operator()<Ts>(c); };
+          return std::make_unique<detail::FunctionKernel<decltype(call)>>(call);
+        }),
+   ...);
   return k;
 }
+
+/// The per-dtype kernel table of a prepared kernel: K<T> is an OpKernel constructed from the node.
+template <template <class> class K, class... Ts>
+std::array<KernelFactory, kNumDTypes> prepared_kernels() {
+  std::array<KernelFactory, kNumDTypes> k{};
+  ((k[static_cast<std::size_t>(dtype_of<Ts>())] = [](const detail::Node& node) -> std::unique_ptr<OpKernel> {
+     return std::make_unique<K<Ts>>(node);
+   }),
+   ...);
+  return k;
+}
+
 #define KILN_FLOAT_TYPES float, double
 #define KILN_NUMERIC_TYPES float, double, std::int32_t, std::int64_t
 #define KILN_ALL_TYPES float, double, std::int32_t, std::int64_t, bool
@@ -154,6 +230,13 @@ class OpRegistry {
 
 /// The process-wide registry, filled on first use by register_all_ops().
 OpRegistry& op_registry();
+
+namespace detail {
+/// The dtype whose kernel runs a node: its OpDef::dispatch_input's dtype, or its first output's.
+DType kernel_dtype(const Node& node);
+/// The node's prepared kernel (OpDef::kernels of kernel_dtype). TypeError when that dtype has none.
+std::unique_ptr<OpKernel> prepare_kernel(const Node& node);
+}  // namespace detail
 
 /// Builds an op in the default graph (or the inputs' graph): resolves the name under the current
 /// name scope, adds control dependencies and cond-branch plumbing, infers output dtypes and shapes.

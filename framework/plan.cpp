@@ -8,15 +8,6 @@ namespace kiln::detail {
 
 namespace {
 
-DType kernel_dtype(const Node& node) {
-  const int d = node.def->dispatch_input;
-  if (d >= 0 && d < static_cast<int>(node.inputs.size())) {
-    const TensorRef& in = node.inputs[static_cast<std::size_t>(d)];
-    return in.node->output_dtypes[static_cast<std::size_t>(in.index)];
-  }
-  return node.output_dtypes.empty() ? float32 : node.output_dtypes[0];
-}
-
 // Edges that keep the accesses to each variable in plan order (see plan.hpp).
 void order_variable_accesses(const std::vector<PlanStep>& steps, std::vector<std::vector<int>>& preds) {
   struct Access {
@@ -92,8 +83,8 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     s.cut = cut[static_cast<std::size_t>(node->id)];
     s.is_merge = node->def->type == "Merge";
     s.is_variable = node->def->is_variable;
-    s.kernel = &node->def->kernels[static_cast<std::size_t>(kernel_dtype(*node))];
     if (s.cut) continue;
+    if (!s.is_variable) s.kernel = prepare_kernel(*node);
     for (std::size_t k = 0; k < node->inputs.size(); ++k) {
       const TensorRef& in = node->inputs[k];
       preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);

@@ -13,6 +13,8 @@
 // A plan is immutable after compilation and shared by concurrent runs; it remembers the graph's
 // structure_version so the session can tell when it is stale.
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,7 +27,7 @@ namespace kiln::detail {
 
 struct PlanStep {
   Node* node = nullptr;
-  const Kernel* kernel = nullptr;
+  std::shared_ptr<const OpKernel> kernel;  // prepared once per plan; null for cut steps and variables
   int out_base = 0;     // first value slot of the node's outputs
   int num_outputs = 0;  // value slots it owns (at least 1, so that an op's deadness has a slot)
   std::vector<int> in_slots;                // per input: its value slot, or -1 (ref input / variable read)
@@ -39,6 +41,17 @@ struct PlanStep {
   bool is_variable = false;
 };
 
+/// The state a run of a plan needs (values, counts, reusable output buffers): kept between runs so
+/// that a steady-state run allocates nothing. Defined by the executor.
+struct RunFrame;
+struct RunFrameDeleter {
+  void operator()(RunFrame* frame) const;
+};
+struct RunFramePool {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<RunFrame, RunFrameDeleter>> idle;  // frames no run is using
+};
+
 struct Plan {
   std::vector<PlanStep> steps;          // in a valid one-thread execution order
   std::vector<int> fetch_slots;         // -1 for Operation fetches
@@ -49,6 +62,8 @@ struct Plan {
   std::vector<int> initial_ready;       // steps without predecessors
   int num_slots = 0;
   std::uint64_t structure_version = 0;
+  /// Frames of finished runs, taken by the next runs (concurrent runs each take their own).
+  std::unique_ptr<RunFramePool> frames = std::make_unique<RunFramePool>();
 };
 
 /// Throws InvalidArgumentError naming the ops on a dependency cycle.

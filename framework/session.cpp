@@ -26,8 +26,8 @@ struct Session::Impl {
 
 std::shared_ptr<const detail::Plan> Session::Impl::plan_for(const std::vector<GraphElement>& fetches,
                                                             const FeedDict& feeds) {
-  std::vector<std::int64_t> key;
-  key.reserve(2 * (fetches.size() + feeds.size()) + 1);
+  thread_local std::vector<std::int64_t> key;  // its capacity is reused: no allocation per run
+  key.clear();
   for (auto& f : fetches) {
     key.push_back(f.op().node()->id);
     key.push_back(f.is_operation() ? -1 : f.as_tensor().value_index());
@@ -55,7 +55,7 @@ void validate_feed(const Tensor& t, const Array& v) {
   if (v.dtype() != t.dtype())
     throw InvalidArgumentError(std::string("Cannot feed value of dtype ") + dtype_name(v.dtype()) +
                                " for Tensor '" + t.name() + "', which has dtype " + dtype_name(t.dtype()));
-  if (!v.shape().is_compatible_with(t.shape()))
+  if (!v.fits(t.shape()))
     throw InvalidArgumentError("Cannot feed value of shape " + v.shape().to_string() + " for Tensor '" +
                                t.name() + "', which has shape " + t.shape().to_string());
 }
@@ -107,17 +107,18 @@ std::vector<Array> Session::run(const std::vector<GraphElement>& fetches, const 
   detail::ExecuteOptions exec;
   exec.sequential = impl_->options.inter_op_parallelism_threads == 1 || num_threads() == 1;
   exec.trace = options.trace_level == RunOptions::full_trace;
-  detail::RunRecord record;
+  // The record swaps with the session's last one, so both vectors keep their capacity.
+  thread_local detail::RunRecord record;
   std::vector<Array> results;
   try {
     results = detail::execute(*plan, feeds, impl_->resources, exec, record, metadata);
   } catch (...) {
     std::lock_guard lk(impl_->record_mutex);
-    impl_->last = std::move(record);
+    std::swap(impl_->last, record);
     throw;
   }
   std::lock_guard lk(impl_->record_mutex);
-  impl_->last = std::move(record);
+  std::swap(impl_->last, record);
   return results;
 }
 

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -27,6 +27,45 @@ int default_threads() {
 }
 
 thread_local int tls_thread_index = 0;
+
+// A FIFO of tasks in a ring buffer that only grows (a std::deque allocates as it moves).
+class TaskQueue {
+ public:
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  void push(detail::PoolTask t) {
+    if (size_ == ring_.size()) grow();
+    ring_[(head_ + size_) % ring_.size()] = t;
+    ++size_;
+  }
+  detail::PoolTask pop() {
+    const detail::PoolTask t = ring_[head_];
+    head_ = (head_ + 1) % ring_.size();
+    --size_;
+    return t;
+  }
+  /// Removes the tasks whose argument is `arg`, keeping the others' order; returns how many.
+  int remove(void* arg) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < size_; ++i) {
+      const detail::PoolTask t = ring_[(head_ + i) % ring_.size()];
+      if (t.arg != arg) ring_[(head_ + kept++) % ring_.size()] = t;
+    }
+    const auto removed = static_cast<int>(size_ - kept);
+    size_ = kept;
+    return removed;
+  }
+
+ private:
+  void grow() {
+    std::vector<detail::PoolTask> bigger(std::max<std::size_t>(64, 2 * ring_.size()));
+    for (std::size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) % ring_.size()];
+    ring_.swap(bigger);
+    head_ = 0;
+  }
+  std::vector<detail::PoolTask> ring_;
+  std::size_t head_ = 0, size_ = 0;
+};
 
 // Workers wait on work_cv_; threads that help while waiting for their own work wait on help_cv_.
 // Workers beyond the current size park on park_cv_ and take no tasks.
@@ -57,24 +96,23 @@ class Pool {
   void post(detail::PoolTask t) {
     std::lock_guard lk(m_);
     start_workers_locked();
-    queue_.push_back(t);
-    work_cv_.notify_one();
+    queue_.push(t);
+    queued_.store(queue_.size(), std::memory_order_release);
+    if (workers_sleeping_ > 0) work_cv_.notify_one();  // a spinning worker sees queued_ without it
     if (helpers_waiting_ > 0) help_cv_.notify_all();
   }
   /// Removes the queued tasks whose argument is `arg`; returns how many.
   int cancel(void* arg) {
     std::lock_guard lk(m_);
-    const auto before = queue_.size();
-    queue_.erase(std::remove_if(queue_.begin(), queue_.end(), [&](const detail::PoolTask& t) { return t.arg == arg; }),
-                 queue_.end());
-    return static_cast<int>(before - queue_.size());
+    const int removed = queue_.remove(arg);
+    queued_.store(queue_.size(), std::memory_order_release);
+    return removed;
   }
-  void help_until(const std::function<bool()>& done) {
+  void help_until(FunctionRef<bool()> done) {
     std::unique_lock lk(m_);
     while (!done()) {
       if (!queue_.empty()) {
-        const detail::PoolTask t = queue_.front();
-        queue_.pop_front();
+        const detail::PoolTask t = pop_locked();
         lk.unlock();
         t.run(t.arg, t.index);
         lk.lock();
@@ -111,20 +149,49 @@ class Pool {
         continue;
       }
       if (queue_.empty()) {
+        if (spin_for_work(lk)) continue;
+        ++workers_sleeping_;
         work_cv_.wait(lk);
+        --workers_sleeping_;
         continue;
       }
-      const detail::PoolTask t = queue_.front();
-      queue_.pop_front();
+      const detail::PoolTask t = pop_locked();
       lk.unlock();
       t.run(t.arg, t.index);
       lk.lock();
     }
   }
 
+  detail::PoolTask pop_locked() {
+    const detail::PoolTask t = queue_.pop();
+    queued_.store(queue_.size(), std::memory_order_release);
+    return t;
+  }
+
+  // An idle worker spins a little before it sleeps (releasing the lock meanwhile): a task posted
+  // soon after, as the executor and parallel_for do many times per step, then starts without a
+  // futex wake-up (tens of microseconds). True when work arrived; the lock is held again.
+  bool spin_for_work(std::unique_lock<std::mutex>& lk) {
+    constexpr auto kSpin = std::chrono::microseconds(50);
+    lk.unlock();
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    bool work = false;
+    for (int i = 0; !work; ++i) {
+      work = queued_.load(std::memory_order_acquire) > 0;
+      if (!work && (i & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    lk.lock();
+    return work;
+  }
+
   std::mutex m_;
   std::condition_variable work_cv_, help_cv_, park_cv_;
-  std::deque<detail::PoolTask> queue_;
+  std::atomic<std::size_t> queued_{0};  // queue_.size(), readable without the lock
+  int workers_sleeping_ = 0;
+  TaskQueue queue_;
   std::vector<std::thread> threads_;
   std::atomic<int> size_;
   int helpers_waiting_ = 0;
@@ -136,7 +203,7 @@ constexpr std::int64_t kMaxChunks = 64;
 // One parallel_for call. Lives on the caller's stack: the caller cancels the helper tasks that
 // have not started and waits (under done_m) for those that have, so no task outlives it.
 struct ForJob {
-  const std::function<void(std::int64_t, std::int64_t)>* fn;
+  FunctionRef<void(std::int64_t, std::int64_t)>* fn;
   std::int64_t n, grain, chunks;
   std::atomic<std::int64_t> next{0};
   std::atomic<bool> failed{false};
@@ -189,7 +256,7 @@ std::int64_t parallel_chunk_begin(std::int64_t n, std::int64_t grain, std::int64
   return chunk * base + std::min(chunk, extra);
 }
 
-void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& fn) {
+void parallel_for(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> fn) {
   const std::int64_t chunks = parallel_chunk_count(n, grain);
   if (chunks == 0) return;
   Pool& pool = Pool::instance();
@@ -217,7 +284,7 @@ void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(s
 
 namespace detail {
 void pool_post(PoolTask task) { Pool::instance().post(task); }
-void pool_help_until(const std::function<bool()>& done) { Pool::instance().help_until(done); }
+void pool_help_until(FunctionRef<bool()> done) { Pool::instance().help_until(done); }
 void pool_wake_all() { Pool::instance().wake_all(); }
 int pool_thread_index() { return tls_thread_index; }
 }  // namespace detail

@@ -17,9 +17,33 @@
 // running on the pool (nested parallel_for never deadlocks: the caller works through the chunks
 // itself and only waits for chunks other threads have already started).
 #include <cstdint>
-#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
 
 namespace kiln {
+
+/// A non-owning reference to a callable: what parallel_for takes instead of std::function, which
+/// may allocate for a lambda capturing more than two references. Valid while the callable lives
+/// (for the duration of the call that receives it).
+template <class Signature>
+class FunctionRef;
+template <class R, class... Args>
+class FunctionRef<R(Args...)> {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> && std::is_invocable_r_v<R, F&, Args...>)
+  FunctionRef(F&& f)  // NOLINT: converts like std::function
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, Args... args) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<Args>(args)...);
+        }) {}
+  R operator()(Args... args) const { return call_(object_, std::forward<Args>(args)...); }
+
+ private:
+  void* object_;
+  R (*call_)(void*, Args...);
+};
 
 /// The number of threads parallel work uses (the caller included); at least 1.
 int num_threads();
@@ -30,7 +54,7 @@ void set_num_threads(int n);
 /// fn(begin, end) over a partition of [0, n) into chunks of at least `grain` items (at most 64
 /// chunks), on up to num_threads() threads. Returns when every chunk has run. The first exception a
 /// chunk throws is rethrown here after the other chunks finished or were skipped.
-void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& fn);
+void parallel_for(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> fn);
 
 /// The chunks parallel_for(n, grain, ...) uses: count, and the bounds of chunk i.
 std::int64_t parallel_chunk_count(std::int64_t n, std::int64_t grain);
@@ -44,11 +68,12 @@ struct PoolTask {
   std::int64_t index = 0;
 };
 
-/// Posts a task to run on a worker (or on a thread that helps while it waits).
+/// Posts a task to run on a worker (or on a thread that helps while it waits). Allocates only when
+/// the queue grows past its largest size so far.
 void pool_post(PoolTask task);
 /// Runs queued tasks on the calling thread until done() is true; sleeps while the queue is empty.
 /// Whoever makes done() true must call pool_wake_all() afterwards.
-void pool_help_until(const std::function<bool()>& done);
+void pool_help_until(FunctionRef<bool()> done);
 void pool_wake_all();
 /// A small dense index of the calling thread (0 for threads outside the pool), for traces.
 int pool_thread_index();

@@ -37,22 +37,35 @@ Array VariableStore::read(VariableSlot& slot) {
 
 void UndoLog::record(VariableSlot& slot) {
   std::lock_guard lk(mutex_);
-  for (auto& [s, old] : entries_)
-    if (s == &slot) return;
-  entries_.emplace_back(&slot, slot.value);
+  for (std::size_t i = 0; i < used_; ++i)
+    if (entries_[i].slot == &slot) return;
+  // The entry this slot had in an earlier run keeps a buffer of the right size (runs on several
+  // threads record in varying orders).
+  std::size_t j = used_;
+  while (j < entries_.size() && entries_[j].slot != &slot) ++j;
+  if (j == entries_.size()) {
+    if (used_ == entries_.size()) entries_.emplace_back();
+    j = used_;
+  }
+  std::swap(entries_[j], entries_[used_]);
+  Entry& e = entries_[used_++];
+  e.slot = &slot;
+  copy_into(e.saved, slot.value);
 }
 
 void UndoLog::roll_back() {
   // record() locks the log while holding a slot: take the entries out first, so that no slot is
   // locked here while the log is (one lock order).
-  std::vector<std::pair<VariableSlot*, Array>> entries;
+  std::vector<Entry> entries;
+  std::size_t used = 0;
   {
     std::lock_guard lk(mutex_);
     entries.swap(entries_);
+    std::swap(used, used_);
   }
-  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    std::lock_guard slot_lock(it->first->mutex);
-    it->first->value = it->second;
+  for (std::size_t i = used; i-- > 0;) {
+    std::lock_guard slot_lock(entries[i].slot->mutex);
+    entries[i].slot->value = std::move(entries[i].saved);
   }
 }
 

@@ -40,16 +40,24 @@ class VariableStore {
 
 /// The values a run's writes replaced, so that a failed run can put them back (a run is all or
 /// nothing for variables). Record before the first write to a slot, with the slot's mutex held.
+/// The log copies the value into a buffer of its own (kept for the next run: no allocation in a
+/// steady state), so the variable's buffer stays unshared and the kernel updates it in place.
 class UndoLog {
  public:
   void record(VariableSlot& slot);
   /// Puts every recorded value back (locking each slot), then forgets them.
   void roll_back();
-  void clear() { entries_.clear(); }
+  /// Forgets the recorded values, keeping their buffers for reuse.
+  void clear() { used_ = 0; }
 
  private:
+  struct Entry {
+    VariableSlot* slot = nullptr;
+    Array saved;
+  };
   std::mutex mutex_;  // steps on several threads record into one log
-  std::vector<std::pair<VariableSlot*, Array>> entries_;
+  std::vector<Entry> entries_;
+  std::size_t used_ = 0;
 };
 
 }  // namespace kiln::detail

@@ -13,13 +13,6 @@ namespace kiln::kernels {
 
 using i64 = std::int64_t;
 
-Padding parse_padding(std::string_view s) {
-  if (s == "SAME") return Padding::same;
-  if (s == "VALID") return Padding::valid;
-  throw InvalidArgumentError("padding must be \"SAME\" or \"VALID\", got \"" + std::string(s) +
-                             "\"");
-}
-
 WindowDim window_dim(i64 in, i64 window, i64 stride, i64 dilation, Padding padding) {
   if (in < 0 || window < 1 || stride < 1 || dilation < 1) {
     throw InvalidArgumentError(

@@ -21,9 +21,6 @@ namespace kiln::kernels {
 /// TF's padding schemes of windowed ops.
 enum class Padding { valid, same };
 
-/// "SAME" or "VALID" (TF's spelling, case-sensitive); throws kiln::InvalidArgumentError otherwise.
-Padding parse_padding(std::string_view s);
-
 /// Output size and padding of one spatial dimension under TF's rules, with the effective window
 /// size e = (window - 1) * dilation + 1:
 ///   VALID: out = (in - e + stride) / stride (truncating, as TF), no padding;

@@ -2,9 +2,9 @@
 
 namespace kiln::kernels {
 
-std::vector<std::size_t> broadcast_shape(const std::vector<std::size_t>& a, const std::vector<std::size_t>& b) {
+Extents broadcast_shape(const Extents& a, const Extents& b) {
   const std::size_t r = std::max(a.size(), b.size());
-  std::vector<std::size_t> out(r);
+  Extents out(r);
   for (std::size_t i = 0; i < r; ++i) {
     const std::size_t x = i < r - a.size() ? 1 : a[i - (r - a.size())];
     const std::size_t y = i < r - b.size() ? 1 : b[i - (r - b.size())];
@@ -13,8 +13,16 @@ std::vector<std::size_t> broadcast_shape(const std::vector<std::size_t>& a, cons
   return out;
 }
 
-std::vector<std::size_t> broadcast_strides(const std::vector<std::size_t>& in, const std::vector<std::size_t>& out) {
-  std::vector<std::size_t> st(out.size(), 0);
+bool broadcastable(const Extents& a, const Extents& b) {
+  for (std::size_t k = 0; k < std::min(a.size(), b.size()); ++k) {
+    const auto x = a[a.size() - 1 - k], y = b[b.size() - 1 - k];
+    if (x != y && x != 1 && y != 1) return false;
+  }
+  return true;
+}
+
+Extents broadcast_strides(const Extents& in, const Extents& out) {
+  Extents st(out.size(), 0);
   std::size_t stride = 1;
   for (std::size_t k = 0; k < in.size(); ++k) {
     const std::size_t i = in.size() - 1 - k;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
+#include <xtensor/xstorage.hpp>
 
 #include "framework/thread_pool.hpp"
 
@@ -168,17 +169,21 @@ void map_binary(const T* a, std::size_t a_step, const T* b, std::size_t b_step, 
   });
 }
 
+/// Dimensions, as xtensor keeps them (inline up to rank 4: no allocation).
+using Extents = xt::svector<std::size_t, 4>;
+
 /// NumPy broadcast of two shapes (the caller has checked compatibility).
-std::vector<std::size_t> broadcast_shape(const std::vector<std::size_t>& a, const std::vector<std::size_t>& b);
+Extents broadcast_shape(const Extents& a, const Extents& b);
+/// Whether a and b broadcast together (each trailing pair equal or one of them 1).
+bool broadcastable(const Extents& a, const Extents& b);
 
 /// Element strides of `in` (right-aligned into `out`), 0 along broadcast dimensions.
-std::vector<std::size_t> broadcast_strides(const std::vector<std::size_t>& in, const std::vector<std::size_t>& out);
+Extents broadcast_strides(const Extents& in, const Extents& out);
 
 /// y = f(a, b) over the broadcast shape `out`. Rows along the last dimension run through
 /// map_binary, so the common cases (same shape, a scalar, a trailing-axis vector) stay vectorised.
 template <class T, class R, class F>
-void broadcast_binary(const T* a, const std::vector<std::size_t>& sa, const T* b, const std::vector<std::size_t>& sb,
-                      R* y, const std::vector<std::size_t>& out, F f) {
+void broadcast_binary(const T* a, const Extents& sa, const T* b, const Extents& sb, R* y, const Extents& out, F f) {
   std::size_t total = 1;
   for (auto d : out) total *= d;
   if (total == 0) return;
@@ -193,7 +198,7 @@ void broadcast_binary(const T* a, const std::vector<std::size_t>& sa, const T* b
   const std::size_t r = out.size();
   const std::size_t inner = out[r - 1];
   const std::size_t ia = st_a[r - 1], ib = st_b[r - 1];
-  std::vector<std::size_t> idx(r, 0);
+  Extents idx(r, 0);
   std::size_t off_a = 0, off_b = 0;
   for (std::size_t row = 0; row < total / inner; ++row) {
     map_binary(a + off_a, ia, b + off_b, ib, y + row * inner, inner, f);

@@ -207,9 +207,21 @@ class OneOmpThread {
   int saved_ = 1;
 };
 
+thread_local int backend_depth = 0;
+
+// Marks the calling thread as inside a library call (in_backend_call()).
+class InBackend {
+ public:
+  InBackend() { ++backend_depth; }
+  ~InBackend() { --backend_depth; }
+  InBackend(const InBackend&) = delete;
+  InBackend& operator=(const InBackend&) = delete;
+};
+
 void call(bool ta, bool tb, i64 m, i64 n, i64 k, float alpha, const float* a, i64 lda,
           const float* b, i64 ldb, float beta, float* c, i64 ldc) {
   const OneOmpThread one;
+  const InBackend inside;
   const dnnl_status_t s =
       dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (s != dnnl_success) bad("oneDNN's dnnl_sgemm failed with status " + std::to_string(int(s)));
@@ -224,6 +236,7 @@ void call(bool ta, bool tb, i64 m, i64 n, i64 k, double alpha, const double* a, 
   std::call_once(one_thread, [] {
     if (!blas_threads_chosen.load()) openblas_set_num_threads(1);
   });
+  const InBackend inside;
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
               static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
@@ -290,6 +303,8 @@ void gemm_serial(bool trans_a, bool trans_b, i64 m, i64 n, i64 k, double alpha, 
   warn_once_if_generic(true);
   call(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+bool in_backend_call() { return backend_depth > 0; }
 
 std::string blas_backend_description() {
   return dnnl_description() + "; " + openblas_version() + " " + openblas_core() + " (float64)";

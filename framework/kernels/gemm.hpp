@@ -43,6 +43,11 @@ void gemm_serial(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std
 /// "oneDNN 2.6.3 sgemm avx512_core_bf16; OpenBLAS 0.3.21 Haswell (float64)".
 std::string blas_backend_description();
 
+/// True while the calling thread is inside a library call of the functions above. oneDNN's sgemm
+/// allocates its packing buffers inside each call; the allocation accounting of a steady-state run
+/// (tests/framework/allocation_test.cpp) uses this to tell the library's allocations from kiln's.
+bool in_backend_call();
+
 /// Sets the number of OpenBLAS threads (float64 products) for the whole process; values below 1
 /// are treated as 1. Without a call, kiln sets 1 at its first float64 product (it threads its
 /// products itself, see above). oneDNN always runs one thread per call.

@@ -14,9 +14,14 @@
 #include <numeric>
 #include <vector>
 
+#include <xtensor/xstorage.hpp>
+
+#include "framework/kernels/scratch.hpp"
+
 namespace kiln::kernels {
 
-using Dims = std::vector<std::size_t>;
+using Dims = xt::svector<std::size_t, 4>;    // inline up to rank 4: no allocation
+using AxisMask = xt::svector<char, 4>;       // nonzero: the axis is reduced
 
 /// Product of d[first .. last).
 inline std::size_t product(const Dims& d, std::size_t first, std::size_t last) {
@@ -77,45 +82,40 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
   }
   const std::size_t half = n / 2;
   sum_rows(x, half, inner, y);
-  std::vector<Acc> rest(inner);
+  Scratch<Acc> rest(inner);
   sum_rows(x + half * inner, n - half, inner, rest.data());
-  for (std::size_t i = 0; i < inner; ++i) y[i] += rest[i];
+  for (std::size_t i = 0; i < inner; ++i) y[i] += rest.data()[i];
 }
 
-/// x viewed as [outer, n, inner] -> [outer, inner], each the pairwise sum along n.
+/// x viewed as [outer, n, inner] -> y [outer, inner], each the pairwise sum along n.
 template <class Acc, class T>
-std::vector<Acc> sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner) {
-  std::vector<Acc> y(outer * inner);
-  for (std::size_t o = 0; o < outer; ++o) sum_rows(x + o * n * inner, n, inner, y.data() + o * inner);
-  return y;
+void sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
+  for (std::size_t o = 0; o < outer; ++o) sum_rows(x + o * n * inner, n, inner, y + o * inner);
 }
 
 /// x viewed as [outer, n, inner]: y[o, i] = f(...f(f(init, x[o,0,i]), x[o,1,i])..., x[o,n-1,i]),
 /// for folds whose result does not depend on the order (max, min). Contiguous inner loop.
 template <class Acc, class T, class F>
-std::vector<Acc> fold_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner,
-                             Acc init, F f) {
-  std::vector<Acc> y(outer * inner, init);
+void fold_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc init, F f, Acc* y) {
+  std::fill(y, y + outer * inner, init);
   for (std::size_t o = 0; o < outer; ++o) {
-    Acc* yr = y.data() + o * inner;
+    Acc* yr = y + o * inner;
     for (std::size_t r = 0; r < n; ++r) {
       const T* xr = x + (o * n + r) * inner;
       for (std::size_t i = 0; i < inner; ++i) yr[i] = f(yr[i], static_cast<Acc>(xr[i]));
     }
   }
-  return y;
 }
 
-/// Reduces x (row-major `dims`) over the axes where mask is nonzero; the result lists the kept
-/// elements in row-major order (the reduced axes dropped). Adjacent axes of the same kind merge
-/// (size-1 axes are dropped), so x is [g_0, g_1, ...] with kept and reduced groups alternating;
-/// each reduced group is reduced by middle(src, outer, g_j, inner) -> std::vector<Acc> in turn,
-/// innermost first. One buffer per reduced group; none per element.
+/// Reduces x (row-major `dims`) over the axes where mask is nonzero into out, which receives the
+/// kept elements in row-major order (the reduced axes dropped). Adjacent axes of the same kind
+/// merge (size-1 axes are dropped), so x is [g_0, g_1, ...] with kept and reduced groups
+/// alternating; each reduced group is reduced by middle(src, outer, g_j, inner, dst) in turn,
+/// innermost first, the intermediate results in scratch buffers (no allocation once warm).
 template <class Acc, class T, class Middle>
-std::vector<Acc> reduce_axes(const T* x, const Dims& dims, const std::vector<char>& mask,
-                             Middle middle) {
+void reduce_axes(const T* x, const Dims& dims, const AxisMask& mask, Middle middle, Acc* out) {
   Dims g;
-  std::vector<char> reduced;
+  AxisMask reduced;
   for (std::size_t k = 0; k < dims.size(); ++k) {
     if (dims[k] == 1) continue;
     if (!g.empty() && reduced.back() == mask[k])
@@ -123,33 +123,62 @@ std::vector<Acc> reduce_axes(const T* x, const Dims& dims, const std::vector<cha
     else
       g.push_back(dims[k]), reduced.push_back(mask[k]);
   }
-  std::vector<Acc> acc;
-  bool folded = false;
-  for (std::size_t j = g.size(); j-- > 0;) {
+  std::size_t first = g.size(), last = g.size();  // the outermost and innermost reduced groups
+  for (std::size_t j = 0; j < g.size(); ++j)
+    if (reduced[j]) last = j, first = first == g.size() ? j : first;
+  if (first == g.size()) {
+    const std::size_t n = product(dims, 0, dims.size());
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Acc>(x[i]);
+    return;
+  }
+  const std::size_t scratch = product(g, 0, g.size()) / std::max<std::size_t>(1, g[last]);
+  Scratch<Acc> ping(first == last ? 0 : scratch), pong(first == last ? 0 : scratch);
+  const Acc* src = nullptr;
+  for (std::size_t j = last + 1; j-- > first;) {
     if (!reduced[j]) continue;
     const std::size_t outer = product(g, 0, j), inner = product(g, j + 1, g.size());
-    acc = folded ? middle(acc.data(), outer, g[j], inner) : middle(x, outer, g[j], inner);
+    Acc* dst = j == first ? out : (src == ping.data() ? pong.data() : ping.data());
+    if (src)
+      middle(src, outer, g[j], inner, dst);
+    else
+      middle(x, outer, g[j], inner, dst);
+    src = dst;
     g[j] = 1;
-    folded = true;
   }
-  if (!folded) acc.assign(x, x + product(dims, 0, dims.size()));
-  return acc;
 }
 
-/// Pairwise sums of x over the masked axes (see reduce_axes), accumulated in Acc.
+/// The number of elements reduce_axes leaves.
+inline std::size_t kept_size(const Dims& dims, const AxisMask& mask) {
+  std::size_t n = 1;
+  for (std::size_t k = 0; k < dims.size(); ++k)
+    if (!mask[k]) n *= dims[k];
+  return n;
+}
+
+/// Pairwise sums of x over the masked axes (see reduce_axes), accumulated in Acc, into out.
 template <class Acc, class T>
-std::vector<Acc> reduce_sum(const T* x, const Dims& dims, const std::vector<char>& mask) {
-  return reduce_axes<Acc>(x, dims, mask, [](const auto* src, std::size_t o, std::size_t n, std::size_t i) {
-    return sum_middle<Acc>(src, o, n, i);
-  });
+void reduce_sum(const T* x, const Dims& dims, const AxisMask& mask, Acc* out) {
+  reduce_axes<Acc>(
+      x, dims, mask,
+      [](const auto* src, std::size_t o, std::size_t n, std::size_t i, Acc* dst) { sum_middle<Acc>(src, o, n, i, dst); },
+      out);
+}
+template <class Acc, class T>
+std::vector<Acc> reduce_sum(const T* x, const Dims& dims, const AxisMask& mask) {
+  std::vector<Acc> out(kept_size(dims, mask));
+  reduce_sum<Acc>(x, dims, mask, out.data());
+  return out;
 }
 
-/// An order-independent fold f(acc, value) from init over the masked axes (max, min).
+/// An order-independent fold f(acc, value) from init over the masked axes (max, min), into out.
 template <class T, class F>
-std::vector<T> reduce_fold(const T* x, const Dims& dims, const std::vector<char>& mask, T init, F f) {
-  return reduce_axes<T>(x, dims, mask, [init, f](const T* src, std::size_t o, std::size_t n, std::size_t i) {
-    return fold_middle(src, o, n, i, init, f);
-  });
+void reduce_fold(const T* x, const Dims& dims, const AxisMask& mask, T init, F f, T* out) {
+  reduce_axes<T>(
+      x, dims, mask,
+      [init, f](const T* src, std::size_t o, std::size_t n, std::size_t i, T* dst) {
+        fold_middle(src, o, n, i, init, f, dst);
+      },
+      out);
 }
 
 }  // namespace kiln::kernels

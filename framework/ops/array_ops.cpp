@@ -14,16 +14,22 @@ namespace kiln {
 
 namespace {
 
-std::vector<std::size_t> shape_from_tensor(const Array& a, const std::string& op) {
-  std::vector<std::size_t> dims;
-  const auto v = a.to_double();
-  if (v.dimension() != 1)
-    throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
-  for (double d : v) {
-    if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");
-    dims.push_back(static_cast<std::size_t>(d));
-  }
-  return dims;
+// The dims an int32/int64 shape vector holds (no allocation up to rank 4).
+kernels::Extents shape_from_tensor(const Array& a, const std::string& op) {
+  return visit_dtype(a.dtype(), [&]<class I>() {
+    kernels::Extents dims;
+    if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
+      const auto& v = a.as<I>();
+      if (v.dimension() != 1) throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
+      for (const I d : v) {
+        if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");
+        dims.push_back(static_cast<std::size_t>(d));
+      }
+    } else {
+      throw InvalidArgumentError("'" + op + "': the shape argument must be int32 or int64");
+    }
+    return dims;
+  });
 }
 
 // The static shape described by a shape tensor: known when it is a constant, else unknown dims
@@ -55,18 +61,31 @@ Tensor reshape_like(const Tensor& g, const Tensor& x) {
   return x.shape().is_fully_defined() ? reshape(g, x.shape()) : reshape(g, shape(x));
 }
 
-using Dims = std::vector<std::size_t>;
+using Dims = kernels::Extents;  // inline up to rank 4
 
 template <class V>
 std::string list_text(const V& v) {
   std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  s += ']';
+  return s;
 }
 
 Dims dims_of(const Array& a) {
-  const Shape s = a.shape();
-  return {s.dims().begin(), s.dims().end()};
+  return visit_dtype(a.dtype(), [&]<class T>() { return Dims(a.as<T>().shape()); });
+}
+template <class T>
+Dims dims_of(const KernelContext& c, int i) {
+  return c.input_as<T>(i).shape();
+}
+
+// d with v inserted before position `at` (svector::insert trips GCC 12's -Warray-bounds).
+void insert_dim(Dims& d, std::size_t at, std::size_t v) {
+  d.push_back(v);
+  std::rotate(d.begin() + static_cast<std::ptrdiff_t>(at), d.end() - 1, d.end());
 }
 
 std::size_t product(Dims::const_iterator first, Dims::const_iterator last) {
@@ -120,11 +139,12 @@ std::size_t runtime_axis(const KernelContext& c, int axis, std::size_t rank) {
   return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
+// Output 0: input 0's elements with other dims (Reshape, ExpandDims, Squeeze).
 template <class T>
-Array copy_with_dims(const xt::xarray<T>& x, const Dims& dims) {
-  xt::xarray<T> y = xt::xarray<T>::from_shape(dims);
+void copy_with_dims(KernelContext& c, const Dims& dims) {
+  const auto& x = c.input_as<T>(0);
+  auto& y = c.allocate_output<T>(0, dims);
   std::copy(x.data(), x.data() + x.size(), y.data());
-  return Array(std::move(y));
 }
 
 struct TransposeAttrs {
@@ -206,7 +226,7 @@ ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& part
   const std::size_t a = runtime_axis(c, axis, r);
   ConcatLayout l;
   for (Dims d : parts) {
-    if (pack) d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
+    if (pack) insert_dim(d, a, 1);
     if (l.out.empty()) l.out = d, l.out[a] = 0;
     bool same = d.size() == r;
     for (std::size_t k = 0; same && k < r; ++k) same = k == a || d[k] == l.out[k];
@@ -366,9 +386,8 @@ void register_array_ops(OpRegistry& r) {
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& s = c.input_as<T>(0).shape();
-           xt::xarray<std::int32_t> out = xt::xarray<std::int32_t>::from_shape({s.size()});
+           auto& out = c.allocate_output<std::int32_t>(0, {s.size()});
            for (std::size_t i = 0; i < s.size(); ++i) out(i) = static_cast<std::int32_t>(s[i]);
-           c.set_output(0, std::move(out));
          }),
          .not_differentiable = true});
 
@@ -384,14 +403,13 @@ void register_array_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
-           check_array_size(dtype_of<T>(), target, "'" + c.op_name() + "'");
-           const std::vector<std::size_t> sx(x.shape().begin(), x.shape().end());
+           if (!array_size_ok(dtype_of<T>(), target)) check_array_size(dtype_of<T>(), target, "'" + c.op_name() + "'");
+           const Dims sx = x.shape();
            if (kernels::broadcast_shape(sx, target) != target)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " +
                                         c.input(0).shape().to_string() + " to the requested shape");
-           xt::xarray<T> y = xt::xarray<T>::from_shape(target);
+           auto& y = c.allocate_output<T>(0, target);
            gather_rows(x.data(), target, kernels::broadcast_strides(sx, target), y.data());
-           c.set_output(0, std::move(y));
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -410,19 +428,19 @@ void register_array_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& g = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
-           const std::vector<std::size_t> sg(g.shape().begin(), g.shape().end());
+           const Dims sg = g.shape();
            if (target == sg) return c.set_output(0, c.input(0));
            if (target.size() > sg.size() || kernels::broadcast_shape(sg, target) != sg)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " +
                                         c.input(0).shape().to_string() + " to the requested shape");
            const std::size_t lead = sg.size() - target.size();
-           std::vector<char> mask(sg.size(), 1);
+           kernels::AxisMask mask(sg.size(), 1);
            for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
            using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-           const auto acc = kernels::reduce_sum<Acc>(g.data(), sg, mask);
-           xt::xarray<T> y = xt::xarray<T>::from_shape(target);
-           std::transform(acc.begin(), acc.end(), y.data(), [](Acc v) { return static_cast<T>(v); });
-           c.set_output(0, std::move(y));
+           auto& y = c.allocate_output<T>(0, target);
+           kernels::Scratch<Acc> acc(y.size());
+           kernels::reduce_sum<Acc>(g.data(), sg, mask, acc.data());
+           std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -463,15 +481,20 @@ void register_array_ops(OpRegistry& r) {
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
-           const auto t = c.input(1).to_double();
-           std::vector<std::size_t> dims;
+           Dims dims;
            std::int64_t known = 1, infer = -1;
-           for (std::size_t i = 0; i < t.size(); ++i) {
-             const auto v = static_cast<std::int64_t>(t(i));
-             if (v < 0) infer = static_cast<std::int64_t>(i);
-             dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
-           }
-           check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
+           visit_dtype(c.input(1).dtype(), [&]<class I>() {
+             if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
+               const auto& t = c.input_as<I>(1);
+               for (std::size_t i = 0; i < t.size(); ++i) {
+                 const auto v = static_cast<std::int64_t>(t.data()[i]);
+                 if (v < 0) infer = static_cast<std::int64_t>(i);
+                 dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
+               }
+             }
+           });
+           if (!array_size_ok(dtype_of<T>(), dims))
+             check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
            for (std::size_t i = 0; i < dims.size(); ++i)  // cannot overflow: checked above
              if (static_cast<std::int64_t>(i) != infer) known *= static_cast<std::int64_t>(dims[i]);
            const auto n = static_cast<std::int64_t>(x.size());
@@ -483,9 +506,7 @@ void register_array_ops(OpRegistry& r) {
              throw InvalidArgumentError(
                  "Input to reshape '" + c.op_name() + "' is a tensor with " + std::to_string(n) +
                  " values, but the requested shape has " + std::to_string(total));
-           xt::xarray<T> y = xt::xarray<T>::from_shape(dims);
-           std::copy(x.data(), x.data() + x.size(), y.data());
-           c.set_output(0, std::move(y));
+           copy_with_dims<T>(c, dims);
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -562,10 +583,10 @@ void register_array_ops(OpRegistry& r) {
                return detail::one(c.dtypes[0], Shape(d));
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           Dims d = dims_of(c.input(0));
+           Dims d = dims_of<T>(c, 0);
            const auto a = runtime_axis(c, c.attrs<AxisAttrs>().axis, d.size() + 1);
-           d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
-           c.set_output(0, copy_with_dims(c.input_as<T>(0), d));
+           insert_dim(d, a, 1);
+           copy_with_dims<T>(c, d);
          }),
          .gradient = reshape_back,
          .attr_codec = axis_codec});
@@ -596,9 +617,9 @@ void register_array_ops(OpRegistry& r) {
                return detail::one(c.dtypes[0], Shape(out));
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           const Dims in = dims_of(c.input(0));
+           const Dims in = dims_of<T>(c, 0);
            const auto& axes = c.attrs<SqueezeAttrs>().axes;
-           std::vector<char> drop(in.size(), 0);
+           xt::svector<char, 8> drop(in.size(), 0);
            for (std::size_t k = 0; k < in.size(); ++k) drop[k] = axes.empty() && in[k] == 1;
            for (int a : axes) {
              const auto k = runtime_axis(c, a, in.size());
@@ -610,7 +631,7 @@ void register_array_ops(OpRegistry& r) {
            Dims out;
            for (std::size_t k = 0; k < in.size(); ++k)
              if (!drop[k]) out.push_back(in[k]);
-           c.set_output(0, copy_with_dims(c.input_as<T>(0), out));
+           copy_with_dims<T>(c, out);
          }),
          .gradient = reshape_back,
          .attr_codec = attr_codec<SqueezeAttrs>([](auto& io, auto& a) { io(a.axes); })});
@@ -801,7 +822,7 @@ void register_array_ops(OpRegistry& r) {
   r.add({.type = "Size",
          .shape_fn = int_scalar,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           c.set_output(0, static_cast<std::int32_t>(c.input(0).size()));
+           c.allocate_output<std::int32_t>(0, kernels::Extents{})() = static_cast<std::int32_t>(c.input(0).size());
          }),
          .not_differentiable = true});
   r.add({.type = "Rank",

@@ -29,6 +29,7 @@
 #include "framework/nn_ops.hpp"
 #include "framework/ops/batch_norm_ops.hpp"
 #include "framework/ops/common.hpp"
+#include "framework/ops/formats.hpp"
 
 
 namespace kiln {
@@ -43,11 +44,7 @@ const AttrCodec fused_bn_codec = attr_codec<FusedBatchNormAttrs>([](auto& io, au
   io(a.is_training);
 });
 
-bool is_nchw(const std::string& f) { return f == "NCHW"; }
-
-void check_data_format(const std::string& f) {
-  if (f != "NHWC" && f != "NCHW") throw ValueError("data_format must be \"NHWC\" or \"NCHW\", got \"" + f + "\"");
-}
+bool is_nchw(const std::string& f) { return detail::parse_data_format(f) == detail::DataFormat::nchw; }
 
 // Merges the size of a 1-D per-channel parameter into the channel count c (-1: unknown).
 // allow_empty: a [0] tensor is accepted (mean/variance in training, where they are unused).
@@ -66,7 +63,7 @@ std::int64_t merge_channels(std::int64_t c, const Shape& s, const char* what, bo
 // input `xi`; sets `x` to the output shape and returns the channel count (-1: unknown).
 std::int64_t check_bn_inputs(const InferenceContext& c, int xi, bool training, bool grad, Shape& x) {
   const auto& a = c.attrs<FusedBatchNormAttrs>();
-  check_data_format(a.data_format);
+  detail::parse_data_format(a.data_format);
   detail::check_variance_epsilon(a.epsilon, "");
   const DType t = c.dtypes[static_cast<std::size_t>(xi)];
   if (t != float32 && t != float64)
@@ -123,92 +120,110 @@ std::vector<TensorSpec> fused_bn_grad_shape(const InferenceContext& c) {
 
 // ---------------------------------------------------------------- kernels
 
-kernels::BnLayout runtime_layout(const KernelContext& c, const Array& x, const std::string& fmt) {
-  const Shape s = x.shape();
-  if (s.rank() != 4)
-    throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): x must be 4-dimensional, got shape " +
-                               s.to_string());
-  if (is_nchw(fmt)) return {s[0], s[1], s[2] * s[3]};
-  return {s[0] * s[1] * s[2], s[3], 1};
-}
+// FusedBatchNorm's and FusedBatchNormGrad's prepared part: the attributes, the data format parsed.
+class BnKernel : public OpKernel {
+ public:
+  explicit BnKernel(const detail::Node& n)
+      : a_(std::any_cast<const FusedBatchNormAttrs&>(n.attrs)), nchw_(detail::parse_data_format(a_.data_format) ==
+                                                                      detail::DataFormat::nchw) {}
 
-void check_param(const KernelContext& c, int i, const char* what, std::int64_t channels) {
-  const Shape s = c.input(i).shape();
-  if (s.rank() != 1 || s[0] != channels)
-    throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): " + what + " must have shape [" +
-                               std::to_string(channels) + "], got " + s.to_string());
-}
-
-template <class T>
-xt::xarray<T> vec(std::int64_t n) {
-  return xt::xarray<T>::from_shape({static_cast<std::size_t>(n)});
-}
-
-template <class T>
-void fused_bn_kernel(KernelContext& c) {
-  const auto& a = c.attrs<FusedBatchNormAttrs>();
-  const auto& x = c.input_as<T>(0);
-  const kernels::BnLayout l = runtime_layout(c, c.input(0), a.data_format);
-  const std::int64_t C = l.channels;
-  check_param(c, 1, "scale", C);
-  check_param(c, 2, "offset", C);
-  xt::xarray<T> y = xt::xarray<T>::from_shape(x.shape());
-  const T* g = c.input_as<T>(1).data();
-  const T* b = c.input_as<T>(2).data();
-  if (a.is_training) {
-    xt::xarray<T> mean = vec<T>(C), var = vec<T>(C), inv = vec<T>(C);
-    kernels::fused_batch_norm_forward_training(x.data(), g, b, l, a.epsilon, y.data(), mean.data(), var.data(),
-                                               inv.data());
-    // TF: the variance output is Bessel-corrected (for the moving average); inv uses the biased one.
-    const double m = static_cast<double>(l.outer) * static_cast<double>(l.inner);
-    const double factor = m / std::max(m - 1, 1.0);
-    for (auto& v : var) v = static_cast<T>(static_cast<double>(v) * factor);
-    c.set_output(0, std::move(y));
-    c.set_output(1, mean);
-    c.set_output(2, std::move(var));
-    c.set_output(3, std::move(mean));
-    c.set_output(4, std::move(inv));
-    return;
+ protected:
+  // The [outer, C, inner] view of a 4-D x (InvalidArgumentError otherwise); allocates nothing.
+  template <class T>
+  kernels::BnLayout layout(const KernelContext& c, int i) const {
+    const auto& s = c.input_as<T>(i).shape();
+    if (s.size() != 4)
+      throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type +
+                                 "'): x must be 4-dimensional, got shape " + c.input(i).shape().to_string());
+    const auto d = [&](int k) { return static_cast<std::int64_t>(s[static_cast<std::size_t>(k)]); };
+    if (nchw_) return {d(0), d(1), d(2) * d(3)};
+    return {d(0) * d(1) * d(2), d(3), 1};
   }
-  check_param(c, 3, "mean", C);
-  check_param(c, 4, "variance", C);
-  kernels::fused_batch_norm_forward_inference(x.data(), g, b, c.input_as<T>(3).data(), c.input_as<T>(4).data(), l,
-                                              a.epsilon, y.data());
-  c.set_output(0, std::move(y));
-  c.set_output(1, c.input(3));
-  c.set_output(2, c.input(4));
-  c.set_output(3, c.input(3));
-  c.set_output(4, c.input(4));
-}
+  template <class T>
+  static void check_param(const KernelContext& c, int i, const char* what, std::int64_t channels) {
+    const auto& s = c.input_as<T>(i).shape();
+    if (s.size() != 1 || static_cast<std::int64_t>(s[0]) != channels)
+      throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): " + what +
+                                 " must have shape [" + std::to_string(channels) + "], got " +
+                                 c.input(i).shape().to_string());
+  }
 
+  FusedBatchNormAttrs a_;
+  bool nchw_;
+};
+
+// Outputs (y, batch_mean, batch_variance, reserve_space_1, reserve_space_2).
 template <class T>
-void fused_bn_grad_kernel(KernelContext& c) {
-  const auto& a = c.attrs<FusedBatchNormAttrs>();
-  const auto& dy = c.input_as<T>(0);
-  const auto& x = c.input_as<T>(1);
-  if (c.input(0).shape() != c.input(1).shape())
-    throw InvalidArgumentError("'" + c.op_name() + "' (op: 'FusedBatchNormGrad'): y_backprop of shape " +
-                               c.input(0).shape().to_string() + " does not match x of shape " +
-                               c.input(1).shape().to_string());
-  const kernels::BnLayout l = runtime_layout(c, c.input(1), a.data_format);
-  const std::int64_t C = l.channels;
-  check_param(c, 2, "scale", C);
-  check_param(c, 3, "reserve_space_1", C);
-  check_param(c, 4, "reserve_space_2", C);
-  xt::xarray<T> dx = xt::xarray<T>::from_shape(x.shape());
-  xt::xarray<T> dg = vec<T>(C), db = vec<T>(C);
-  const T* g = c.input_as<T>(2).data();
-  const T* r1 = c.input_as<T>(3).data();
-  const T* r2 = c.input_as<T>(4).data();
-  if (a.is_training)
-    kernels::fused_batch_norm_backward_training(dy.data(), x.data(), g, r1, r2, l, dx.data(), dg.data(), db.data());
-  else
-    kernels::fused_batch_norm_backward_inference(dy.data(), x.data(), g, r1, r2, l, a.epsilon, dx.data(), dg.data(),
-                                                 db.data());
-  c.set_output(0, std::move(dx));
-  c.set_output(1, std::move(dg));
-  c.set_output(2, std::move(db));
-}
+class FusedBatchNormKernel final : public BnKernel {
+ public:
+  using BnKernel::BnKernel;
+  void compute(KernelContext& c) const override {
+    const auto& x = c.input_as<T>(0);
+    const kernels::BnLayout l = layout<T>(c, 0);
+    const std::int64_t C = l.channels;
+    const auto channels = static_cast<std::size_t>(C);
+    check_param<T>(c, 1, "scale", C);
+    check_param<T>(c, 2, "offset", C);
+    const T* g = c.input_as<T>(1).data();
+    const T* b = c.input_as<T>(2).data();
+    if (!a_.is_training) {
+      check_param<T>(c, 3, "mean", C);
+      check_param<T>(c, 4, "variance", C);
+    }
+    auto& y = c.allocate_output_like<T>(0, 0);
+    if (a_.is_training) {
+      auto& mean = c.allocate_output<T>(1, {channels});
+      auto& var = c.allocate_output<T>(2, {channels});
+      auto& saved_mean = c.allocate_output<T>(3, {channels});
+      auto& inv = c.allocate_output<T>(4, {channels});
+      kernels::fused_batch_norm_forward_training(x.data(), g, b, l, a_.epsilon, y.data(), mean.data(), var.data(),
+                                                 inv.data());
+      std::copy(mean.data(), mean.data() + channels, saved_mean.data());
+      // TF: the variance output is Bessel-corrected (for the moving average); inv uses the biased one.
+      const double m = static_cast<double>(l.outer) * static_cast<double>(l.inner);
+      const double factor = m / std::max(m - 1, 1.0);
+      for (auto& v : var) v = static_cast<T>(static_cast<double>(v) * factor);
+      return;
+    }
+    kernels::fused_batch_norm_forward_inference(x.data(), g, b, c.input_as<T>(3).data(), c.input_as<T>(4).data(), l,
+                                                a_.epsilon, y.data());
+    c.set_output(1, c.input(3));
+    c.set_output(2, c.input(4));
+    c.set_output(3, c.input(3));
+    c.set_output(4, c.input(4));
+  }
+};
+
+// Inputs (y_backprop, x, scale, reserve_space_1, reserve_space_2); outputs (dx, dscale, doffset).
+template <class T>
+class FusedBatchNormGradKernel final : public BnKernel {
+ public:
+  using BnKernel::BnKernel;
+  void compute(KernelContext& c) const override {
+    const auto& dy = c.input_as<T>(0);
+    const auto& x = c.input_as<T>(1);
+    if (dy.shape() != x.shape())
+      throw InvalidArgumentError("'" + c.op_name() + "' (op: 'FusedBatchNormGrad'): y_backprop of shape " +
+                                 c.input(0).shape().to_string() + " does not match x of shape " +
+                                 c.input(1).shape().to_string());
+    const kernels::BnLayout l = layout<T>(c, 1);
+    const std::int64_t C = l.channels;
+    check_param<T>(c, 2, "scale", C);
+    check_param<T>(c, 3, "reserve_space_1", C);
+    check_param<T>(c, 4, "reserve_space_2", C);
+    auto& dx = c.allocate_output_like<T>(0, 1);
+    auto& dg = c.allocate_output<T>(1, {static_cast<std::size_t>(C)});
+    auto& db = c.allocate_output<T>(2, {static_cast<std::size_t>(C)});
+    const T* g = c.input_as<T>(2).data();
+    const T* r1 = c.input_as<T>(3).data();
+    const T* r2 = c.input_as<T>(4).data();
+    if (a_.is_training)
+      kernels::fused_batch_norm_backward_training(dy.data(), x.data(), g, r1, r2, l, dx.data(), dg.data(), db.data());
+    else
+      kernels::fused_batch_norm_backward_inference(dy.data(), x.data(), g, r1, r2, l, a_.epsilon, dx.data(),
+                                                   dg.data(), db.data());
+  }
+};
 
 // ---------------------------------------------------------------- gradients
 
@@ -324,13 +339,13 @@ void check_variance_epsilon(double epsilon, const std::string& context) {
 void register_batch_norm_ops(OpRegistry& r) {
   r.add({.type = "FusedBatchNorm",
          .shape_fn = fused_bn_shape,
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { fused_bn_kernel<T>(c); }),
+         .kernels = prepared_kernels<FusedBatchNormKernel, KILN_FLOAT_TYPES>(),
          .gradient = fused_bn_grad,
          .accepts_missing_output_grads = true,
          .attr_codec = fused_bn_codec});
   r.add({.type = "FusedBatchNormGrad",
          .shape_fn = fused_bn_grad_shape,
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { fused_bn_grad_kernel<T>(c); }),
+         .kernels = prepared_kernels<FusedBatchNormGradKernel, KILN_FLOAT_TYPES>(),
          .dispatch_input = 1,
          .gradient = fused_bn_grad_grad,
          .accepts_missing_output_grads = true,

@@ -1,7 +1,9 @@
 // Control flow: NoOp, group, and TF's Switch/Merge with dead-value propagation, from which cond is
-// built. The executor (session.cpp) marks every output of an op dead when one of its data or
+// built. The executor (executor.cpp) marks every output of an op dead when one of its data or
 // control inputs is dead, except Merge, which is dead only when all its data inputs are. A Switch
 // leaves its untaken output unset, and the executor marks it dead.
+#include <array>
+
 #include "framework/ops/common.hpp"
 #include "framework/variable.hpp"
 
@@ -168,7 +170,7 @@ void register_control_flow_ops(OpRegistry& r) {
            for (int i = 0; i < c.num_inputs(); ++i)
              if (c.has_input(i)) {
                c.set_output(0, c.input(i));
-               c.set_output(1, Array(static_cast<std::int32_t>(i)));
+               c.allocate_output<std::int32_t>(1, std::array<std::size_t, 0>{})() = static_cast<std::int32_t>(i);
                return;
              }
          }),

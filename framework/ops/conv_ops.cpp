@@ -17,6 +17,7 @@
 // constant). MaxPoolGradGrad's gradient is MaxPoolGrad again. AvgPool -> AvgPoolGrad (the adjoint
 // spreads dy / count over the window), whose gradient is AvgPool.
 #include <algorithm>
+#include <array>
 #include <optional>
 
 #include "framework/kernels/conv2d.hpp"
@@ -24,6 +25,7 @@
 #include "framework/nn_conv.hpp"
 #include "framework/ops/common.hpp"
 #include "framework/ops/conv_ops.hpp"
+#include "framework/ops/formats.hpp"
 
 namespace kiln {
 
@@ -58,16 +60,11 @@ struct Layout {
   std::size_t h, w, c;
 };
 Layout layout_of(const std::string& data_format) {
-  if (data_format == "NHWC") return {false, 1, 2, 3};
-  if (data_format == "NCHW") return {true, 2, 3, 1};
-  throw ValueError("data_format must be \"NHWC\" or \"NCHW\", got \"" + data_format + "\"");
+  return detail::parse_data_format(data_format) == detail::DataFormat::nchw ? Layout{true, 2, 3, 1}
+                                                                           : Layout{false, 1, 2, 3};
 }
 
-kernels::Padding padding_of(const std::string& s) {
-  if (s == "SAME") return kernels::Padding::same;
-  if (s == "VALID") return kernels::Padding::valid;
-  throw ValueError("padding must be \"SAME\" or \"VALID\", got \"" + s + "\"");
-}
+kernels::Padding padding_of(const std::string& s) { return detail::parse_padding(s); }
 
 // The (height, width) entries of a 4-entry strides / ksize / dilations list.
 struct HW {
@@ -177,13 +174,6 @@ Dims sizes_at_build(const InferenceContext& c, int i, const Shape& hint, const c
   return d;
 }
 
-template <class T>
-Dims dims_of(const xt::xarray<T>& a) {
-  return Dims(a.shape().begin(), a.shape().end());
-}
-
-std::vector<std::size_t> extents(const Dims& d) { return {d.begin(), d.end()}; }
-
 Dims sizes_at_run_time(const Array& a, const char* what) {
   Dims d;
   if (a.dtype() == int32)
@@ -199,6 +189,13 @@ Dims sizes_at_run_time(const Array& a, const char* what) {
 }
 
 // ---------------------------------------------------------------- kernels
+//
+// Prepared once per op (ConvParams / PoolParams: the attributes parsed into enums and numbers);
+// on each run the geometry comes from the actual dims without allocating. Any inconsistency in
+// the actual shapes re-runs the build-time checks on them, so the message is the shape function's,
+// as InvalidArgumentError prefixed by the op's type and name.
+
+using Dims4 = std::array<i64, 4>;
 
 // "Type 'name': ", the prefix of a kernel's run-time errors.
 std::string where_in(const KernelContext& c) {
@@ -221,165 +218,268 @@ void expect_dims(const Dims& got, const Dims& want, const char* what) {
                      " does not match the expected shape " + list_text(want));
 }
 
-kernels::Conv2DGeometry conv_geometry(const Dims& x, const Dims& f, const Conv2DAttrs& a) {
-  const Layout l = layout_of(a.data_format);
-  const HW s = spatial_of(a.strides, "strides", l);
-  const HW d = spatial_of(a.dilations, "dilations", l);
-  kernels::Conv2DGeometry g;
-  g.batch = x[0];
-  g.in_h = x[l.h];
-  g.in_w = x[l.w];
-  g.in_c = x[l.c];
-  g.out_c = f[3];
-  g.kernel_h = f[0];
-  g.kernel_w = f[1];
-  g.stride_h = s.h;
-  g.stride_w = s.w;
-  g.dilation_h = d.h;
-  g.dilation_w = d.w;
-  g.channels_first = l.channels_first;
-  return kernels::make_conv2d_geometry(g, padding_of(a.padding));
+Dims to_dims(const Dims4& d) { return Dims(d.begin(), d.end()); }
+
+// The dims of a rank-4 input (InvalidArgumentError for another rank).
+template <class T>
+Dims4 input_dims4(const KernelContext& c, int i, const char* what) {
+  const auto& s = c.input_as<T>(i).shape();
+  if (s.size() != 4)
+    checked(c, [&] { dims4(Shape(Dims(s.begin(), s.end())), what); });
+  return {static_cast<i64>(s[0]), static_cast<i64>(s[1]), static_cast<i64>(s[2]), static_cast<i64>(s[3])};
 }
 
-kernels::Pool2DGeometry pool_geometry(const Dims& x, const PoolAttrs& a) {
-  const Layout l = layout_of(a.data_format);
-  const HW k = spatial_of(a.ksize, "ksize", l);
-  const HW s = spatial_of(a.strides, "strides", l);
-  kernels::Pool2DGeometry g;
-  g.batch = x[0];
-  g.in_h = x[l.h];
-  g.in_w = x[l.w];
-  g.channels = x[l.c];
-  g.window_h = k.h;
-  g.window_w = k.w;
-  g.stride_h = s.h;
-  g.stride_w = s.w;
-  g.channels_first = l.channels_first;
-  return kernels::make_pool2d_geometry(g, padding_of(a.padding));
+// A sizes input (input_sizes, filter_sizes, orig_input_shape) at run time: 4 entries >= 0.
+Dims4 sizes_input(const KernelContext& c, int i, const char* what) {
+  const Array& a = c.input(i);
+  Dims4 d{};
+  bool ok = a.size() == 4;
+  const auto read = [&](const auto& v) {
+    ok = ok && v.dimension() == 1;
+    for (std::size_t k = 0; ok && k < 4; ++k) d[k] = static_cast<i64>(v.data()[k]);
+  };
+  if (a.dtype() == int32)
+    read(a.as<std::int32_t>());
+  else
+    read(a.as<std::int64_t>());
+  for (const i64 e : d) ok = ok && e >= 0;
+  if (!ok) checked(c, [&] { sizes_at_run_time(a, what); });
+  return d;
 }
+
+template <class Dims4Like>
+std::array<std::size_t, 4> extents4(const Dims4Like& d) {
+  return {static_cast<std::size_t>(d[0]), static_cast<std::size_t>(d[1]), static_cast<std::size_t>(d[2]),
+          static_cast<std::size_t>(d[3])};
+}
+
+// A convolution's attributes, parsed once.
+struct ConvParams {
+  Conv2DAttrs attrs;  // for the messages of the slow path
+  Layout layout;
+  kernels::Padding padding;
+  HW strides, dilations;
+  explicit ConvParams(const Conv2DAttrs& a)
+      : attrs(a),
+        layout(layout_of(a.data_format)),
+        padding(padding_of(a.padding)),
+        strides(spatial_of(a.strides, "strides", layout)),
+        dilations(spatial_of(a.dilations, "dilations", layout)) {}
+
+  // The geometry of input dims x and filter dims f; false when they do not fit together.
+  bool geometry(const Dims4& x, const Dims4& f, kernels::Conv2DGeometry& g) const {
+    const Layout& l = layout;
+    for (int k = 0; k < 4; ++k)
+      if (x[k] < 0 || f[k] < 0) return false;
+    if (x[l.c] != f[2] || f[0] < 1 || f[1] < 1) return false;
+    if (padding == kernels::Padding::valid &&
+        ((f[0] - 1) * dilations.h + 1 > x[l.h] || (f[1] - 1) * dilations.w + 1 > x[l.w]))
+      return false;
+    g = kernels::Conv2DGeometry{};
+    g.batch = x[0];
+    g.in_h = x[l.h];
+    g.in_w = x[l.w];
+    g.in_c = x[l.c];
+    g.out_c = f[3];
+    g.kernel_h = f[0];
+    g.kernel_w = f[1];
+    g.stride_h = strides.h;
+    g.stride_w = strides.w;
+    g.dilation_h = dilations.h;
+    g.dilation_w = dilations.w;
+    g.channels_first = l.channels_first;
+    g = kernels::make_conv2d_geometry(g, padding);
+    return true;
+  }
+  Dims4 output_dims(const kernels::Conv2DGeometry& g) const {
+    Dims4 d{};
+    d[0] = g.batch;
+    d[layout.h] = g.out_h;
+    d[layout.w] = g.out_w;
+    d[layout.c] = g.out_c;
+    return d;
+  }
+  // The geometry, or the shape function's error for these dims.
+  kernels::Conv2DGeometry checked_geometry(const KernelContext& c, const Dims4& x, const Dims4& f) const {
+    kernels::Conv2DGeometry g;
+    if (geometry(x, f, g)) return g;
+    checked(c, [&] { conv_output(to_dims(x), to_dims(f), attrs); });
+    throw InvalidArgumentError(where_in(c) + "input " + list_text(to_dims(x)) + " and filter " +
+                               list_text(to_dims(f)) + " do not fit together");
+  }
+  void expect_out_backprop(const KernelContext& c, const kernels::Conv2DGeometry& g, const Dims4& dy) const {
+    if (output_dims(g) != dy)
+      checked(c, [&] { expect_dims(to_dims(dy), to_dims(output_dims(g)), "out_backprop"); });
+  }
+};
 
 template <class T>
-void conv2d_kernel(KernelContext& c) {
-  const auto& x = c.input_as<T>(0);
-  const auto& f = c.input_as<T>(1);
-  const auto& a = c.attrs<Conv2DAttrs>();
-  Dims out;
-  const auto g = checked(c, [&] {
-    out = conv_output(dims4(Shape(dims_of(x)), "input"), dims4(Shape(dims_of(f)), "filter"), a);
-    return conv_geometry(dims_of(x), dims_of(f), a);
-  });
-  auto y = xt::xarray<T>::from_shape(extents(out));
-  kernels::conv2d_forward(g, x.data(), f.data(), y.data());
-  c.set_output(0, std::move(y));
-}
+class Conv2DKernel final : public OpKernel {
+ public:
+  explicit Conv2DKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), input_dims4<T>(c, 1, "filter"));
+    auto& y = c.allocate_output<T>(0, extents4(p_.output_dims(g)));
+    kernels::conv2d_forward(g, c.input_as<T>(0).data(), c.input_as<T>(1).data(), y.data());
+  }
+
+ private:
+  ConvParams p_;
+};
 
 // Inputs (input_sizes, filter, out_backprop).
 template <class T>
-void conv2d_backprop_input_kernel(KernelContext& c) {
-  const auto& f = c.input_as<T>(1);
-  const auto& dy = c.input_as<T>(2);
-  const auto& a = c.attrs<Conv2DAttrs>();
-  Dims sizes;
-  const auto g = checked(c, [&] {
-    sizes = sizes_at_run_time(c.input(0), "input_sizes");
-    expect_dims(dims_of(dy), conv_output(sizes, dims4(Shape(dims_of(f)), "filter"), a),
-                "out_backprop");
-    return conv_geometry(sizes, dims_of(f), a);
-  });
-  auto dx = xt::xarray<T>::from_shape(extents(sizes));
-  kernels::conv2d_backprop_input(g, f.data(), dy.data(), dx.data());
-  c.set_output(0, std::move(dx));
-}
+class Conv2DBackpropInputKernel final : public OpKernel {
+ public:
+  explicit Conv2DBackpropInputKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const Dims4 x = sizes_input(c, 0, "input_sizes");
+    const auto g = p_.checked_geometry(c, x, input_dims4<T>(c, 1, "filter"));
+    p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
+    auto& dx = c.allocate_output<T>(0, extents4(x));
+    kernels::conv2d_backprop_input(g, c.input_as<T>(1).data(), c.input_as<T>(2).data(), dx.data());
+  }
+
+ private:
+  ConvParams p_;
+};
 
 // Inputs (input, filter_sizes, out_backprop).
 template <class T>
-void conv2d_backprop_filter_kernel(KernelContext& c) {
-  const auto& x = c.input_as<T>(0);
-  const auto& dy = c.input_as<T>(2);
-  const auto& a = c.attrs<Conv2DAttrs>();
-  Dims sizes;
-  const auto g = checked(c, [&] {
-    sizes = sizes_at_run_time(c.input(1), "filter_sizes");
-    expect_dims(dims_of(dy), conv_output(dims4(Shape(dims_of(x)), "input"), sizes, a),
-                "out_backprop");
-    return conv_geometry(dims_of(x), sizes, a);
-  });
-  auto df = xt::xarray<T>::from_shape(extents(sizes));
-  kernels::conv2d_backprop_filter(g, x.data(), dy.data(), df.data());
-  c.set_output(0, std::move(df));
-}
+class Conv2DBackpropFilterKernel final : public OpKernel {
+ public:
+  explicit Conv2DBackpropFilterKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const Dims4 f = sizes_input(c, 1, "filter_sizes");
+    const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), f);
+    p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
+    auto& df = c.allocate_output<T>(0, extents4(f));
+    kernels::conv2d_backprop_filter(g, c.input_as<T>(0).data(), c.input_as<T>(2).data(), df.data());
+  }
+
+ private:
+  ConvParams p_;
+};
+
+// A pooling op's attributes, parsed once.
+struct PoolParams {
+  PoolAttrs attrs;
+  Layout layout;
+  kernels::Padding padding;
+  HW ksize, strides;
+  explicit PoolParams(const PoolAttrs& a)
+      : attrs(a),
+        layout(layout_of(a.data_format)),
+        padding(padding_of(a.padding)),
+        ksize(spatial_of(a.ksize, "ksize", layout)),
+        strides(spatial_of(a.strides, "strides", layout)) {}
+
+  kernels::Pool2DGeometry checked_geometry(const KernelContext& c, const Dims4& x) const {
+    const Layout& l = layout;
+    bool ok = x[0] >= 0 && x[1] >= 0 && x[2] >= 0 && x[3] >= 0;
+    if (padding == kernels::Padding::valid) ok = ok && ksize.h <= x[l.h] && ksize.w <= x[l.w];
+    if (!ok) {
+      checked(c, [&] { pool_output(to_dims(x), attrs); });
+      throw InvalidArgumentError(where_in(c) + "input " + list_text(to_dims(x)) + " does not fit the window");
+    }
+    kernels::Pool2DGeometry g;
+    g.batch = x[0];
+    g.in_h = x[l.h];
+    g.in_w = x[l.w];
+    g.channels = x[l.c];
+    g.window_h = ksize.h;
+    g.window_w = ksize.w;
+    g.stride_h = strides.h;
+    g.stride_w = strides.w;
+    g.channels_first = l.channels_first;
+    return kernels::make_pool2d_geometry(g, padding);
+  }
+  Dims4 output_dims(const kernels::Pool2DGeometry& g) const {
+    Dims4 d{};
+    d[0] = g.batch;
+    d[layout.h] = g.out_h;
+    d[layout.w] = g.out_w;
+    d[layout.c] = g.channels;
+    return d;
+  }
+  void expect(const KernelContext& c, const Dims4& got, const Dims4& want, const char* what) const {
+    if (got != want) checked(c, [&] { expect_dims(to_dims(got), to_dims(want), what); });
+  }
+};
 
 template <class T, bool kMax>
-void pool_kernel(KernelContext& c) {
-  const auto& x = c.input_as<T>(0);
-  const auto& a = c.attrs<PoolAttrs>();
-  Dims out;
-  const auto g = checked(c, [&] {
-    out = pool_output(dims4(Shape(dims_of(x)), "input"), a);
-    return pool_geometry(dims_of(x), a);
-  });
-  auto y = xt::xarray<T>::from_shape(extents(out));
-  if constexpr (kMax) {
-    auto argmax = xt::xarray<i64>::from_shape(extents(out));
-    kernels::max_pool_forward(g, x.data(), y.data(), argmax.data());
-    c.set_output(1, std::move(argmax));
-  } else {
-    kernels::avg_pool_forward(g, x.data(), y.data());
+class PoolKernel final : public OpKernel {
+ public:
+  explicit PoolKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"));
+    const auto out = extents4(p_.output_dims(g));
+    auto& y = c.allocate_output<T>(0, out);
+    if constexpr (kMax) {
+      auto& argmax = c.allocate_output<i64>(1, out);
+      kernels::max_pool_forward(g, c.input_as<T>(0).data(), y.data(), argmax.data());
+    } else {
+      kernels::avg_pool_forward(g, c.input_as<T>(0).data(), y.data());
+    }
   }
-  c.set_output(0, std::move(y));
-}
 
-// Inputs (orig_input, orig_output, grad, argmax), checked against each other; the geometry.
+ private:
+  PoolParams p_;
+};
 template <class T>
-kernels::Pool2DGeometry checked_max_pool_grad_geometry(const KernelContext& c, bool grad_is_pooled) {
-  const auto& x = c.input_as<T>(0);
-  const auto& a = c.attrs<PoolAttrs>();
-  return checked(c, [&] {
-    const Dims out = pool_output(dims4(Shape(dims_of(x)), "orig_input"), a);
-    expect_dims(dims_of(c.input_as<T>(1)), out, "orig_output");
-    expect_dims(dims_of(c.input_as<T>(2)), grad_is_pooled ? out : dims_of(x), "grad");
-    expect_dims(dims_of(c.input_as<i64>(3)), out, "argmax");
-    return pool_geometry(dims_of(x), a);
-  });
-}
+using MaxPoolKernel = PoolKernel<T, true>;
+template <class T>
+using AvgPoolKernel = PoolKernel<T, false>;
 
-// grad [pooled] -> [input]: scattered to the elements argmax names.
-template <class T>
-void max_pool_grad_kernel(KernelContext& c) {
-  const auto g = checked_max_pool_grad_geometry<T>(c, true);
-  auto dx = xt::xarray<T>::from_shape(c.input_as<T>(0).shape());
-  checked(c, [&] {
-    kernels::max_pool_backward(g, c.input_as<i64>(3).data(), c.input_as<T>(2).data(), dx.data());
-  });
-  c.set_output(0, std::move(dx));
-}
+// Inputs (orig_input, orig_output, grad, argmax), checked against each other. grad has the pooled
+// shape (MaxPoolGrad: scattered to the elements argmax names) or the input's (MaxPoolGradGrad:
+// out[o] = grad at the element argmax[o] names, 0 for an empty window).
+template <class T, bool kGradIsPooled>
+class MaxPoolGradKernel final : public OpKernel {
+ public:
+  explicit MaxPoolGradKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const Dims4 x = input_dims4<T>(c, 0, "orig_input");
+    const auto g = p_.checked_geometry(c, x);
+    const Dims4 y = p_.output_dims(g);
+    p_.expect(c, input_dims4<T>(c, 1, "orig_output"), y, "orig_output");
+    p_.expect(c, input_dims4<T>(c, 2, "grad"), kGradIsPooled ? y : x, "grad");
+    p_.expect(c, input_dims4<i64>(c, 3, "argmax"), y, "argmax");
+    const i64* argmax = c.input_as<i64>(3).data();
+    const T* grad = c.input_as<T>(2).data();
+    auto& out = c.allocate_output<T>(0, extents4(kGradIsPooled ? x : y));
+    checked(c, [&] {
+      if constexpr (kGradIsPooled)
+        kernels::max_pool_backward(g, argmax, grad, out.data());
+      else
+        kernels::max_pool_grad_grad(g, argmax, grad, out.data());
+    });
+  }
 
-// grad [input] -> [pooled]: out[o] = grad at the element argmax[o] names (0 for an empty window).
+ private:
+  PoolParams p_;
+};
 template <class T>
-void max_pool_grad_grad_kernel(KernelContext& c) {
-  const auto g = checked_max_pool_grad_geometry<T>(c, false);
-  auto out = xt::xarray<T>::from_shape(c.input_as<T>(1).shape());
-  checked(c, [&] {
-    kernels::max_pool_grad_grad(g, c.input_as<i64>(3).data(), c.input_as<T>(2).data(), out.data());
-  });
-  c.set_output(0, std::move(out));
-}
+using MaxPoolGradOnlyKernel = MaxPoolGradKernel<T, true>;
+template <class T>
+using MaxPoolGradGradKernel = MaxPoolGradKernel<T, false>;
 
 // Inputs (orig_input_shape, grad).
 template <class T>
-void avg_pool_grad_kernel(KernelContext& c) {
-  const auto& dy = c.input_as<T>(1);
-  const auto& a = c.attrs<PoolAttrs>();
-  Dims sizes;
-  const auto g = checked(c, [&] {
-    sizes = sizes_at_run_time(c.input(0), "orig_input_shape");
-    expect_dims(dims_of(dy), pool_output(sizes, a), "grad");
-    return pool_geometry(sizes, a);
-  });
-  auto dx = xt::xarray<T>::from_shape(extents(sizes));
-  kernels::avg_pool_backward(g, dy.data(), dx.data());
-  c.set_output(0, std::move(dx));
-}
+class AvgPoolGradKernel final : public OpKernel {
+ public:
+  explicit AvgPoolGradKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  void compute(KernelContext& c) const override {
+    const Dims4 x = sizes_input(c, 0, "orig_input_shape");
+    const auto g = p_.checked_geometry(c, x);
+    p_.expect(c, input_dims4<T>(c, 1, "grad"), p_.output_dims(g), "grad");
+    auto& dx = c.allocate_output<T>(0, extents4(x));
+    kernels::avg_pool_backward(g, c.input_as<T>(1).data(), dx.data());
+  }
+
+ private:
+  PoolParams p_;
+};
 
 // ---------------------------------------------------------------- shape functions
 
@@ -531,7 +631,7 @@ const AttrCodec pool_codec = attr_codec<PoolAttrs>([](auto& io, auto& a) {
   io(a.output_hint);
 });
 
-OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes> kernels,
+OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNumDTypes> kernels,
                GradFn gradient, int dispatch_input = 0) {
   OpDef d;
   d.type = type;
@@ -640,7 +740,7 @@ void register_conv_ops(OpRegistry& r) {
 
   r.add(conv_def(
       "Conv2D", conv2d_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { conv2d_kernel<T>(c); }),
+      prepared_kernels<Conv2DKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const auto& a = op.attrs<Conv2DAttrs>();
         const Tensor x = in(op, 0), f = in(op, 1);
@@ -649,8 +749,7 @@ void register_conv_ops(OpRegistry& r) {
       }));
   r.add(conv_def(
       "Conv2DBackpropInput", conv2d_backprop_input_shape,
-      kernels_for<KILN_FLOAT_TYPES>(
-          []<class T>(KernelContext& c) { conv2d_backprop_input_kernel<T>(c); }),
+      prepared_kernels<Conv2DBackpropInputKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const auto& a = op.attrs<Conv2DAttrs>();
         const Tensor f = in(op, 1), d = in(op, 2), g = *dy[0];
@@ -659,8 +758,7 @@ void register_conv_ops(OpRegistry& r) {
       /*dispatch_input=*/1));
   r.add(conv_def(
       "Conv2DBackpropFilter", conv2d_backprop_filter_shape,
-      kernels_for<KILN_FLOAT_TYPES>(
-          []<class T>(KernelContext& c) { conv2d_backprop_filter_kernel<T>(c); }),
+      prepared_kernels<Conv2DBackpropFilterKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const auto& a = op.attrs<Conv2DAttrs>();
         const Tensor x = in(op, 0), d = in(op, 2), g = *dy[0];
@@ -670,7 +768,7 @@ void register_conv_ops(OpRegistry& r) {
   // MaxPool's argmax output (int64) carries no gradient.
   r.add(pool_def(
       "MaxPool", max_pool_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { pool_kernel<T, true>(c); }),
+      prepared_kernels<MaxPoolKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         return OptionalTensors{detail::build1(
             "MaxPoolGrad", {in(op, 0), op.output(0), *dy[0], op.output(1)},
@@ -678,7 +776,7 @@ void register_conv_ops(OpRegistry& r) {
       }));
   r.add(pool_def(
       "MaxPoolGrad", max_pool_grad_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { max_pool_grad_kernel<T>(c); }),
+      prepared_kernels<MaxPoolGradOnlyKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const Tensor x = in(op, 0), y = in(op, 1), argmax = in(op, 3);
         return OptionalTensors{zeros_like(x), zeros_like(y),
@@ -688,8 +786,7 @@ void register_conv_ops(OpRegistry& r) {
       }));
   r.add(pool_def(
       "MaxPoolGradGrad", max_pool_grad_grad_shape,
-      kernels_for<KILN_FLOAT_TYPES>(
-          []<class T>(KernelContext& c) { max_pool_grad_grad_kernel<T>(c); }),
+      prepared_kernels<MaxPoolGradGradKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const Tensor x = in(op, 0), y = in(op, 1), argmax = in(op, 3);
         return OptionalTensors{
@@ -700,7 +797,7 @@ void register_conv_ops(OpRegistry& r) {
 
   r.add(pool_def(
       "AvgPool", pool_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { pool_kernel<T, false>(c); }),
+      prepared_kernels<AvgPoolKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         const Tensor x = in(op, 0);
         return OptionalTensors{detail::build1("AvgPoolGrad", {shape_of(x), *dy[0]},
@@ -708,7 +805,7 @@ void register_conv_ops(OpRegistry& r) {
       }));
   r.add(pool_def(
       "AvgPoolGrad", avg_pool_grad_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { avg_pool_grad_kernel<T>(c); }),
+      prepared_kernels<AvgPoolGradKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         return OptionalTensors{std::nullopt,
                                detail::build1("AvgPool", {*dy[0]},

@@ -11,9 +11,10 @@ namespace {
 
 using detail::reduce_to_shape_of;
 
-std::vector<std::size_t> dims_of(const Array& a) {
-  const Shape s = a.shape();
-  return {s.dims().begin(), s.dims().end()};
+// An input's dimensions without allocating.
+template <class T>
+kernels::Extents dims_of(const KernelContext& c, int i) {
+  return c.input_as<T>(i).shape();
 }
 
 std::vector<TensorSpec> binary_shape(const InferenceContext& c, std::optional<DType> out) {
@@ -27,25 +28,21 @@ template <class T, class R, class F>
 void binary_kernel(KernelContext& c, F f) {
   const auto& a = c.input_as<T>(0);
   const auto& b = c.input_as<T>(1);
-  const auto sa = dims_of(c.input(0)), sb = dims_of(c.input(1));
-  for (std::size_t k = 0; k < std::min(sa.size(), sb.size()); ++k) {
-    const auto x = sa[sa.size() - 1 - k], y = sb[sb.size() - 1 - k];
-    if (x != y && x != 1 && y != 1)
-      throw InvalidArgumentError("Incompatible shapes: " + c.input(0).shape().to_string() + " vs. " +
-                                 c.input(1).shape().to_string() + " in '" + c.op_name() + "'");
-  }
+  const auto& sa = a.shape();
+  const auto& sb = b.shape();
+  if (!kernels::broadcastable(sa, sb))
+    throw InvalidArgumentError("Incompatible shapes: " + c.input(0).shape().to_string() + " vs. " +
+                               c.input(1).shape().to_string() + " in '" + c.op_name() + "'");
   const auto out = kernels::broadcast_shape(sa, sb);
-  xt::xarray<R> y = xt::xarray<R>::from_shape(out);
+  auto& y = c.allocate_output<R>(0, out);
   kernels::broadcast_binary(a.data(), sa, b.data(), sb, y.data(), out, f);
-  c.set_output(0, std::move(y));
 }
 
 template <class T, class F>
 void unary_kernel(KernelContext& c, F f) {
   const auto& x = c.input_as<T>(0);
-  xt::xarray<T> y = xt::xarray<T>::from_shape(x.shape());
+  auto& y = c.allocate_output_like<T>(0, 0);
   kernels::map_unary(x.data(), y.data(), x.size(), f);
-  c.set_output(0, std::move(y));
 }
 
 std::vector<TensorSpec> same_as_input(const InferenceContext& c) {
@@ -88,8 +85,8 @@ void add_unary(OpRegistry& r, const std::string& type, F f, GradFn grad) {
 }
 
 // The broadcast shape of a three-input op's run-time inputs; InvalidArgumentError naming the op.
-std::vector<std::size_t> broadcast3(const KernelContext& c, const std::vector<std::size_t>& s0,
-                                    const std::vector<std::size_t>& s1, const std::vector<std::size_t>& s2) {
+kernels::Extents broadcast3(const KernelContext& c, const kernels::Extents& s0, const kernels::Extents& s1,
+                            const kernels::Extents& s2) {
   const auto out = kernels::broadcast_shape(kernels::broadcast_shape(s0, s1), s2);
   for (const auto* s : {&s0, &s1, &s2})
     if (kernels::broadcast_shape(*s, out) != out)
@@ -105,12 +102,12 @@ void select_kernel(KernelContext& c) {
   const auto& cond = c.input_as<bool>(0);
   const auto& x = c.input_as<T>(1);
   const auto& y = c.input_as<T>(2);
-  const auto sc = dims_of(c.input(0)), sx = dims_of(c.input(1)), sy = dims_of(c.input(2));
+  const auto sc = dims_of<bool>(c, 0), sx = dims_of<T>(c, 1), sy = dims_of<T>(c, 2);
   const auto out = broadcast3(c, sc, sx, sy);
   xt::xarray<T> r = xt::xarray<T>::from_shape(out);
   const auto stc = kernels::broadcast_strides(sc, out), stx = kernels::broadcast_strides(sx, out),
              sty = kernels::broadcast_strides(sy, out);
-  std::vector<std::size_t> idx(out.size(), 0);
+  kernels::Extents idx(out.size(), 0);
   std::size_t oc = 0, ox = 0, oy = 0;
   for (std::size_t i = 0; i < r.size(); ++i) {
     r.data()[i] = cond.data()[oc] ? x.data()[ox] : y.data()[oy];
@@ -245,9 +242,8 @@ void register_math_ops(OpRegistry& r) {
          },
          .kernels = kernels_for<bool>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<bool>(0);
-           xt::xarray<bool> y = xt::xarray<bool>::from_shape(x.shape());
+           auto& y = c.allocate_output_like<bool>(0, 0);
            for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = !x.data()[i];
-           c.set_output(0, std::move(y));
          }),
          .not_differentiable = true});
 
@@ -289,11 +285,10 @@ void register_math_ops(OpRegistry& r) {
          .shape_fn = [](const InferenceContext& c) { return detail::one(c.attrs<DType>(), c.shapes[0]); },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<T>(0);
-           c.set_output(0, visit_dtype(c.attrs<DType>(), [&]<class R>() {
-             xt::xarray<R> y = xt::xarray<R>::from_shape(x.shape());
+           visit_dtype(c.attrs<DType>(), [&]<class R>() {
+             auto& y = c.allocate_output<R>(0, x.shape());
              for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = static_cast<R>(x.data()[i]);
-             return Array(std::move(y));
-           }));
+           });
          }),
          // Only between float types: integers and booleans carry no gradient.
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
@@ -331,7 +326,7 @@ void register_math_ops(OpRegistry& r) {
            return detail::one(c.dtypes[0], broadcast_shapes(broadcast_shapes(c.shapes[0], c.shapes[1]), c.shapes[2]));
          },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           const auto sx = dims_of(c.input(0)), slo = dims_of(c.input(1)), shi = dims_of(c.input(2));
+           const auto sx = dims_of<T>(c, 0), slo = dims_of<T>(c, 1), shi = dims_of<T>(c, 2);
            const auto out = broadcast3(c, sx, slo, shi), s1 = kernels::broadcast_shape(sx, slo);
            xt::xarray<T> lower = xt::xarray<T>::from_shape(s1), y = xt::xarray<T>::from_shape(out);
            kernels::broadcast_binary(c.input_as<T>(0).data(), sx, c.input_as<T>(1).data(), slo, lower.data(), s1,
@@ -358,15 +353,16 @@ void register_math_ops(OpRegistry& r) {
            return detail::one(c.dtypes[0], s);
          },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           xt::xarray<T> acc = c.input_as<T>(0);
-           for (int i = 1; i < c.num_inputs(); ++i) {
-             const auto& x = c.input_as<T>(i);
-             if (x.shape() != acc.shape())
+           const auto& first = c.input_as<T>(0);
+           for (int i = 1; i < c.num_inputs(); ++i)
+             if (c.input_as<T>(i).shape() != first.shape())
                throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + c.input(0).shape().to_string() +
                                           " and " + c.input(i).shape().to_string());
-             kernels::map_binary(acc.data(), 1, x.data(), 1, acc.data(), acc.size(), [](auto a, auto b) { return a + b; });
-           }
-           c.set_output(0, std::move(acc));
+           auto& acc = c.allocate_output_like<T>(0, 0);
+           std::copy(first.data(), first.data() + first.size(), acc.data());
+           for (int i = 1; i < c.num_inputs(); ++i)
+             kernels::map_binary(acc.data(), 1, c.input_as<T>(i).data(), 1, acc.data(), acc.size(),
+                                 [](auto a, auto b) { return a + b; });
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            return OptionalTensors(static_cast<std::size_t>(op.inputs().size()), dy[0]);

@@ -10,6 +10,7 @@
 #include "framework/kernels/reduce.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops/common.hpp"
+#include "framework/ops/formats.hpp"
 #include "framework/ops/nn_ops.hpp"
 
 namespace kiln {
@@ -46,7 +47,7 @@ V k(double v) {  // a constant as a scalar or a batch of the functor's argument 
 }
 
 // An OpDef by assignment (g++ 12 flags designated initializers that skip members).
-OpDef make_def(const char* type, ShapeFn shape_fn, std::array<Kernel, kNumDTypes> kernels,
+OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNumDTypes> kernels,
                GradFn gradient) {
   OpDef d;
   d.type = type;
@@ -85,17 +86,16 @@ std::vector<TensorSpec> pair_shape(const InferenceContext& c) {
 }
 
 template <class F>
-std::array<Kernel, kNumDTypes> unary_kernels(F f) {
+std::array<KernelFactory, kNumDTypes> unary_kernels(F f) {
   return kernels_for<KILN_FLOAT_TYPES>([f]<class T>(KernelContext& c) {
     const auto& x = c.input_as<T>(0);
-    xt::xarray<T> y = like(x);
+    auto& y = c.allocate_output_like<T>(0, 0);
     kernels::map_unary(x.data(), y.data(), x.size(), f);
-    c.set_output(0, std::move(y));
   });
 }
 
 template <class F>
-std::array<Kernel, kNumDTypes> binary_kernels(F f) {
+std::array<KernelFactory, kNumDTypes> binary_kernels(F f) {
   return kernels_for<KILN_FLOAT_TYPES>([f]<class T>(KernelContext& c) {
     const auto& a = c.input_as<T>(0);
     const auto& b = c.input_as<T>(1);
@@ -103,9 +103,8 @@ std::array<Kernel, kNumDTypes> binary_kernels(F f) {
       throw InvalidArgumentError(where_in(c) + "inputs must have the same shape, got " +
                                  c.input(0).shape().to_string() + " and " +
                                  c.input(1).shape().to_string());
-    xt::xarray<T> y = like(a);
+    auto& y = c.allocate_output_like<T>(0, 0);
     kernels::map_binary(a.data(), 1, b.data(), 1, y.data(), a.size(), f);
-    c.set_output(0, std::move(y));
   });
 }
 
@@ -134,31 +133,33 @@ void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size
                    bool log) {
   const std::size_t len = inner == 1 ? n : inner, lines = inner == 1 ? 1 : n,
                     step = inner == 1 ? 0 : 1;
-  std::vector<T> m(inner), t(inner), e(log ? n * inner : 0);
-  std::vector<double> s(inner);
+  kernels::Scratch<T> m_buf(inner), t_buf(inner), e_buf(log ? n * inner : 0);
+  kernels::Scratch<double> s_buf(inner);
+  T *m = m_buf.data(), *t = t_buf.data(), *e = e_buf.data();
+  double* s = s_buf.data();
   const auto sub = [](auto a, auto b) { return a - b; };
   const auto div = [](auto a, auto b) { return a / b; };
   const auto exp_ = [](auto a) { return kernels::exp(a); };
   for (std::size_t o = 0; o < outer; ++o) {
     const T* xo = x + o * n * inner;
     T* yo = y + o * n * inner;
-    std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
+    std::fill(m, m + inner, -std::numeric_limits<T>::infinity());
     for (std::size_t j = 0; j < n; ++j)
       for (std::size_t i = 0; i < inner; ++i) m[i] = kernels::maximum(m[i], xo[j * inner + i]);
-    T* eo = log ? e.data() : yo;
+    T* eo = log ? e : yo;
     for (std::size_t l = 0; l < lines; ++l) {
       T* yl = yo + l * len;
-      kernels::map_binary(xo + l * len, 1, m.data(), step, yl, len, sub);
+      kernels::map_binary(xo + l * len, 1, m, step, yl, len, sub);
       kernels::map_unary(yl, eo + l * len, len, exp_);
     }
-    kernels::sum_rows(eo, n, inner, s.data());
+    kernels::sum_rows(eo, n, inner, s);
     for (std::size_t i = 0; i < inner; ++i) t[i] = static_cast<T>(log ? std::log(s[i]) : s[i]);
     for (std::size_t l = 0; l < lines; ++l) {
       T* yl = yo + l * len;
       if (log)
-        kernels::map_binary(yl, 1, t.data(), step, yl, len, sub);
+        kernels::map_binary(yl, 1, t, step, yl, len, sub);
       else
-        kernels::map_binary(yl, 1, t.data(), step, yl, len, div);
+        kernels::map_binary(yl, 1, t, step, yl, len, div);
     }
   }
 }
@@ -176,9 +177,8 @@ void softmax_kernel(KernelContext& c, bool log) {
   std::size_t outer = 1, inner = 1;
   for (std::size_t d = 0; d < a; ++d) outer *= x.shape()[d];
   for (std::size_t d = a + 1; d < x.dimension(); ++d) inner *= x.shape()[d];
-  xt::xarray<T> y = like(x);
+  auto& y = c.allocate_output_like<T>(0, 0);
   softmax_lines(x.data(), y.data(), outer, x.shape()[a], inner, log);
-  c.set_output(0, std::move(y));
 }
 
 // ---- cross entropies: classes on the last axis; TF's inputs (logits, labels), outputs
@@ -248,16 +248,14 @@ void sparse_xent(KernelContext& c) {
       throw InvalidArgumentError(
           where_in(c) + "received a label value of " + std::to_string(t.data()[r]) +
           " which is outside the valid range of [0, " + std::to_string(classes) + ")");
-  xt::xarray<T> loss = xt::xarray<T>::from_shape(t.shape());
-  xt::xarray<T> back = like(x);
+  auto& loss = c.allocate_output<T>(0, t.shape());
+  auto& back = c.allocate_output_like<T>(1, 0);
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
   for (std::size_t r = 0; r < rows; ++r)
     loss.data()[r] = -back.data()[r * classes + static_cast<std::size_t>(t.data()[r])];
   kernels::map_unary(back.data(), back.data(), back.size(), [](auto a) { return kernels::exp(a); });
   for (std::size_t r = 0; r < rows; ++r)
     back.data()[r * classes + static_cast<std::size_t>(t.data()[r])] -= T(1);
-  c.set_output(0, std::move(loss));
-  c.set_output(1, std::move(back));
 }
 
 // Per row with labels l (L = sum l): loss = -sum l * lp; backprop = d loss / d x = L exp(lp) - l.
@@ -298,17 +296,11 @@ using detail::BiasAddAttrs;
 const AttrCodec bias_add_codec = attr_codec<BiasAddAttrs>([](auto& io, auto& a) { io(a.data_format); });
 
 int channel_dim(const std::string& data_format, int rank) {
-  return data_format == "NCHW" ? 1 : rank - 1;
-}
-
-void check_data_format(const std::string& f) {
-  if (f != "NHWC" && f != "NCHW")
-    throw ValueError("data_format must be \"NHWC\" or \"NCHW\", got \"" + f + "\"");
+  return detail::channel_axis(detail::parse_data_format(data_format), rank);
 }
 
 std::int64_t channels_of(const InferenceContext& c) {
   const auto& f = c.attrs<BiasAddAttrs>().data_format;
-  check_data_format(f);
   const Shape& x = c.shapes[0];
   if (!x.has_rank()) return -1;
   if (x.rank() < 2) throw ValueError("input must be at least 2-D, got shape " + x.to_string());
@@ -337,29 +329,44 @@ struct Layout {
   std::size_t outer, channels, inner;
 };
 template <class T>
-Layout bias_layout(const KernelContext& c, const xt::xarray<T>& x) {
-  const auto& f = c.attrs<BiasAddAttrs>().data_format;
+Layout bias_layout(const KernelContext& c, detail::DataFormat format, const xt::xarray<T>& x) {
   if (x.dimension() < 2)
     throw InvalidArgumentError(where_in(c) + "input must be at least 2-D, got shape " +
                                c.input(0).shape().to_string());
-  const auto ch = static_cast<std::size_t>(channel_dim(f, static_cast<int>(x.dimension())));
+  const auto ch = static_cast<std::size_t>(detail::channel_axis(format, static_cast<int>(x.dimension())));
   Layout l{1, x.shape()[ch], 1};
   for (std::size_t d = 0; d < x.dimension(); ++d)
     if (d != ch) (d < ch ? l.outer : l.inner) *= x.shape()[d];
   return l;
 }
 
+// BiasAdd's and BiasAddGrad's prepared part: the data format.
+class BiasKernel : public OpKernel {
+ public:
+  explicit BiasKernel(const detail::Node& n)
+      : format_(detail::parse_data_format(std::any_cast<const BiasAddAttrs&>(n.attrs).data_format)) {}
+
+ protected:
+  detail::DataFormat format_;
+};
+
 // y[o, c, i] = x[o, c, i] + b[c]: whole rows of C (NHWC) or planes with one b[c] (NCHW).
 template <class T>
-void bias_add_kernel(KernelContext& c) {
+class BiasAddKernel final : public BiasKernel {
+ public:
+  using BiasKernel::BiasKernel;
+  void compute(KernelContext& c) const override;
+};
+template <class T>
+void BiasAddKernel<T>::compute(KernelContext& c) const {
   const auto& x = c.input_as<T>(0);
   const auto& b = c.input_as<T>(1);
-  const Layout l = bias_layout(c, x);
+  const Layout l = bias_layout(c, format_, x);
   if (b.dimension() != 1 || b.size() != l.channels)
     throw InvalidArgumentError(where_in(c) + "bias of shape " + c.input(1).shape().to_string() +
                                " must match the channel dimension of the input of shape " +
                                c.input(0).shape().to_string());
-  xt::xarray<T> y = like(x);
+  auto& y = c.allocate_output_like<T>(0, 0);
   const auto add = [](auto p, auto q) { return p + q; };
   for (std::size_t o = 0; o < l.outer; ++o) {
     const std::size_t base = o * l.channels * l.inner;
@@ -370,19 +377,22 @@ void bias_add_kernel(KernelContext& c) {
         kernels::map_binary(x.data() + base + ch * l.inner, 1, b.data() + ch, 0,
                             y.data() + base + ch * l.inner, l.inner, add);
   }
-  c.set_output(0, std::move(y));
 }
 
 // db[c] = sum over o, i of dy[o, c, i], pairwise in double.
 template <class T>
-void bias_add_grad_kernel(KernelContext& c) {
-  const auto& dy = c.input_as<T>(0);
-  const Layout l = bias_layout(c, dy);
-  const auto acc = kernels::reduce_sum<double>(dy.data(), {l.outer, l.channels, l.inner}, {1, 0, 1});
-  xt::xarray<T> db = xt::xarray<T>::from_shape({l.channels});
-  std::transform(acc.begin(), acc.end(), db.begin(), [](double v) { return static_cast<T>(v); });
-  c.set_output(0, std::move(db));
-}
+class BiasAddGradKernel final : public BiasKernel {
+ public:
+  using BiasKernel::BiasKernel;
+  void compute(KernelContext& c) const override {
+    const auto& dy = c.input_as<T>(0);
+    const Layout l = bias_layout(c, format_, dy);
+    kernels::Scratch<double> acc(l.channels);
+    kernels::reduce_sum<double>(dy.data(), {l.outer, l.channels, l.inner}, {1, 0, 1}, acc.data());
+    auto& db = c.allocate_output<T>(0, {l.channels});
+    std::transform(acc.data(), acc.data() + l.channels, db.data(), [](double v) { return static_cast<T>(v); });
+  }
+};
 
 // ---- dropout noise: uniform [0, 1) values of x's dtype, shaped like x at run time
 
@@ -752,7 +762,7 @@ void register_nn_ops(OpRegistry& r) {
   // the channel dimension; its adjoint broadcasts dz back along the channel: BiasAdd(0, dz).
   r.add(with_codec(make_def(
       "BiasAdd", bias_add_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_kernel<T>(c); }),
+      prepared_kernels<BiasAddKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         return OptionalTensors{
             *dy[0], detail::build1("BiasAddGrad", {*dy[0]}, op.attrs<BiasAddAttrs>(), "")};
@@ -763,7 +773,7 @@ void register_nn_ops(OpRegistry& r) {
         detail::expect_inputs(c, 1);
         return detail::one(c.dtypes[0], Shape{channels_of(c)});
       },
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { bias_add_grad_kernel<T>(c); }),
+      prepared_kernels<BiasAddGradKernel, KILN_FLOAT_TYPES>(),
       [](Op op, G dy) {
         return OptionalTensors{
             nn::bias_add(zeros_like(in(op)), *dy[0], op.attrs<BiasAddAttrs>().data_format)};

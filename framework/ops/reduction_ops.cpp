@@ -28,11 +28,12 @@ const AttrCodec reduce_codec = attr_codec<ReduceAttrs>([](auto& io, auto& a) {
   io(a.keepdims);
 });
 
-using Dims = std::vector<std::size_t>;
+using kernels::AxisMask;
+using Dims = kernels::Dims;
 
 /// Which of r axes are reduced: ValueError for an axis out of range or given twice.
-std::vector<char> axis_mask(const std::vector<int>& axes, int r) {
-  std::vector<char> m(static_cast<std::size_t>(r), axes.empty());
+AxisMask axis_mask(const std::vector<int>& axes, int r) {
+  AxisMask m(static_cast<std::size_t>(r), axes.empty());
   for (int a : axes) {
     const auto k = static_cast<std::size_t>(detail::resolve_axis(a, r));
     if (m[k])
@@ -44,8 +45,7 @@ std::vector<char> axis_mask(const std::vector<int>& axes, int r) {
 }
 
 /// axis_mask at run time: errors become InvalidArgumentError naming the op.
-std::vector<char> runtime_axis_mask(const KernelContext& c, const std::vector<int>& axes,
-                                    std::size_t r) {
+AxisMask runtime_axis_mask(const KernelContext& c, const std::vector<int>& axes, std::size_t r) {
   try {
     return axis_mask(axes, static_cast<int>(r));
   } catch (const ValueError& e) {
@@ -74,26 +74,24 @@ void reduce_kernel(KernelContext& c) {
     if (mask[k]) count *= dims[k];
     if (!mask[k] || a.keepdims) out.push_back(mask[k] ? 1 : dims[k]);
   }
-  xt::xarray<T> y = xt::xarray<T>::from_shape(out);
+  auto& y = c.allocate_output<T>(0, out);
   if constexpr (R == Reduction::sum || R == Reduction::mean) {
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-    auto acc = kernels::reduce_sum<Acc>(x.data(), dims, mask);
-    if constexpr (R == Reduction::mean) {
-      if (std::is_floating_point_v<T> || count > 0)
-        for (Acc& v : acc) v /= static_cast<Acc>(count);
-    }
-    std::transform(acc.begin(), acc.end(), y.data(), [](Acc v) { return static_cast<T>(v); });
+    kernels::Scratch<Acc> acc(y.size());
+    kernels::reduce_sum<Acc>(x.data(), dims, mask, acc.data());
+    const Acc divisor = R == Reduction::mean && (std::is_floating_point_v<T> || count > 0) ? static_cast<Acc>(count) : Acc(1);
+    std::transform(acc.data(), acc.data() + y.size(), y.data(), [&](Acc v) {
+      return static_cast<T>(R == Reduction::mean ? v / divisor : v);
+    });
   } else {
     constexpr bool max = R == Reduction::max;
     using L = std::numeric_limits<T>;
     const T init =
         L::has_infinity ? (max ? -L::infinity() : L::infinity()) : (max ? L::lowest() : L::max());
-    const auto acc = kernels::reduce_fold(x.data(), dims, mask, init, [](T best, T v) {
+    kernels::reduce_fold(x.data(), dims, mask, init, [](T best, T v) {
       return ((max ? v > best : v < best) || is_nan(v)) ? v : best;
-    });
-    std::copy(acc.begin(), acc.end(), y.data());
+    }, y.data());
   }
-  c.set_output(0, std::move(y));
 }
 
 std::vector<TensorSpec> reduce_shape(const InferenceContext& c) {
@@ -213,11 +211,10 @@ void register_reduction_ops(OpRegistry& r) {
                return detail::one(int32, c.shapes[0]);
              },
          .kernels = kernels_for<std::int32_t>([]<class T>(KernelContext& c) {
-           xt::xarray<std::int32_t> s = c.input_as<std::int32_t>(0);
-           const auto mask = runtime_axis_mask(c, c.attrs<ReduceAttrs>().axes, s.size());
-           for (std::size_t k = 0; k < s.size(); ++k)
-             if (mask[k]) s(k) = 1;
-           c.set_output(0, std::move(s));
+           const auto& in = c.input_as<std::int32_t>(0);
+           const auto mask = runtime_axis_mask(c, c.attrs<ReduceAttrs>().axes, in.size());
+           auto& s = c.allocate_output_like<std::int32_t>(0, 0);
+           for (std::size_t k = 0; k < s.size(); ++k) s(k) = mask[k] ? 1 : in(k);
          }),
          .not_differentiable = true,
          .attr_codec = reduce_codec});

@@ -25,7 +25,7 @@ void update_in_place(KernelContext& c, F f) {
   if (storage.empty())
     throw FailedPreconditionError("Attempting to use uninitialized value " + var->name + " in '" + c.op_name() + "'");
   const auto& delta = c.input_as<T>(1);
-  if (storage.shape() != c.input(1).shape())
+  if (!storage.same_shape(c.input(1)))
     throw InvalidArgumentError("'" + c.op_name() + "': variable " + var->name + " has shape " +
                                storage.shape().to_string() + " but the update has shape " +
                                c.input(1).shape().to_string());
@@ -64,10 +64,12 @@ void register_state_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const Array& value = c.input(1);
            const Shape& want = c.output_shape(0);
-           if (!value.shape().is_compatible_with(want))
+           if (!value.fits(want))
              throw InvalidArgumentError("'" + c.op_name() + "': cannot assign a value of shape " +
                                         value.shape().to_string() + " to a variable of shape " + want.to_string());
-           c.variable_ref(0) = value;
+           // Into the variable's own buffer when no snapshot shares it (TF's Assign copies too), so
+           // that neither the variable nor the value's slot needs a new buffer next run.
+           copy_into(c.variable_ref(0), value);
            c.set_output(0, value);
          }),
          .not_differentiable = true,

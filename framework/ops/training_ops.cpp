@@ -54,7 +54,7 @@ void apply_in_place(KernelContext& c, F update) {
     Array& storage = c.variable_ref(static_cast<int>(r));
     const std::string& var = c.node().inputs[r].node->name;
     if (storage.empty()) throw FailedPreconditionError("Attempting to use uninitialized value " + var);
-    if (storage.shape() != grad.shape())
+    if (!storage.same_shape(grad))
       throw InvalidArgumentError("Variable " + var + " has shape " + storage.shape().to_string() +
                                  " but the gradient has shape " + grad.shape().to_string());
     p[r] = storage.template mutable_as<T>().data();
@@ -66,7 +66,7 @@ void apply_in_place(KernelContext& c, F update) {
   c.set_output(0, c.variable_ref(0));
 }
 
-OpDef apply_op(const char* type, int refs, int hypers, std::array<Kernel, kNumDTypes> kernels) {
+OpDef apply_op(const char* type, int refs, int hypers, std::array<KernelFactory, kNumDTypes> kernels) {
   OpDef d;
   d.type = type;
   d.shape_fn = [refs, hypers](const InferenceContext& c) { return apply_shape(c, refs, hypers); };

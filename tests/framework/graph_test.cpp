@@ -241,7 +241,7 @@ TEST_CASE("graph.op_registry_records_are_complete") {
   for (const OpDef* d : defs) {
     INFO(d->type);
     CHECK(d->shape_fn);
-    CHECK(std::any_of(d->kernels.begin(), d->kernels.end(), [](const Kernel& k) { return bool(k); }));
+    CHECK(std::any_of(d->kernels.begin(), d->kernels.end(), [](const KernelFactory& k) { return bool(k); }));
     CHECK_FALSE((d->gradient && d->not_differentiable));
   }
   CHECK_THROWS_AS(op_registry().get("NoSuchOp"), NotFoundError);
