@@ -1,6 +1,7 @@
 #pragma once
 // Array: a concrete value (a feed or a fetch result). Cheap to copy: copies share one immutable
 // buffer; kernels write new arrays.
+#include <atomic>
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
@@ -15,6 +16,17 @@
 
 namespace kiln {
 
+#if defined(__SANITIZE_THREAD__)
+#define KILN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KILN_TSAN 1
+#endif
+#endif
+#ifdef KILN_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace detail {
 using ArrayStorage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int32_t>,
                                   xt::xarray<std::int64_t>, xt::xarray<bool>>;
@@ -24,6 +36,27 @@ class Array {
  public:
   /// An empty Array: what fetching an Operation returns.
   Array() = default;
+#ifdef KILN_TSAN
+  // Letting go of a buffer is a release for unique()'s acquire (ThreadSanitizer builds only; the
+  // atomic count does this in other builds).
+  Array(const Array&) = default;
+  Array(Array&&) noexcept = default;
+  Array& operator=(const Array& o) {
+    if (data_ != o.data_) {
+      annotate_release();
+      data_ = o.data_;
+    }
+    return *this;
+  }
+  Array& operator=(Array&& o) noexcept {
+    if (this != &o) {
+      annotate_release();
+      data_ = std::move(o.data_);
+    }
+    return *this;
+  }
+  ~Array() { annotate_release(); }
+#endif
   template <class T>
   Array(xt::xarray<T> value)  // NOLINT: implicit like a feed value
       : data_(std::make_shared<detail::ArrayStorage>(std::move(value))) {}
@@ -65,18 +98,32 @@ class Array {
   template <class T>
   xt::xarray<T>& mutable_as() {
     check_dtype(dtype_of<T>());
-    if (data_.use_count() > 1) data_ = std::make_shared<detail::ArrayStorage>(*data_);
+    if (!unique()) data_ = std::make_shared<detail::ArrayStorage>(*data_);
     return std::get<xt::xarray<T>>(*data_);
   }
   /// The value converted to double (any dtype), for tests and reports.
   xt::xarray<double> to_double() const;
-  /// No other Array shares the buffer (the executor reuses such buffers).
-  bool unique() const { return data_.use_count() == 1; }
+  /// No other Array shares the buffer (the executor reuses such buffers; writes go in place).
+  /// When true, everything other threads did with the buffer before letting it go happens
+  /// before what the caller does next (shared_ptr's count is read relaxed: the fence orders it).
+  bool unique() const {
+    if (data_.use_count() != 1) return false;
+    std::atomic_thread_fence(std::memory_order_acquire);
+#ifdef KILN_TSAN
+    __tsan_acquire(data_.get());  // ThreadSanitizer does not model fences
+#endif
+    return true;
+  }
   /// Same underlying buffer (used by tests of copy semantics).
   bool shares_buffer_with(const Array& o) const { return data_ == o.data_; }
 
  private:
   void check_dtype(DType want) const;
+#ifdef KILN_TSAN
+  void annotate_release() {
+    if (data_) __tsan_release(data_.get());
+  }
+#endif
   std::shared_ptr<detail::ArrayStorage> data_;
 };
 

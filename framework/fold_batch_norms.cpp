@@ -27,6 +27,7 @@
 #include "framework/ops.hpp"
 #include "framework/ops/batch_norm_ops.hpp"
 #include "framework/ops/conv_ops.hpp"
+#include "framework/ops/formats.hpp"
 #include "framework/ops/nn_ops.hpp"
 
 namespace kiln::graph_util {
@@ -141,7 +142,7 @@ std::optional<BatchNorm> Folder::match(Node* n) {
     bn.mean = n->inputs[3];
     bn.variance = n->inputs[4];
     bn.fused_epsilon = a.epsilon;
-    bn.fused_channel_axis = a.data_format == "NCHW" ? 1 : 3;
+    bn.fused_channel_axis = kiln::detail::channel_axis(kiln::detail::parse_data_format(a.data_format), 4);
   } else if (type == "Mul" && match_centered({n, 0})) {
   } else if (type == "Add" && match_centered(n->inputs[0])) {
     bn.offset = n->inputs[1];
@@ -188,7 +189,7 @@ std::optional<FoldTarget> Folder::fold_target(const TensorRef& x) {
   t.kernel_op = k.node;
   if (is(k, "Conv2D")) {
     const auto& a = std::any_cast<const kiln::detail::Conv2DAttrs&>(k.node->attrs);
-    t.channel_axis = a.data_format == "NCHW" ? 1 : 3;
+    t.channel_axis = kiln::detail::channel_axis(kiln::detail::parse_data_format(a.data_format), 4);
     t.bias_format = a.data_format;
   } else if (is(k, "MatMul")) {
     t.channel_axis = 1;
@@ -197,7 +198,8 @@ std::optional<FoldTarget> Folder::fold_target(const TensorRef& x) {
   }
   if (t.bias) {
     const auto& f = std::any_cast<const kiln::detail::BiasAddAttrs&>(x.node->attrs).data_format;
-    if ((f == "NCHW" ? 1 : x.node->output_shapes[0].rank() - 1) != t.channel_axis) return std::nullopt;
+    if (kiln::detail::channel_axis(kiln::detail::parse_data_format(f), x.node->output_shapes[0].rank()) != t.channel_axis)
+      return std::nullopt;
   }
   return t;
 }

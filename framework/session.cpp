@@ -21,10 +21,10 @@ struct Session::Impl {
   mutable std::mutex record_mutex;
   detail::RunRecord last;
 
-  std::shared_ptr<const detail::Plan> plan_for(const std::vector<GraphElement>& fetches, const FeedDict& feeds);
+  std::shared_ptr<const detail::Plan> plan_for(std::span<const GraphElement> fetches, const FeedDict& feeds);
 };
 
-std::shared_ptr<const detail::Plan> Session::Impl::plan_for(const std::vector<GraphElement>& fetches,
+std::shared_ptr<const detail::Plan> Session::Impl::plan_for(std::span<const GraphElement> fetches,
                                                             const FeedDict& feeds) {
   thread_local std::vector<std::int64_t> key;  // its capacity is reused: no allocation per run
   key.clear();
@@ -43,7 +43,7 @@ std::shared_ptr<const detail::Plan> Session::Impl::plan_for(const std::vector<Gr
     auto it = plans.find(key);
     if (it != plans.end() && it->second->structure_version == version) return it->second;
   }
-  auto plan = std::make_shared<const detail::Plan>(detail::compile_plan(*graph, fetches, feeds, resources.variables));
+  auto plan = std::make_shared<const detail::Plan>(detail::compile_plan(*graph, {fetches.begin(), fetches.end()}, feeds, resources.variables));
   std::unique_lock lk(plans_mutex);
   plans[key] = plan;
   return plan;
@@ -72,19 +72,23 @@ Session::Session(Graph& graph, SessionOptions options) : impl_(std::make_unique<
 Session::~Session() = default;
 
 Array Session::run(const GraphElement& fetch, const FeedDict& feeds) {
-  return run(std::vector<GraphElement>{fetch}, feeds, RunOptions{}, nullptr).front();
+  return run_fetches({&fetch, 1}, feeds, RunOptions{}, nullptr).front();
 }
 std::vector<Array> Session::run(std::initializer_list<GraphElement> fetches, const FeedDict& feeds) {
-  return run(std::vector<GraphElement>(fetches), feeds, RunOptions{}, nullptr);
+  return run_fetches({fetches.begin(), fetches.size()}, feeds, RunOptions{}, nullptr);
 }
 std::vector<Array> Session::run(const std::vector<GraphElement>& fetches, const FeedDict& feeds) {
-  return run(fetches, feeds, RunOptions{}, nullptr);
+  return run_fetches(fetches, feeds, RunOptions{}, nullptr);
 }
 Array Session::run(const GraphElement& fetch, const FeedDict& feeds, const RunOptions& options, RunMetadata* metadata) {
-  return run(std::vector<GraphElement>{fetch}, feeds, options, metadata).front();
+  return run_fetches({&fetch, 1}, feeds, options, metadata).front();
+}
+std::vector<Array> Session::run(const std::vector<GraphElement>& fetches, const FeedDict& feeds,
+                                const RunOptions& options, RunMetadata* metadata) {
+  return run_fetches(fetches, feeds, options, metadata);
 }
 
-void Session::check_elements(const std::vector<GraphElement>& fetches, const FeedDict& feeds) const {
+void Session::check_elements(std::span<const GraphElement> fetches, const FeedDict& feeds) const {
   for (auto& f : fetches)
     if (&f.op().graph() != impl_->graph)
       throw InvalidArgumentError("Fetch '" + f.name() + "' is not an element of this session's graph");
@@ -100,8 +104,8 @@ Explanation Session::explain(const std::vector<GraphElement>& fetches, const Fee
   return detail::explain_plan(*impl_->graph, *impl_->plan_for(fetches, feeds), fetches, feeds);
 }
 
-std::vector<Array> Session::run(const std::vector<GraphElement>& fetches, const FeedDict& feeds,
-                                const RunOptions& options, RunMetadata* metadata) {
+std::vector<Array> Session::run_fetches(std::span<const GraphElement> fetches, const FeedDict& feeds,
+                                        const RunOptions& options, RunMetadata* metadata) {
   check_elements(fetches, feeds);
   const auto plan = impl_->plan_for(fetches, feeds);
   detail::ExecuteOptions exec;

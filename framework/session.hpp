@@ -32,6 +32,7 @@
 #include <ranges>
 #include <string>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "framework/array.hpp"
@@ -80,7 +81,7 @@ class Session {
                          RunMetadata* metadata);
   std::vector<Array> run(std::initializer_list<GraphElement> fetches, const FeedDict& feeds, const RunOptions& options,
                          RunMetadata* metadata) {
-    return run(std::vector<GraphElement>(fetches), feeds, options, metadata);
+    return run_fetches({fetches.begin(), fetches.size()}, feeds, options, metadata);
   }
 
   /// What run(fetches, feeds) would do, without running it: execution order by name scope, cond
@@ -100,7 +101,11 @@ class Session {
   Graph& graph() const;
 
  private:
-  void check_elements(const std::vector<GraphElement>& fetches, const FeedDict& feeds) const;
+  // Every run overload lands here; the fetches are viewed, not copied (a steady-state run
+  // allocates nothing but its results).
+  std::vector<Array> run_fetches(std::span<const GraphElement> fetches, const FeedDict& feeds, const RunOptions& options,
+                                 RunMetadata* metadata);
+  void check_elements(std::span<const GraphElement> fetches, const FeedDict& feeds) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
