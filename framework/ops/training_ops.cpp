@@ -60,7 +60,9 @@ void apply_in_place(KernelContext& c, F update) {
     p[r] = storage.template mutable_as<T>().data();
   }
   const T* g = grad.as<T>().data();
-  parallel_for(grad.size(), 1 << 15, [&](std::int64_t begin, std::int64_t end) {
+  // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes
+  // (the MLP work item's 784x100 Adam update ran 2.5x slower split in two).
+  parallel_for(grad.size(), 1 << 17, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) update(p, g[i], i);
   });
   c.set_output(0, c.variable_ref(0));
