@@ -350,6 +350,7 @@ struct RunFrame {
     const std::size_t n_in = s.in_slots.size();
     const std::size_t n_out = s.node->output_dtypes.size();
     SmallBuffer<const Array*, 16> inputs(n_in);
+    SmallBuffer<Array*, 16> donors(n_in);
     SmallBuffer<Array, 16> snapshots(n_in);
     SmallBuffer<Array, 8> outputs(n_out);
     OpTrace* trace = options_.trace ? &traces_[static_cast<std::size_t>(index)] : nullptr;
@@ -357,7 +358,12 @@ struct RunFrame {
       for (std::size_t i = 0; i < n_in; ++i) {
         const int sl = s.in_slots[i];
         if (sl >= 0) {
-          inputs[i] = dead_[static_cast<std::size_t>(sl)] ? nullptr : &values_[static_cast<std::size_t>(sl)];
+          const auto k = static_cast<std::size_t>(sl);
+          inputs[i] = dead_[k] ? nullptr : &values_[k];
+          // Its buffer may become an output when this op is its last reader (the count includes
+          // every read of this op: Mul(x, x) reads twice) and no one else holds it.
+          if (!dead_[k] && !fed_[k] && readers_[k].load(std::memory_order_acquire) == 1 && values_[k].unique())
+            donors[i] = &values_[k];
         } else if (s.var_reads[i]) {
           snapshots[i] = VariableStore::read(*s.var_reads[i]);
           inputs[i] = &snapshots[i];
@@ -372,8 +378,10 @@ struct RunFrame {
       }
       if (trace) trace->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
       StepState state(s, res_, *this);
-      KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data());
+      KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data(), donors.data());
       s.kernel->compute(ctx);
+      for (std::size_t i = 0; i < n_in; ++i)
+        if (donors[i] && donors[i]->empty()) note_live(-1);  // became an output: counted there
       if (trace) trace->end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
     } catch (const Error&) {
       try {

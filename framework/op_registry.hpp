@@ -61,9 +61,11 @@ class RunState {
 /// the storage of its ref inputs and its random generator. Not thread-safe: one per running op.
 class KernelContext {
  public:
+  /// donors (optional): per input, the executor's Array the kernel may take over as an output
+  /// buffer (forward_input_or_allocate), or null.
   KernelContext(const detail::Node& node, detail::RunState& state, const Array* const* inputs, int num_inputs,
-                Array* outputs)
-      : node_(node), state_(state), inputs_(inputs), num_inputs_(num_inputs), outputs_(outputs) {}
+                Array* outputs, Array* const* donors = nullptr)
+      : node_(node), state_(state), inputs_(inputs), num_inputs_(num_inputs), outputs_(outputs), donors_(donors) {}
   const detail::Node& node() const { return node_; }
   const std::string& op_name() const { return node_.name; }
   int num_inputs() const { return num_inputs_; }
@@ -108,6 +110,19 @@ class KernelContext {
   xt::xarray<T>& allocate_output_like(int i, int j) {
     return allocate_output<T>(i, input_as<T>(j).shape());
   }
+  /// Output i in input j's buffer when the executor allows it (this op is the last reader of that
+  /// value and nothing else holds its buffer), else as allocate_output_like(i, j). For elementwise
+  /// kernels, which read element k of input j before they write element k of the output. Views
+  /// of input j taken before stay valid; input(j) itself is empty afterwards when forwarded.
+  template <class T>
+  xt::xarray<T>& forward_input_or_allocate(int j, int i) {
+    Array* donor = donors_ ? donors_[j] : nullptr;
+    if (donor && !donor->empty() && donor->dtype() == dtype_of<T>()) {
+      outputs_[i] = std::move(*donor);
+      return outputs_[i].mutable_as<T>();
+    }
+    return allocate_output_like<T>(i, j);
+  }
   void set_output(int i, Array value) { outputs_[i] = std::move(value); }
   /// The session storage of the variable behind ref input i (Assign and friends).
   Array& variable_ref(int i) { return state_.variable_storage(node_.inputs[static_cast<std::size_t>(i)].node); }
@@ -120,6 +135,7 @@ class KernelContext {
   const Array* const* inputs_;
   int num_inputs_;
   Array* outputs_;
+  Array* const* donors_;
   std::unique_lock<std::mutex> rng_lock_;
 };
 

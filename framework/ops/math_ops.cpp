@@ -34,15 +34,22 @@ void binary_kernel(KernelContext& c, F f) {
     throw InvalidArgumentError("Incompatible shapes: " + c.input(0).shape().to_string() + " vs. " +
                                c.input(1).shape().to_string() + " in '" + c.op_name() + "'");
   const auto out = kernels::broadcast_shape(sa, sb);
-  auto& y = c.allocate_output<R>(0, out);
+  // In place of an input of the output's shape when the executor allows it: broadcast_binary
+  // reads element k of a full-shape input before it writes element k.
+  auto& y = !std::is_same_v<R, T> ? c.allocate_output<R>(0, out)
+            : out == sa           ? c.forward_input_or_allocate<R>(0, 0)
+            : out == sb           ? c.forward_input_or_allocate<R>(1, 0)
+                                  : c.allocate_output<R>(0, out);
   kernels::broadcast_binary(a.data(), sa, b.data(), sb, y.data(), out, f);
 }
 
 template <class T, class F>
 void unary_kernel(KernelContext& c, F f) {
   const auto& x = c.input_as<T>(0);
-  auto& y = c.allocate_output_like<T>(0, 0);
-  kernels::map_unary(x.data(), y.data(), x.size(), f);
+  const T* in = x.data();
+  const std::size_t n = x.size();
+  auto& y = c.forward_input_or_allocate<T>(0, 0);
+  kernels::map_unary(in, y.data(), n, f);
 }
 
 std::vector<TensorSpec> same_as_input(const InferenceContext& c) {
@@ -358,8 +365,9 @@ void register_math_ops(OpRegistry& r) {
              if (c.input_as<T>(i).shape() != first.shape())
                throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + c.input(0).shape().to_string() +
                                           " and " + c.input(i).shape().to_string());
-           auto& acc = c.allocate_output_like<T>(0, 0);
-           std::copy(first.data(), first.data() + first.size(), acc.data());
+           const T* first_data = first.data();
+           auto& acc = c.forward_input_or_allocate<T>(0, 0);
+           if (acc.data() != first_data) std::copy(first_data, first_data + acc.size(), acc.data());
            for (int i = 1; i < c.num_inputs(); ++i)
              kernels::map_binary(acc.data(), 1, c.input_as<T>(i).data(), 1, acc.data(), acc.size(),
                                  [](auto a, auto b) { return a + b; });

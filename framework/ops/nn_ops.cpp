@@ -89,8 +89,10 @@ template <class F>
 std::array<KernelFactory, kNumDTypes> unary_kernels(F f) {
   return kernels_for<KILN_FLOAT_TYPES>([f]<class T>(KernelContext& c) {
     const auto& x = c.input_as<T>(0);
-    auto& y = c.allocate_output_like<T>(0, 0);
-    kernels::map_unary(x.data(), y.data(), x.size(), f);
+    const T* in = x.data();
+    const std::size_t n = x.size();
+    auto& y = c.forward_input_or_allocate<T>(0, 0);
+    kernels::map_unary(in, y.data(), n, f);
   });
 }
 
@@ -103,8 +105,10 @@ std::array<KernelFactory, kNumDTypes> binary_kernels(F f) {
       throw InvalidArgumentError(where_in(c) + "inputs must have the same shape, got " +
                                  c.input(0).shape().to_string() + " and " +
                                  c.input(1).shape().to_string());
-    auto& y = c.allocate_output_like<T>(0, 0);
-    kernels::map_binary(a.data(), 1, b.data(), 1, y.data(), a.size(), f);
+    const T *pa = a.data(), *pb = b.data();
+    const std::size_t n = a.size();
+    auto& y = c.forward_input_or_allocate<T>(0, 0);
+    kernels::map_binary(pa, 1, pb, 1, y.data(), n, f);
   });
 }
 

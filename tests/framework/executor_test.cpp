@@ -123,6 +123,39 @@ TEST_CASE("executor.results_do_not_depend_on_the_thread_count") {
   CHECK(train(1) == train(3));
 }
 
+// Elementwise kernels write into an input's buffer when their op is the value's last reader and
+// nothing else holds it: never into a fed value, a fetched one, one another op still reads, or
+// one an Identity shares.
+TEST_CASE("executor.outputs_take_over_only_buffers_no_one_else_needs") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {4}, "x");
+  Tensor a = x * 2.0;                 // read by b, c and fetched
+  Tensor b = negative(a);             // a is still needed: a new buffer
+  Tensor c = a + b;                   // 0 everywhere
+  Tensor d = nn::relu(negative(x));   // negative's value is relu's to take
+  Tensor e = identity(d * 3.0);       // shares its input's buffer: neither may be taken over
+  Tensor f = exp(e) + e;              // e is read twice
+  const Array fed(xt::xarray<float>{1, -2, 3, -4});
+  const xt::xarray<double> xv{1, -2, 3, -4};
+  Session sess;
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int run = 0; run < 3; ++run) {
+      const auto r = sess.run({a, b, c, d, f}, {{x, fed}});
+      CHECK(r[0].to_double() == 2.0 * xv);
+      CHECK(r[1].to_double() == -2.0 * xv);
+      CHECK(r[2].to_double() == xt::zeros<double>({4}));
+      const xt::xarray<double> dv = xt::maximum(-xv, 0.0);
+      CHECK(r[3].to_double() == dv);
+      CHECK(xt::allclose(r[4].to_double(), xt::exp(3.0 * dv) + 3.0 * dv, 1e-6));
+      CHECK(fed.to_double() == xv);  // the caller's buffer is never written
+    }
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
   Graph g;
   auto guard = g.as_default();
