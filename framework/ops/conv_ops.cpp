@@ -99,8 +99,12 @@ Dims dims4(const Shape& s, const char* what) {
   return s.dims();
 }
 
-Dims make4(const Layout& l, i64 n, i64 h, i64 w, i64 c) {
-  Dims d(4);
+using Dims4 = std::array<i64, 4>;
+Dims to_dims(const Dims4& d) { return Dims(d.begin(), d.end()); }
+
+// Dims in the layout's order from (batch, height, width, channels).
+Dims4 make4(const Layout& l, i64 n, i64 h, i64 w, i64 c) {
+  Dims4 d{};
   d[0] = n;
   d[l.h] = h;
   d[l.w] = w;
@@ -130,8 +134,8 @@ Dims conv_output(const Dims& x, const Dims& f, const Conv2DAttrs& a) {
     throw ValueError("Depth of input (" + std::to_string(in_c) +
                      ") does not match the in_channels of the filter (" + std::to_string(f[2]) +
                      ")");
-  return make4(l, x[0], out_dim(x[l.h], f[0], s.h, d.h, pad), out_dim(x[l.w], f[1], s.w, d.w, pad),
-               f[3]);
+  return to_dims(make4(l, x[0], out_dim(x[l.h], f[0], s.h, d.h, pad),
+                       out_dim(x[l.w], f[1], s.w, d.w, pad), f[3]));
 }
 
 // Pooling's output dims from input dims, validating the attributes.
@@ -140,8 +144,8 @@ Dims pool_output(const Dims& x, const PoolAttrs& a) {
   const kernels::Padding pad = padding_of(a.padding);
   const HW k = spatial_of(a.ksize, "ksize", l);
   const HW s = spatial_of(a.strides, "strides", l);
-  return make4(l, x[0], out_dim(x[l.h], k.h, s.h, 1, pad), out_dim(x[l.w], k.w, s.w, 1, pad),
-               x[l.c]);
+  return to_dims(make4(l, x[0], out_dim(x[l.h], k.h, s.h, 1, pad), out_dim(x[l.w], k.w, s.w, 1, pad),
+                       x[l.c]));
 }
 
 // Known entries of a and b must agree; the result keeps the known ones.
@@ -195,8 +199,6 @@ Dims sizes_at_run_time(const Array& a, const char* what) {
 // the actual shapes re-runs the build-time checks on them, so the message is the shape function's,
 // as InvalidArgumentError prefixed by the op's type and name.
 
-using Dims4 = std::array<i64, 4>;
-
 // "Type 'name': ", the prefix of a kernel's run-time errors.
 std::string where_in(const KernelContext& c) {
   return c.node().def->type + " '" + c.op_name() + "': ";
@@ -217,8 +219,6 @@ void expect_dims(const Dims& got, const Dims& want, const char* what) {
     throw ValueError(std::string(what) + " of shape " + list_text(got) +
                      " does not match the expected shape " + list_text(want));
 }
-
-Dims to_dims(const Dims4& d) { return Dims(d.begin(), d.end()); }
 
 // The dims of a rank-4 input (InvalidArgumentError for another rank).
 template <class T>
@@ -291,14 +291,7 @@ struct ConvParams {
     g = kernels::make_conv2d_geometry(g, padding);
     return true;
   }
-  Dims4 output_dims(const kernels::Conv2DGeometry& g) const {
-    Dims4 d{};
-    d[0] = g.batch;
-    d[layout.h] = g.out_h;
-    d[layout.w] = g.out_w;
-    d[layout.c] = g.out_c;
-    return d;
-  }
+  Dims4 output_dims(const kernels::Conv2DGeometry& g) const { return make4(layout, g.batch, g.out_h, g.out_w, g.out_c); }
   // The geometry, or the shape function's error for these dims.
   kernels::Conv2DGeometry checked_geometry(const KernelContext& c, const Dims4& x, const Dims4& f) const {
     kernels::Conv2DGeometry g;
@@ -394,14 +387,7 @@ struct PoolParams {
     g.channels_first = l.channels_first;
     return kernels::make_pool2d_geometry(g, padding);
   }
-  Dims4 output_dims(const kernels::Pool2DGeometry& g) const {
-    Dims4 d{};
-    d[0] = g.batch;
-    d[layout.h] = g.out_h;
-    d[layout.w] = g.out_w;
-    d[layout.c] = g.channels;
-    return d;
-  }
+  Dims4 output_dims(const kernels::Pool2DGeometry& g) const { return make4(layout, g.batch, g.out_h, g.out_w, g.channels); }
   void expect(const KernelContext& c, const Dims4& got, const Dims4& want, const char* what) const {
     if (got != want) checked(c, [&] { expect_dims(to_dims(got), to_dims(want), what); });
   }
