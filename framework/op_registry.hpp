@@ -182,6 +182,9 @@ struct OpDef {
   /// Communicates with other processes (AllReduce, ...): the executor runs these ops one at a time
   /// in plan order, so every process issues them in the same order.
   bool is_collective = false;
+  /// Elementwise with NumPy broadcasting of its two inputs against each other: the plan may give it
+  /// a BroadcastTo's input instead of its result (framework/simplify.hpp).
+  bool broadcasts_inputs = false;
   /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op has
   /// no attributes, or when it cannot be written to a graph file (VariableV2: freeze first).
   AttrCodec attr_codec{};

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "framework/graph_algorithms.hpp"
+#include "framework/simplify.hpp"
 
 namespace kiln::detail {
 
@@ -58,9 +59,16 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
         cut[static_cast<std::size_t>(node->id)] = true;
     }
   }
+  // The ops the fetches need, reading the simplified inputs (framework/simplify.hpp).
+  Simplifier simplifier(graph, cut);
+  std::vector<TensorRef> fetched;  // per fetch: the value returned (null node for Operations)
   std::vector<Node*> targets;
-  for (auto& f : fetches) targets.push_back(f.op().node());
-  const std::vector<Node*> order = execution_order(graph, targets, cut);
+  for (auto& f : fetches) {
+    fetched.push_back(f.is_operation() ? TensorRef{} : simplifier.fetched(f.as_tensor().ref()));
+    targets.push_back(f.is_operation() ? f.op().node() : fetched.back().node);
+  }
+  const std::vector<Node*> order =
+      ordered_closure(graph, targets, [&](Node* v) { return simplifier.predecessors(*v); });
 
   std::vector<int> base(n, -1), step_of(n, -1);
   for (Node* node : order) {
@@ -86,7 +94,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     if (s.cut) continue;
     if (!s.is_variable) s.kernel = prepare_kernel(*node);
     for (std::size_t k = 0; k < node->inputs.size(); ++k) {
-      const TensorRef& in = node->inputs[k];
+      const TensorRef in = simplifier.input(*node, k);
       preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);
       const bool reads_store = in.node->def->is_variable && !cut[static_cast<std::size_t>(in.node->id)];
       if (node->def->is_ref_input(k)) {
@@ -125,18 +133,17 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     if (p.empty()) plan.initial_ready.push_back(static_cast<int>(i));
   }
 
-  for (auto& f : fetches) {
-    if (f.is_operation()) {
+  for (const TensorRef& t : fetched) {
+    if (!t.node) {
       plan.fetch_slots.push_back(-1);
       plan.fetch_variables.push_back(nullptr);
       plan.fetch_variable_slots.push_back(nullptr);
       continue;
     }
-    const Tensor t = f.as_tensor();
-    const int sl = slot(t.ref());
+    const int sl = slot(t);
     plan.fetch_slots.push_back(sl);
     ++plan.slot_readers[static_cast<std::size_t>(sl)];  // never reaches zero: kept for the result
-    const Node* node = t.op().node();
+    const Node* node = t.node;
     const bool from_store = node->def->is_variable && !cut[static_cast<std::size_t>(node->id)];
     plan.fetch_variables.push_back(from_store ? node : nullptr);
     plan.fetch_variable_slots.push_back(from_store ? &store.slot(node) : nullptr);

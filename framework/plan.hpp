@@ -1,7 +1,8 @@
 #pragma once
 // A compiled run: what Session::run executes for one (fetches, feeds) signature.
 //
-// compile_plan prunes the graph to the ops the fetches need (not past fed tensors), orders them,
+// compile_plan prunes the graph to the ops the fetches need (not past fed tensors; reading the
+// equal but cheaper inputs of framework/simplify.hpp), orders them,
 // gives every op output a value slot, counts the readers of each slot (a value is released when its
 // last reader finished), and turns the graph into a dependency DAG for the executor:
 // - data and control inputs are edges;

@@ -66,6 +66,7 @@ void add_binary(OpRegistry& r, const std::string& type, F f, GradFn grad) {
   else
     d.kernels = kernels_for<KILN_NUMERIC_TYPES>([f]<class T>(KernelContext& c) { binary_kernel<T, T>(c, f); });
   d.gradient = std::move(grad);
+  d.broadcasts_inputs = true;
   r.add(std::move(d));
 }
 
@@ -77,6 +78,7 @@ void add_comparison(OpRegistry& r, const std::string& type, F f) {
   else
     d.kernels = kernels_for<KILN_ALL_TYPES>([f]<class T>(KernelContext& c) { binary_kernel<T, bool>(c, f); });
   d.not_differentiable = true;
+  d.broadcasts_inputs = true;
   r.add(std::move(d));
 }
 
@@ -187,12 +189,13 @@ Tensor add_n(const std::vector<Tensor>& xs, const std::string& name) {
 }
 
 void register_math_ops(OpRegistry& r) {
-  // d(a+b) = dy; d(a-b) = (dy, -dy); each reduced back over broadcast dimensions.
+  // d(a+b) = dy; d(a-b) = (dy, -dy); each reduced back over broadcast dimensions (-dy after the
+  // reduction: negation is exact, so the sums are the same, over fewer elements).
   add_binary(r, "Add", [](auto a, auto b) { return a + b; }, [](const Operation& op, const OptionalTensors& dy) {
     return OptionalTensors{reduce_to_shape_of(*dy[0], x_of(op, 0)), reduce_to_shape_of(*dy[0], x_of(op, 1))};
   });
   add_binary(r, "Sub", [](auto a, auto b) { return a - b; }, [](const Operation& op, const OptionalTensors& dy) {
-    return OptionalTensors{reduce_to_shape_of(*dy[0], x_of(op, 0)), reduce_to_shape_of(-*dy[0], x_of(op, 1))};
+    return OptionalTensors{reduce_to_shape_of(*dy[0], x_of(op, 0)), -reduce_to_shape_of(*dy[0], x_of(op, 1))};
   });
   add_binary(r, "Mul", [](auto a, auto b) { return a * b; }, [](const Operation& op, const OptionalTensors& dy) {
     const Tensor a = x_of(op, 0), b = x_of(op, 1);

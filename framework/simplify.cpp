@@ -1,0 +1,105 @@
+#include "framework/simplify.hpp"
+
+#include <algorithm>
+
+#include "framework/array.hpp"
+#include "framework/op_registry.hpp"
+
+namespace kiln::detail {
+
+namespace {
+const Shape& shape_of(const TensorRef& t) { return t.node->output_shapes[static_cast<std::size_t>(t.index)]; }
+DType dtype_of(const TensorRef& t) { return t.node->output_dtypes[static_cast<std::size_t>(t.index)]; }
+bool same_static_shape(const TensorRef& a, const TensorRef& b) {
+  return shape_of(a).is_fully_defined() && shape_of(b).is_fully_defined() && shape_of(a) == shape_of(b);
+}
+bool is(const Node& n, const char* type) { return n.def->type == type; }
+}  // namespace
+
+Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut)
+    : cut_(cut),
+      resolved_(static_cast<std::size_t>(graph.num_nodes())),
+      done_(static_cast<std::size_t>(graph.num_nodes()), 0) {}
+
+// A value may replace another only when it is computed in the same cond branch and nothing but
+// data inputs decide whether (and when) it runs.
+bool Simplifier::looks_through(const Node& src, const Node& reader) const {
+  return !cut_[static_cast<std::size_t>(src.id)] && src.control_inputs.empty() && src.cond_ctx == reader.cond_ctx;
+}
+
+bool Simplifier::all_ones(const TensorRef& t, const Node& reader) const {
+  const Node& n = *t.node;
+  if (!looks_through(n, reader)) return false;
+  if (is(n, "OnesLike")) return true;
+  if (is(n, "Const")) {
+    const auto* value = std::any_cast<Array>(&n.attrs);
+    if (!value || value->dtype() == boolean) return false;
+    const auto d = value->to_double();
+    return std::all_of(d.begin(), d.end(), [](double v) { return v == 1.0; });
+  }
+  if (is(n, "Reshape") || is(n, "BroadcastTo") || is(n, "ExpandDims") || is(n, "Identity") || is(n, "Squeeze"))
+    return all_ones(n.inputs[0], n);
+  return false;
+}
+
+const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
+  const auto id = static_cast<std::size_t>(op.id);
+  if (done_[id] == 1) return resolved_[id];
+  if (done_[id] == 2) return op.inputs;  // on a dependency cycle (reported by the ordering)
+  done_[id] = 2;
+  std::vector<TensorRef> ins = op.inputs;
+  for (std::size_t k = 0; k < ins.size(); ++k) {
+    if (op.def->is_ref_input(k)) continue;
+    TensorRef& in = ins[k];
+    for (bool changed = true; changed;) {
+      changed = false;
+      const Node& src = *in.node;
+      if (!looks_through(src, op)) break;
+      // BroadcastTo(x, const shape) read by a broadcasting binary op whose other operand (as the run
+      // reads it: never both made smaller) has the broadcast shape already: the op reads x.
+      if (op.def->broadcasts_inputs && ins.size() == 2 && is(src, "BroadcastTo") &&
+          is(*src.inputs[1].node, "Const") && src.inputs[0].node->cond_ctx == op.cond_ctx &&
+          same_static_shape(ins[1 - k], in)) {
+        in = src.inputs[0];
+        changed = true;
+        continue;
+      }
+      const TensorRef product = without_ones(in, op);
+      changed = !(product == in);
+      in = product;
+    }
+  }
+  resolved_[id] = std::move(ins);
+  done_[id] = 1;
+  return resolved_[id];
+}
+
+// a * ones (either order) with a of the product's shape: a.
+TensorRef Simplifier::without_ones(const TensorRef& t, const Node& reader) {
+  const Node& src = *t.node;
+  if (!is(src, "Mul") || !looks_through(src, reader)) return t;
+  const std::vector<TensorRef>& m = inputs_of(src);
+  for (std::size_t j = 0; j < 2; ++j)
+    if (m[j].node->cond_ctx == reader.cond_ctx && dtype_of(m[j]) == dtype_of(t) && same_static_shape(m[j], t) &&
+        all_ones(m[1 - j], src))
+      return m[j];
+  return t;
+}
+
+TensorRef Simplifier::fetched(TensorRef t) {
+  const Node& reader = *t.node;
+  for (TensorRef next = without_ones(t, reader); !(next == t); next = without_ones(t, reader)) t = next;
+  return t;
+}
+
+TensorRef Simplifier::input(const Node& op, std::size_t k) { return inputs_of(op)[k]; }
+
+std::vector<Node*> Simplifier::predecessors(Node& op) {
+  std::vector<Node*> preds;
+  if (cut_[static_cast<std::size_t>(op.id)]) return preds;
+  for (const TensorRef& in : inputs_of(op)) preds.push_back(in.node);
+  preds.insert(preds.end(), op.control_inputs.begin(), op.control_inputs.end());
+  return preds;
+}
+
+}  // namespace kiln::detail

@@ -1,0 +1,48 @@
+#pragma once
+// Arithmetic simplifications of a run (a small part of what Grappler's arithmetic optimizer does in
+// a TF1 session): the plan lets an op read an equal value that costs less to compute, and the ops
+// no longer read are not run. The graph itself is unchanged (write_graph, gradients and
+// Operation::inputs still see the ops as built).
+//
+// - An op that broadcasts its inputs against each other (OpDef::broadcasts_inputs) reads
+//   BroadcastTo's input instead of its result when its other operand already has the broadcast
+//   shape: the op broadcasts itself, to the same shape, with the same values. The gradient of a
+//   full reduction (reduce_sum(y * dy)) is such a BroadcastTo.
+// - A Mul by a constant whose elements are all 1 (Const, OnesLike, or a Reshape/BroadcastTo/
+//   ExpandDims/Identity of one), when the other operand already has the product's shape, is that
+//   operand (x * 1 == x for every float, NaN and infinities included).
+//
+// Both need shapes known when the graph was built (equal and fully defined), and never look through
+// an op that is fed, has control inputs, or was built in another cond branch than its reader, so a
+// rewritten run computes bit for bit what the graph says, with the same deadness.
+#include <cstddef>
+#include <vector>
+
+#include "framework/graph.hpp"
+
+namespace kiln::detail {
+
+/// The inputs a run reads, per op, for one plan. `cut[id]`: the op's outputs are fed (never looked
+/// through). Not thread-safe (a plan is compiled on one thread).
+class Simplifier {
+ public:
+  Simplifier(const Graph& graph, const std::vector<bool>& cut);
+  /// Input k of `op` as the run reads it: the graph's input, or an equal value from the rules
+  /// above. Ref inputs are kept.
+  TensorRef input(const Node& op, std::size_t k);
+  /// What a run returns for a fetched tensor: it, or an equal value (the second rule).
+  TensorRef fetched(TensorRef t);
+  /// The ops whose values the run reads for `op`'s inputs, then its control inputs (for ordering).
+  std::vector<Node*> predecessors(Node& op);
+
+ private:
+  const std::vector<TensorRef>& inputs_of(const Node& op);
+  TensorRef without_ones(const TensorRef& t, const Node& reader);
+  bool all_ones(const TensorRef& t, const Node& reader) const;
+  bool looks_through(const Node& src, const Node& reader) const;
+  const std::vector<bool>& cut_;
+  std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
+  std::vector<char> done_;
+};
+
+}  // namespace kiln::detail

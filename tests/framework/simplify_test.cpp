@@ -1,0 +1,130 @@
+// The run-time simplifications of framework/simplify.hpp: what they skip (seen in a trace), that
+// the values are bit for bit the graph's (NaN and infinities too), and where they must not apply.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <kiln.hpp>
+
+using namespace kiln;
+
+namespace {
+
+// The types of the ops a run executed, and its results.
+struct Traced {
+  std::vector<std::string> types;
+  std::vector<Array> values;
+  int count(const std::string& type) const {
+    return static_cast<int>(std::count(types.begin(), types.end(), type));
+  }
+};
+Traced run_traced(Session& sess, const std::vector<GraphElement>& fetches, const FeedDict& feeds = {}) {
+  RunMetadata meta;
+  Traced t;
+  t.values = sess.run(fetches, feeds, RunOptions{.trace_level = RunOptions::full_trace}, &meta);
+  for (const OpTrace& op : meta.step_stats) t.types.push_back(op.type);
+  return t;
+}
+
+void require_same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b) {
+  REQUIRE(a.shape() == b.shape());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(i);
+    if (std::isnan(b.data()[i])) CHECK(std::isnan(a.data()[i]));
+    else CHECK(a.data()[i] == b.data()[i]);
+  }
+}
+
+Tensor shape23() { return constant(Array(xt::xarray<std::int32_t>{2, 3})); }
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN(), kInf = std::numeric_limits<float>::infinity();
+
+}  // namespace
+
+TEST_CASE("simplify.gradient_of_a_full_sum_of_a_product_is_the_other_factor") {
+  // d/dy sum(y * w) = broadcast(1) * w: the run reads w itself, without BroadcastTo or the Mul.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor y = placeholder(float32, {2, 3}, "y"), w = placeholder(float32, {2, 3}, "w");
+  Tensor grad = *gradients(reduce_sum(y * w), {y})[0];
+  Session sess;
+  const xt::xarray<float> wv{{1.5f, -0.f, kNaN}, {kInf, -kInf, 3e-39f}};
+  const Traced t = run_traced(sess, {grad}, {{y, xt::xarray<float>::from_shape({2, 3})}, {w, wv}});
+  CHECK(t.count("BroadcastTo") == 0);
+  CHECK(t.count("Mul") == 0);
+  require_same_bits(t.values[0].as<float>(), wv);
+  CHECK(std::signbit(t.values[0].as<float>()(0, 1)));  // -0 * 1 is -0
+}
+
+TEST_CASE("simplify.broadcast_is_left_to_the_binary_op_when_the_other_operand_has_the_shape") {
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor s = placeholder(float32, {1, 3}, "s"), x = placeholder(float32, {2, 3}, "x");
+  Tensor b = broadcast_to(s, shape23());
+  Tensor z = b - x;
+  Session sess;
+  const xt::xarray<float> sv{{1.f, kNaN, -2.f}}, xv{{0.5f, 1.f, kInf}, {2.f, 3.f, -1.f}};
+  const Traced t = run_traced(sess, {z}, {{s, sv}, {x, xv}});
+  CHECK(t.count("BroadcastTo") == 0);
+  require_same_bits(t.values[0].as<float>(), xt::xarray<float>(sv - xv));
+}
+
+TEST_CASE("simplify.does_not_apply_where_it_would_change_the_result") {
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  SUBCASE("the ones make the product larger") {
+    Tensor x = placeholder(float32, {3}, "x");
+    Tensor z = x * ones({2, 3}, float32);
+    const Traced t = run_traced(sess, {z}, {{x, xt::xarray<float>{1.f, 2.f, 3.f}}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.values[0].shape() == Shape{2, 3});
+  }
+  SUBCASE("not all ones") {
+    Tensor x = placeholder(float32, {3}, "x");
+    Tensor z = x * constant(Array(xt::xarray<float>{1.f, 1.f, 2.f}));
+    const Traced t = run_traced(sess, {z}, {{x, xt::xarray<float>{1.f, 2.f, 3.f}}});
+    CHECK(t.count("Mul") == 1);
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>{1.f, 2.f, 6.f});
+  }
+  SUBCASE("both operands broadcast: only one may be given smaller") {
+    Tensor a = placeholder(float32, {1, 3}, "a"), c = placeholder(float32, {2, 1}, "c");
+    Tensor z = broadcast_to(a, shape23()) + broadcast_to(c, shape23());
+    const Traced t = run_traced(sess, {z}, {{a, xt::xarray<float>{{1.f, 2.f, 3.f}}}, {c, xt::xarray<float>(xt::xtensor<float, 2>{{10.f}, {20.f}})}});
+    CHECK(t.count("BroadcastTo") == 1);  // Add broadcasts (1,3) against the other (2,3) itself
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>{{11.f, 12.f, 13.f}, {21.f, 22.f, 23.f}});
+  }
+  SUBCASE("an unknown shape") {
+    Tensor s = placeholder(float32, {1, 3}, "s"), x = placeholder(float32, {-1, 3}, "x");
+    Tensor z = broadcast_to(s, shape23()) * x;
+    const Traced t = run_traced(sess, {z}, {{s, xt::xarray<float>{{1.f, 2.f, 3.f}}}, {x, xt::xarray<float>(xt::ones<float>({2, 3}))}});
+    CHECK(t.count("BroadcastTo") == 1);
+  }
+  SUBCASE("a fed value is not looked through") {
+    Tensor x = placeholder(float32, {2}, "x");
+    Tensor one = ones({2}, float32);
+    Tensor prod = x * one;
+    Tensor z = prod + x;
+    const Traced t = run_traced(sess, {z}, {{x, xt::xarray<float>{1.f, 2.f}}, {prod, xt::xarray<float>{5.f, 7.f}}});
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>{6.f, 9.f});
+  }
+  SUBCASE("an op with a control input runs") {
+    Tensor x = placeholder(float32, {2}, "x");
+    Variable v = get_variable("v", {2}, {.initializer = initializers::zeros()});
+    sess.run(global_variables_initializer());
+    Operation bump = assign_add(v, ones({2}, float32)).op();
+    Tensor prod;
+    {
+      control_dependencies deps({bump});
+      prod = x * ones({2}, float32);
+    }
+    const Traced t = run_traced(sess, {prod + 0.f}, {{x, xt::xarray<float>{1.f, 2.f}}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("AssignAdd") == 1);
+  }
+}
