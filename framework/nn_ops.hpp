@@ -72,9 +72,12 @@ Tensor l2_loss(const Tensor& t, const std::string& name = "");
 
 // ---- normalization
 /// (mean, biased variance) of x over `axes` (empty: all axes; negative count from the end), with
-/// the reduced axes kept as size 1 when keepdims. Composed like TF: mean = reduce_mean(x), variance
-/// = reduce_mean(squared_difference(x, stop_gradient(mean))) (two passes: accurate for data far
-/// from zero; the gradient is exact because d variance / d mean = 0).
+/// the reduced axes kept as size 1 when keepdims. TF composes mean = reduce_mean(x), variance =
+/// reduce_mean(squared_difference(x, stop_gradient(mean))); kiln computes the same two values in one
+/// "Moments" op (one read of x, statistics around each block's mean: accurate for data far from
+/// zero; the gradient is exact because d variance / d mean = 0) when x is a float tensor of known
+/// rank whose kept axes are adjacent (batch norm's case), and TF's composition otherwise. The values
+/// agree with the composition to rounding (the summation order differs).
 std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims = false,
                                   const std::string& name = "");
 /// (x - mean) * scale / sqrt(variance + variance_epsilon) + offset, composed as inv =

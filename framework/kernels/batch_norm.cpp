@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -215,6 +216,28 @@ constexpr auto kAffine = [](auto x, auto, auto k) { return xsimd::fma(k(0), x - 
 }  // namespace
 
 template <class T>
+void batch_moments(const T* x, BnLayout l, T* mean, T* variance) {
+  const int64_t C = l.channels;
+  Scratch<double> ms(static_cast<std::size_t>(3 * C));
+  const double* m = ms.data();  // n | mean | m2
+  moments(x, l, ms.data());
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (int64_t c = 0; c < C; ++c) {
+    const bool none = m[c] == 0;
+    mean[c] = none ? nan : T(m[C + c]), variance[c] = none ? nan : T(m[2 * C + c] / m[c]);
+  }
+}
+
+template <class T>
+void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y) {
+  const int64_t C = l.channels;
+  Scratch<T> ks(static_cast<std::size_t>(3 * C));
+  T* k = ks.data();
+  std::copy(a, a + C, k), std::copy(m, m + C, k + C), std::copy(b, b + C, k + 2 * C);
+  map(l, x, x, k, y, kAffine);
+}
+
+template <class T>
 void fused_batch_norm_forward_training(const T* x, const T* gamma, const T* beta, BnLayout l,
                                        double epsilon, T* y, T* batch_mean, T* batch_var,
                                        T* saved_inv_std) {
@@ -289,6 +312,8 @@ void fused_batch_norm_backward_inference(const T* dy, const T* x, const T* gamma
 }
 
 #define KILN_BN_INSTANTIATE(T)                                                                 \
+  template void batch_moments<T>(const T*, BnLayout, T*, T*);                                  \
+  template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*);       \
   template void fused_batch_norm_forward_training<T>(const T*, const T*, const T*, BnLayout,   \
                                                      double, T*, T*, T*, T*);                  \
   template void fused_batch_norm_forward_inference<T>(const T*, const T*, const T*, const T*,  \

@@ -18,6 +18,15 @@ struct BnLayout {
   std::int64_t outer, channels, inner;
 };
 
+/// Per channel mean and biased variance over the M = outer*inner elements (the statistics of the
+/// training forward below); NaN when M = 0 (the mean of nothing).
+template <class T>
+void batch_moments(const T* x, BnLayout layout, T* mean, T* variance);
+
+/// y = a * (x - m) + b with per-channel a, m, b ([C]).
+template <class T>
+void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout layout, T* y);
+
 /// y = gamma * (x - mean) * inv + beta with the batch statistics; writes batch_mean, batch_var
 /// (biased) and saved_inv_std = inv = 1 / sqrt(batch_var + epsilon).
 template <class T>

@@ -500,29 +500,6 @@ Tensor l2_loss(const Tensor& t, const std::string& name) {
   return detail::build1("L2Loss", {t}, {}, name);
 }
 
-std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims,
-                                  const std::string& name) {
-  const int rank = x.shape().rank();
-  if (rank >= 0) {
-    try {
-      for (int& a : axes) a = detail::resolve_axis(a, rank);
-    } catch (const ValueError& e) {
-      throw ValueError("moments on '" + x.name() + "' of shape " + x.shape().to_string() + ": " +
-                       e.what());
-    }
-    if (axes.empty())
-      for (int a = 0; a < rank; ++a) axes.push_back(a);
-  }
-  name_scope ns(name.empty() ? "moments" : name);
-  Tensor mean = reduce_mean(x, axes, true, "mean");
-  Tensor variance = reduce_mean(squared_difference(x, stop_gradient(mean)), axes, true, "variance");
-  if (!keepdims) {
-    mean = squeeze(mean, axes);
-    variance = squeeze(variance, axes);
-  }
-  return {mean, variance};
-}
-
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance,
                            const std::optional<Tensor>& offset, const std::optional<Tensor>& scale,
                            double variance_epsilon, const std::string& name) {

@@ -1,13 +1,16 @@
 // Reductions: Sum, Mean, Max, Min over a set of axes (empty: all; negative from the end) with
-// keepdims, ArgMax, and the internal ReducedShape (x's run-time shape with the reduced axes set
-// to 1, for gradients of tensors whose shape is not fully defined).
+// keepdims, Moments (nn::moments' mean and variance in one op) and its MomentsGrad, ArgMax, and the
+// internal ReducedShape (x's run-time shape with the reduced axes set to 1, for gradients of
+// tensors whose shape is not fully defined).
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <type_traits>
 
+#include "framework/kernels/batch_norm.hpp"
 #include "framework/kernels/elementwise.hpp"
 #include "framework/kernels/reduce.hpp"
+#include "framework/nn_ops.hpp"
 #include "framework/ops/common.hpp"
 
 namespace kiln {
@@ -142,6 +145,38 @@ Tensor sum_grad(const Operation& op, const Tensor& dy) {
   return broadcast_to(reshape(dy, keepdims_shape(op)), shape_of(op.inputs()[0]));
 }
 
+// Moments' view of x: [outer, C, inner] with the kept axes (mask 0) as the channels C, which needs
+// them to be one run of adjacent axes (or none: C = 1).
+bool kept_axes_adjacent(const AxisMask& mask) {
+  const auto first = std::find(mask.begin(), mask.end(), 0);
+  const auto last = std::find(std::make_reverse_iterator(mask.end()), std::make_reverse_iterator(first), 0).base();
+  return std::find(first, last, 1) == last;
+}
+kernels::BnLayout moments_layout(const Dims& dims, const AxisMask& mask) {
+  const std::size_t k0 = static_cast<std::size_t>(std::find(mask.begin(), mask.end(), 0) - mask.begin());
+  std::size_t k1 = dims.size();
+  while (k1 > k0 && mask[k1 - 1]) --k1;
+  const auto p = [&](std::size_t b, std::size_t e) { return static_cast<std::int64_t>(product(dims, b, e)); };
+  return {p(0, k0), p(k0, k1), p(k1, dims.size())};
+}
+
+// Moments' and MomentsGrad's run-time view of input 0 (x), and the statistics' dims.
+struct MomentsGeometry {
+  kernels::BnLayout layout;
+  Dims stat_dims;
+};
+template <class T>
+MomentsGeometry moments_geometry(const KernelContext& c) {
+  const auto& a = c.attrs<ReduceAttrs>();
+  const auto& s = c.input_as<T>(0).shape();
+  const Dims dims(s.begin(), s.end());
+  const auto mask = runtime_axis_mask(c, a.axes, dims.size());
+  MomentsGeometry g{moments_layout(dims, mask), {}};
+  for (std::size_t k = 0; k < dims.size(); ++k)
+    if (!mask[k] || a.keepdims) g.stat_dims.push_back(mask[k] ? 1 : dims[k]);
+  return g;
+}
+
 }  // namespace
 
 Tensor reduce_sum(const Tensor& x, std::vector<int> axes, bool keepdims, const std::string& name) {
@@ -160,6 +195,36 @@ Tensor argmax(const Tensor& x, int axis, DType output_type, const std::string& n
   return detail::build1("ArgMax", {x}, ArgMaxAttrs{axis, output_type}, name);
 }
 
+namespace nn {
+std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool keepdims, const std::string& name) {
+  const int rank = x.shape().rank();
+  if (rank >= 0) {
+    try {
+      for (int& a : axes) a = detail::resolve_axis(a, rank);
+    } catch (const ValueError& e) {
+      throw ValueError("moments on '" + x.name() + "' of shape " + x.shape().to_string() + ": " + e.what());
+    }
+    if (axes.empty())
+      for (int a = 0; a < rank; ++a) axes.push_back(a);
+  }
+  name_scope ns(name.empty() ? "moments" : name);
+  Tensor mean, variance;
+  if (rank >= 0 && is_floating(x.dtype()) && kept_axes_adjacent(axis_mask(axes, rank))) {
+    const Operation m = build_op("Moments", {x}, ReduceAttrs{axes, true}, "Moments");
+    mean = identity(m.output(0), "mean");
+    variance = identity(m.output(1), "variance");
+  } else {
+    mean = reduce_mean(x, axes, true, "mean");
+    variance = reduce_mean(squared_difference(x, stop_gradient(mean)), axes, true, "variance");
+  }
+  if (!keepdims) {
+    mean = squeeze(mean, axes);
+    variance = squeeze(variance, axes);
+  }
+  return {mean, variance};
+}
+}  // namespace nn
+
 void register_reduction_ops(OpRegistry& r) {
   r.add({.type = "Sum",
          .shape_fn = reduce_shape,
@@ -169,19 +234,19 @@ void register_reduction_ops(OpRegistry& r) {
            return OptionalTensors{sum_grad(op, *dy[0])};
          },
          .attr_codec = reduce_codec});
-  // d mean / dx = dy / n, n = size(x) / size(y) elements reduced into each output.
+  // d mean / dx = dy / n, n = size(x) / size(y) elements reduced into each output. Divided before
+  // it is broadcast (TF divides after): the same values, one division per output element.
   r.add({.type = "Mean",
          .shape_fn = reduce_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
              []<class T>(KernelContext& c) { reduce_kernel<Reduction::mean, T>(c); }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
-           const Tensor x = op.inputs()[0], y = op.output(0);
-           const Tensor g = sum_grad(op, *dy[0]);
+           const Tensor x = op.inputs()[0], y = op.output(0), g = *dy[0];
            if (x.shape().is_fully_defined() && y.shape().is_fully_defined())
-             return OptionalTensors{
-                 g / static_cast<double>(x.shape().num_elements() /
-                                         std::max<std::int64_t>(1, y.shape().num_elements()))};
-           return OptionalTensors{g / (cast(size(x), g.dtype()) / cast(size(y), g.dtype()))};
+             return OptionalTensors{sum_grad(
+                 op, g / static_cast<double>(x.shape().num_elements() /
+                                             std::max<std::int64_t>(1, y.shape().num_elements())))};
+           return OptionalTensors{sum_grad(op, g / (cast(size(x), g.dtype()) / cast(size(y), g.dtype())))};
          },
          .attr_codec = reduce_codec});
   // d max / dx: dy goes to the elements equal to the result, shared equally among ties (TF).
@@ -202,6 +267,61 @@ void register_reduction_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
              []<class T>(KernelContext& c) { reduce_kernel<Reduction::min, T>(c); }),
          .gradient = min_or_max_grad,
+         .attr_codec = reduce_codec});
+
+  // Moments(x) -> (mean, variance): the biased variance (divided by the count, like nn::moments'
+  // composed form), both in one op: x is read from memory once, per block of elements statistics in
+  // two passes around the block's mean, merged in block order (Chan et al.; kernels/batch_norm.hpp,
+  // bit-identical for any thread count). NaN for an empty reduction. The kept axes must be adjacent.
+  // The mean's gradient does not flow through the variance (nn::moments' stop_gradient):
+  // dx = dmean / M + dvar * 2 (x - mean) / M, M elements reduced into each statistic (MomentsGrad).
+  r.add({.type = "Moments",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               const auto specs = reduce_shape(c);
+               if (!is_floating(c.dtypes[0]))
+                 throw TypeError(std::string("Moments needs a float input, got ") + dtype_name(c.dtypes[0]));
+               if (!c.shapes[0].has_rank() || !kept_axes_adjacent(axis_mask(c.attrs<ReduceAttrs>().axes, c.shapes[0].rank())))
+                 throw ValueError("Moments needs a known rank and kept axes next to each other, got shape " +
+                                  c.shapes[0].to_string());
+               return std::vector<TensorSpec>{specs[0], specs[0]};
+             },
+         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+           const MomentsGeometry g = moments_geometry<T>(c);
+           auto& mean = c.allocate_output<T>(0, g.stat_dims);
+           auto& variance = c.allocate_output<T>(1, g.stat_dims);
+           kernels::batch_moments(c.input_as<T>(0).data(), g.layout, mean.data(), variance.data());
+         }),
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{detail::build1("MomentsGrad", {op.inputs()[0], op.output(0), *dy[0], *dy[1]},
+                                                     op.attrs<ReduceAttrs>(), "")};
+             },
+         .attr_codec = reduce_codec});
+  // MomentsGrad(x, mean, dmean, dvar) -> dx = (2 dvar / M) * (x - mean) + dmean / M, one pass.
+  r.add({.type = "MomentsGrad",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 4);
+               return detail::one(c.dtypes[0], c.shapes[0]);
+             },
+         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+           const MomentsGeometry g = moments_geometry<T>(c);
+           const auto C = static_cast<std::size_t>(g.layout.channels);
+           for (int i = 1; i < 4; ++i)
+             if (c.input_as<T>(i).size() != C)
+               throw InvalidArgumentError("'" + c.op_name() + "' (op: 'MomentsGrad'): input " + std::to_string(i) +
+                                          " has shape " + c.input(i).shape().to_string() + ", expected " +
+                                          std::to_string(C) + " statistics for x of shape " + c.input(0).shape().to_string());
+           const double M = double(g.layout.outer) * double(g.layout.inner);
+           kernels::Scratch<T> k(2 * C);
+           const T *dmean = c.input_as<T>(2).data(), *dvar = c.input_as<T>(3).data();
+           for (std::size_t j = 0; j < C; ++j) k.data()[j] = T(2 * double(dvar[j]) / M), k.data()[C + j] = T(dmean[j] / M);
+           auto& dx = c.allocate_output_like<T>(0, 0);
+           kernels::channel_affine(c.input_as<T>(0).data(), k.data(), c.input_as<T>(1).data(), k.data() + C, g.layout,
+                                   dx.data());
+         }),
+         .not_differentiable = true,
          .attr_codec = reduce_codec});
 
   r.add({.type = "ReducedShape",

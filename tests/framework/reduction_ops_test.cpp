@@ -3,7 +3,10 @@
 // the op, and gradient checks (ties included for max/min).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
+#include <string>
+#include <vector>
 #include <cmath>
 #include <limits>
 
@@ -265,4 +268,82 @@ TEST_CASE("reduction.gradients") {
   CHECK(testing::allclose(sess.run(*gradients({reduce_max(t)}, {t})[0], tv),
                           {{0, 0.5, 0.5}, {0, 0, 0}}));
   CHECK(op_registry().get("ArgMax").not_differentiable);
+}
+
+namespace {
+std::vector<std::string> op_types(const Graph& g) {
+  std::vector<std::string> t;
+  for (const Operation& op : g.operations()) t.push_back(op.type());
+  return t;
+}
+bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+}  // namespace
+
+TEST_CASE("reduction.moments_op_equals_the_composition_where_it_applies") {
+  // nn::moments builds one Moments op when the kept axes are adjacent (batch norm's NHWC, NCHW and
+  // rank-2 cases) and TF's reduce_mean / squared_difference composition otherwise; the reference
+  // here is that composition, in float64.
+  xt::xarray<double> v = xt::xarray<double>::from_shape({3, 4, 5, 2});
+  for (std::size_t i = 0; i < v.size(); ++i) v.data()[i] = 100.0 + std::sin(0.7 * double(i)) * double(i % 7);
+  for (const std::vector<int>& axes : std::vector<std::vector<int>>{{0, 1, 2}, {0, 2, 3}, {0}, {1, 2, 3}, {}, {0, 1, 2, 3}}) {
+    CAPTURE(axes.size());
+    Graph g;
+    auto guard = g.as_default();
+    Tensor x = constant(v);
+    auto [mean, variance] = nn::moments(x, axes, true);
+    CHECK(has(op_types(g), "Moments"));
+    Tensor ref_mean = reduce_mean(x, axes, true);
+    Tensor ref_var = reduce_mean(squared_difference(x, ref_mean), axes, true);
+    Session sess;
+    const auto r = sess.run({mean, variance, ref_mean, ref_var});
+    CHECK(r[0].shape() == r[2].shape());
+    CHECK(kiln::testing::allclose(r[0], r[2].as<double>(), 1e-13, 0));
+    CHECK(kiln::testing::allclose(r[1], r[3].as<double>(), 1e-11, 1e-13));
+  }
+  SUBCASE("not adjacent, or not floating: the composition") {
+    Graph g;
+    auto guard = g.as_default();
+    Tensor x = constant(v);
+    auto [m, var] = nn::moments(x, {1, 2});  // kept axes 0 and 3
+    CHECK_FALSE(has(op_types(g), "Moments"));
+    CHECK(m.shape() == Shape{3, 2});
+    nn::moments(constant(xt::xarray<std::int32_t>{1, 2, 3}), {0});
+    CHECK_FALSE(has(op_types(g), "Moments"));
+  }
+}
+
+TEST_CASE("reduction.moments_op_nan_empty_and_thread_counts") {
+  Graph g;
+  auto guard = g.as_default();
+  Session sess;
+  SUBCASE("an empty reduction is NaN, like the mean of nothing") {
+    Tensor x = placeholder(float32, {0, 3}, "x");
+    auto [m, v] = nn::moments(x, {0});
+    const auto r = sess.run({m, v}, {{x, xt::xarray<float>::from_shape({0, 3})}});
+    for (const Array& a : r)
+      for (float e : a.as<float>()) CHECK(std::isnan(e));
+  }
+  SUBCASE("NaN propagates to its channel only") {
+    xt::xarray<float> xv{{1, 2}, {std::numeric_limits<float>::quiet_NaN(), 4}, {5, 6}};
+    auto [m, v] = nn::moments(constant(xv), {0});
+    const auto r = sess.run({m, v});
+    CHECK(std::isnan(r[0].as<float>()(0)));
+    CHECK(std::isnan(r[1].as<float>()(0)));
+    CHECK(r[0].as<float>()(1) == 4.f);
+  }
+  SUBCASE("the same bits at 1 and 2 threads, values and gradients") {
+    xt::xarray<float> xv = xt::xarray<float>::from_shape({64, 9, 9, 16});
+    for (std::size_t i = 0; i < xv.size(); ++i) xv.data()[i] = float(1e4 + std::cos(0.01 * double(i)));
+    Tensor x = placeholder(float32, {64, 9, 9, 16}, "x");
+    auto [m, v] = nn::moments(x, {0, 1, 2});
+    Tensor dx = *gradients(reduce_sum(m * 3.0 + v * v), {x})[0];
+    const int before = num_threads();
+    std::vector<std::vector<Array>> runs;
+    for (int t : {1, 2}) {
+      set_num_threads(t);
+      runs.push_back(sess.run({m, v, dx}, {{x, xv}}));
+    }
+    set_num_threads(before);
+    for (std::size_t k = 0; k < 3; ++k) CHECK(xt::all(xt::equal(runs[0][k].as<float>(), runs[1][k].as<float>())));
+  }
 }
