@@ -7,7 +7,8 @@
 // blocks of up to 128 values added with independent accumulators, so the inner loops stay
 // vectorizable and the recursion costs nothing per element. Callers accumulate float32 in double
 // (Acc = double), so float32 sums are exact to float32 precision for any practical n.
-// Thread safety: pure functions of their arguments.
+// Thread safety: pure functions of their arguments; large sums split across kiln's pool with
+// results independent of the thread count.
 #include <algorithm>
 #include <cstddef>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <xtensor/xstorage.hpp>
 
 #include "framework/kernels/scratch.hpp"
+#include "framework/thread_pool.hpp"
 
 namespace kiln::kernels {
 
@@ -87,10 +89,51 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
   for (std::size_t i = 0; i < inner; ++i) y[i] += rest.data()[i];
 }
 
-/// x viewed as [outer, n, inner] -> y [outer, inner], each the pairwise sum along n.
+/// Elements per chunk of a reduction split across threads.
+inline constexpr std::size_t kReduceGrain = std::size_t{1} << 15;
+
+/// sum_rows on up to 8 threads, with the same result: the top levels of its recursion (each node
+/// splits its rows in halves, n/2 and n - n/2) are unrolled into up to 8 subtrees summed in
+/// parallel, whose results are then added as the recursion adds them (left += right, bottom up).
+template <class Acc, class T>
+void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
+  int depth = 3;  // every split node must have more than kPairwiseBlock rows, as in sum_rows
+  while (depth > 0 && (n >> (depth - 1)) <= 2 * kPairwiseBlock) --depth;
+  const std::size_t leaves = std::size_t{1} << depth;
+  if (inner == 1 || depth == 0 || n * inner < 2 * kReduceGrain || num_threads() == 1) {
+    sum_rows(x, n, inner, y);
+    return;
+  }
+  std::size_t bounds[9] = {0};  // leaf j covers rows [bounds[j], bounds[j + 1])
+  bounds[leaves] = n;
+  for (std::size_t step = leaves; step > 1; step /= 2)
+    for (std::size_t j = 0; j < leaves; j += step)
+      bounds[j + step / 2] = bounds[j] + (bounds[j + step] - bounds[j]) / 2;
+  Scratch<Acc> part(leaves * inner);
+  parallel_for(static_cast<std::int64_t>(leaves), 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (auto j = static_cast<std::size_t>(lo); j < static_cast<std::size_t>(hi); ++j)
+      sum_rows(x + bounds[j] * inner, bounds[j + 1] - bounds[j], inner, part.data() + j * inner);
+  });
+  for (std::size_t step = 1; step < leaves; step *= 2)
+    for (std::size_t j = 0; j < leaves; j += 2 * step) {
+      Acc *left = part.data() + j * inner, *right = part.data() + (j + step) * inner;
+      for (std::size_t i = 0; i < inner; ++i) left[i] += right[i];
+    }
+  std::copy(part.data(), part.data() + inner, y);
+}
+
+/// x viewed as [outer, n, inner] -> y [outer, inner], each the pairwise sum along n. Large sums
+/// split across threads (independent outputs, or sum_rows_parallel): the same result for any
+/// thread count.
 template <class Acc, class T>
 void sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
-  for (std::size_t o = 0; o < outer; ++o) sum_rows(x + o * n * inner, n, inner, y + o * inner);
+  if (outer == 1) return sum_rows_parallel(x, n, inner, y);
+  const std::size_t per = std::max<std::size_t>(1, n * inner);
+  parallel_for(static_cast<std::int64_t>(outer), static_cast<std::int64_t>(std::max<std::size_t>(1, kReduceGrain / per)),
+               [&](std::int64_t lo, std::int64_t hi) {
+                 for (auto o = static_cast<std::size_t>(lo); o < static_cast<std::size_t>(hi); ++o)
+                   sum_rows(x + o * n * inner, n, inner, y + o * inner);
+               });
 }
 
 /// x viewed as [outer, n, inner]: y[o, i] = f(...f(f(init, x[o,0,i]), x[o,1,i])..., x[o,n-1,i]),

@@ -3,8 +3,10 @@
 // norm, the same graph evaluated in float64.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include <kiln.hpp>
 
@@ -79,4 +81,29 @@ TEST_CASE("reduce_kernels.float32_sums_of_many_terms") {
   CHECK(out[3].to_double() == xt::xarray<double>{f32(tenth * static_cast<double>(n / 2)),
                                                   f32(tenth * static_cast<double>(n / 2))});
   CHECK(out[4].to_double()() == f32(tenth * tenth * static_cast<double>(n) / 2));
+}
+
+TEST_CASE("reduce_kernels.split_sums_are_the_sequential_sums_bit_for_bit") {
+  // sum_middle splits large sums across the pool (rows into subtrees of the pairwise recursion, or
+  // independent outputs): the results must be sum_rows' exactly, for 1, 2 and 3 threads.
+  std::mt19937 gen(7);
+  std::normal_distribution<float> d(1e3f, 1.f);
+  const int before = num_threads();
+  for (auto [outer, n, inner] : {std::array<std::size_t, 3>{1, 50177, 32}, {1, 100003, 3}, {1, 300, 1000},
+                                 {1, 257, 256}, {4, 9000, 16}, {64, 784, 1}}) {
+    CAPTURE(outer);
+    CAPTURE(n);
+    CAPTURE(inner);
+    std::vector<float> x(outer * n * inner);
+    for (float& v : x) v = d(gen);
+    std::vector<double> ref(outer * inner);
+    for (std::size_t o = 0; o < outer; ++o) kernels::sum_rows(x.data() + o * n * inner, n, inner, ref.data() + o * inner);
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      std::vector<double> y(outer * inner, -1.0);
+      kernels::sum_middle(x.data(), outer, n, inner, y.data());
+      CHECK(y == ref);
+    }
+  }
+  set_num_threads(before);
 }
