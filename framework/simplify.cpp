@@ -27,6 +27,13 @@ bool Simplifier::looks_through(const Node& src, const Node& reader) const {
   return !cut_[static_cast<std::size_t>(src.id)] && src.control_inputs.empty() && src.cond_ctx == reader.cond_ctx;
 }
 
+// A value `reader` may read in place of the one it was given: computed in the same cond branch, and
+// not a variable (whose value the reader would then see at its own time, perhaps after an assign
+// the bypassed op was ordered before).
+bool Simplifier::readable_instead(const TensorRef& t, const Node& reader) const {
+  return t.node->cond_ctx == reader.cond_ctx && !t.node->def->is_variable;
+}
+
 bool Simplifier::all_ones(const TensorRef& t, const Node& reader) const {
   const Node& n = *t.node;
   if (!looks_through(n, reader)) return false;
@@ -58,7 +65,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
       // BroadcastTo(x, const shape) read by a broadcasting binary op whose other operand (as the run
       // reads it: never both made smaller) has the broadcast shape already: the op reads x.
       if (op.def->broadcasts_inputs && ins.size() == 2 && is(src, "BroadcastTo") &&
-          is(*src.inputs[1].node, "Const") && src.inputs[0].node->cond_ctx == op.cond_ctx &&
+          is(*src.inputs[1].node, "Const") && readable_instead(src.inputs[0], op) &&
           same_static_shape(ins[1 - k], in)) {
         in = src.inputs[0];
         changed = true;
@@ -80,7 +87,7 @@ TensorRef Simplifier::without_ones(const TensorRef& t, const Node& reader) {
   if (!is(src, "Mul") || !looks_through(src, reader)) return t;
   const std::vector<TensorRef>& m = inputs_of(src);
   for (std::size_t j = 0; j < 2; ++j)
-    if (m[j].node->cond_ctx == reader.cond_ctx && dtype_of(m[j]) == dtype_of(t) && same_static_shape(m[j], t) &&
+    if (readable_instead(m[j], reader) && dtype_of(m[j]) == dtype_of(t) && same_static_shape(m[j], t) &&
         all_ones(m[1 - j], src))
       return m[j];
   return t;

@@ -12,9 +12,10 @@
 //   ExpandDims/Identity of one), when the other operand already has the product's shape, is that
 //   operand (x * 1 == x for every float, NaN and infinities included).
 //
-// Both need shapes known when the graph was built (equal and fully defined), and never look through
-// an op that is fed, has control inputs, or was built in another cond branch than its reader, so a
-// rewritten run computes bit for bit what the graph says, with the same deadness.
+// Both need shapes known when the graph was built (equal and fully defined), never look through an
+// op that is fed, has control inputs, or was built in another cond branch than its reader, and
+// never hand a reader a variable (it would read it at another time), so a rewritten run computes
+// bit for bit what the graph says, with the same deadness.
 #include <cstddef>
 #include <vector>
 
@@ -40,6 +41,7 @@ class Simplifier {
   TensorRef without_ones(const TensorRef& t, const Node& reader);
   bool all_ones(const TensorRef& t, const Node& reader) const;
   bool looks_through(const Node& src, const Node& reader) const;
+  bool readable_instead(const TensorRef& t, const Node& reader) const;
   const std::vector<bool>& cut_;
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
   std::vector<char> done_;

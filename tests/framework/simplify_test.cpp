@@ -113,6 +113,24 @@ TEST_CASE("simplify.does_not_apply_where_it_would_change_the_result") {
     const Traced t = run_traced(sess, {z}, {{x, xt::xarray<float>{1.f, 2.f}}, {prod, xt::xarray<float>{5.f, 7.f}}});
     require_same_bits(t.values[0].as<float>(), xt::xarray<float>{6.f, 9.f});
   }
+  SUBCASE("a variable's value is read when the graph reads it, not later") {
+    // y = v * 1 is read before the assign (ordered after y); z reads y, not v.
+    Variable v = get_variable("w", {2}, {.initializer = initializers::zeros()});
+    sess.run(global_variables_initializer());
+    Tensor y = v.value() * ones({2}, float32);
+    Tensor assigned;
+    {
+      control_dependencies deps({y.op()});
+      assigned = assign(v, ones({2}, float32) * 5.f);
+    }
+    Tensor z;
+    {
+      control_dependencies deps({assigned.op()});
+      z = y + 0.f;
+    }
+    const Traced t = run_traced(sess, {z});
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>{0.f, 0.f});
+  }
   SUBCASE("an op with a control input runs") {
     Tensor x = placeholder(float32, {2}, "x");
     Variable v = get_variable("v", {2}, {.initializer = initializers::zeros()});
