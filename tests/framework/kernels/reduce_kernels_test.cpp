@@ -89,8 +89,9 @@ TEST_CASE("reduce_kernels.split_sums_are_the_sequential_sums_bit_for_bit") {
   std::mt19937 gen(7);
   std::normal_distribution<float> d(1e3f, 1.f);
   const int before = num_threads();
-  for (auto [outer, n, inner] : {std::array<std::size_t, 3>{1, 50177, 32}, {1, 100003, 3}, {1, 300, 1000},
+  for (const std::array<std::size_t, 3>& shape : {std::array<std::size_t, 3>{1, 50177, 32}, {1, 100003, 3}, {1, 300, 1000},
                                  {1, 257, 256}, {4, 9000, 16}, {64, 784, 1}}) {
+    const std::size_t outer = shape[0], n = shape[1], inner = shape[2];
     CAPTURE(outer);
     CAPTURE(n);
     CAPTURE(inner);
