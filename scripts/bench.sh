@@ -21,12 +21,15 @@ usage: bash scripts/bench.sh [options]
   --fmnist-limit N    Fashion-MNIST on the first N training images (default 0: the full epoch)
   --items REGEX       only the items whose name matches (grep -E)
   --no-install        do not install packages (peers that are missing are reported as such)
+  --tuned-malloc      every process (kiln and its peers alike) keeps freed memory: glibc's mmap
+                      threshold fixed at 32 MiB and no trimming below 1 GiB (GLIBC_TUNABLES), so
+                      steps after the first few reuse pages instead of faulting fresh ones in
 Environment: OPENBLAS_* variables (e.g. OPENBLAS_CORETYPE) pass through to every process; the
 table notes them and, when OPENBLAS_CORETYPE is set, the core OpenBLAS would pick without it.
 EOF
 }
 
-out=out/bench build=build-bench reps=3 threads="1 2" fmnist_limit=0 items_re="" install=1
+out=out/bench build=build-bench reps=3 threads="1 2" fmnist_limit=0 items_re="" install=1 tuned_malloc=0
 iters=10 min_time=0.5
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --fmnist-limit) fmnist_limit="$2"; shift ;;
     --items) items_re="$2"; shift ;;
     --no-install) install=0 ;;
+    --tuned-malloc) tuned_malloc=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -95,6 +99,12 @@ if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
   own=$(env -u OPENBLAS_CORETYPE KILN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "${bin[kiln]}" \
     --item "per-op overhead" --iters 1 --min-time 0 | grep '^info' | cut -f4)
   note "OPENBLAS_CORETYPE forces the OpenBLAS core above; without it OpenBLAS picks $own on this CPU"
+fi
+if [ "$tuned_malloc" = 1 ]; then
+  export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824
+  note "malloc tuned for every process: GLIBC_TUNABLES=$GLIBC_TUNABLES"
+else
+  note "malloc: glibc's defaults (large blocks come from mmap and go back to the system when freed)"
 fi
 if [ "$fmnist_limit" -gt 0 ]; then
   note "fashion-mnist epoch: the first $fmnist_limit training images only (seconds for those)"

@@ -33,4 +33,21 @@ Extents broadcast_strides(const Extents& in, const Extents& out) {
   return st;
 }
 
+BroadcastLoops broadcast_loops(const Extents& sa, const Extents& sb, const Extents& out) {
+  const Extents st_a = broadcast_strides(sa, out), st_b = broadcast_strides(sb, out);
+  BroadcastLoops l;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    if (out[k] == 1) continue;
+    const std::size_t last = l.dims.size() - 1;
+    // Dimension k continues the previous one when each operand's stride there is its stride
+    // in k times out[k] (0 = 0 * out[k] for an operand broadcast along both).
+    if (!l.dims.empty() && l.st_a[last] == st_a[k] * out[k] && l.st_b[last] == st_b[k] * out[k]) {
+      l.dims[last] *= out[k], l.st_a[last] = st_a[k], l.st_b[last] = st_b[k];
+    } else {
+      l.dims.push_back(out[k]), l.st_a.push_back(st_a[k]), l.st_b.push_back(st_b[k]);
+    }
+  }
+  return l;
+}
+
 }  // namespace kiln::kernels

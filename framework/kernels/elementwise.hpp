@@ -4,6 +4,7 @@
 // Broadcasting follows NumPy: shapes are right-aligned, size-1 dimensions stretch.
 // Threads: map_unary and map_binary over at least kParallelElements elements run in chunks of
 // kChunkElements on kiln's thread pool (elementwise, so results do not depend on the threads).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <cstddef>
@@ -147,25 +148,31 @@ void map_unary(const T* x, R* y, std::size_t n, F f) {
   });
 }
 
+/// map_binary's loop on the calling thread.
+template <class T, class R, class F>
+void map_binary_serial(const T* a, std::size_t a_step, const T* b, std::size_t b_step, R* y, std::size_t n, F f) {
+  std::size_t i = 0;
+  if constexpr (kSimd<T> && std::is_same_v<T, R> && std::is_invocable_v<F, xsimd::batch<T>, xsimd::batch<T>>) {
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    if (a_step && b_step) {
+      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
+    } else if (a_step) {
+      const B bv(*b);
+      for (; i + w <= n; i += w) f(B::load_unaligned(a + i), bv).store_unaligned(y + i);
+    } else if (b_step) {
+      const B av(*a);
+      for (; i + w <= n; i += w) f(av, B::load_unaligned(b + i)).store_unaligned(y + i);
+    }
+  }
+  for (; i < n; ++i) y[i] = static_cast<R>(f(a[i * a_step], b[i * b_step]));
+}
+
 /// y[i] = f(a[i], b[i]), with either side optionally a single broadcast value (a_step/b_step 0).
 template <class T, class R, class F>
 void map_binary(const T* a, std::size_t a_step, const T* b, std::size_t b_step, R* y, std::size_t n, F f) {
   for_chunks(n, [&](std::size_t i, std::size_t end) {
-    if constexpr (kSimd<T> && std::is_same_v<T, R> &&
-                  std::is_invocable_v<F, xsimd::batch<T>, xsimd::batch<T>>) {
-      using B = xsimd::batch<T>;
-      constexpr std::size_t w = B::size;
-      if (a_step && b_step) {
-        for (; i + w <= end; i += w) f(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
-      } else if (a_step) {
-        const B bv(*b);
-        for (; i + w <= end; i += w) f(B::load_unaligned(a + i), bv).store_unaligned(y + i);
-      } else if (b_step) {
-        const B av(*a);
-        for (; i + w <= end; i += w) f(av, B::load_unaligned(b + i)).store_unaligned(y + i);
-      }
-    }
-    for (; i < end; ++i) y[i] = static_cast<R>(f(a[i * a_step], b[i * b_step]));
+    map_binary_serial(a + i * a_step, a_step, b + i * b_step, b_step, y + i, end - i, f);
   });
 }
 
@@ -180,39 +187,46 @@ bool broadcastable(const Extents& a, const Extents& b);
 /// Element strides of `in` (right-aligned into `out`), 0 along broadcast dimensions.
 Extents broadcast_strides(const Extents& in, const Extents& out);
 
-/// y = f(a, b) over the broadcast shape `out`. Rows along the last dimension run through
-/// map_binary, so the common cases (same shape, a scalar, a trailing-axis vector) stay vectorised.
+/// The broadcast of two operands over `out` with adjacent dimensions merged where both operands
+/// step through them contiguously (or both repeat them), size-1 dimensions dropped: strides in
+/// elements, 0 where an operand is broadcast.
+struct BroadcastLoops {
+  Extents dims, st_a, st_b;
+};
+BroadcastLoops broadcast_loops(const Extents& sa, const Extents& sb, const Extents& out);
+
+/// y = f(a, b) over the broadcast shape `out`. After broadcast_loops, rows along the innermost
+/// merged dimension run through map_binary_serial (same shape, a scalar, a vector along the last
+/// axes, a per-channel value over NCHW planes: all vectorised), in chunks of rows on the pool.
 template <class T, class R, class F>
 void broadcast_binary(const T* a, const Extents& sa, const T* b, const Extents& sb, R* y, const Extents& out, F f) {
   std::size_t total = 1;
   for (auto d : out) total *= d;
   if (total == 0) return;
   if (sa == sb) return map_binary(a, 1, b, 1, y, total, f);
-  std::size_t na = 1, nb = 1;
-  for (auto d : sa) na *= d;
-  for (auto d : sb) nb *= d;
-  if (na == 1) return map_binary(a, 0, b, 1, y, total, f);
-  if (nb == 1) return map_binary(a, 1, b, 0, y, total, f);
-  const auto st_a = broadcast_strides(sa, out);
-  const auto st_b = broadcast_strides(sb, out);
-  const std::size_t r = out.size();
-  const std::size_t inner = out[r - 1];
-  const std::size_t ia = st_a[r - 1], ib = st_b[r - 1];
-  Extents idx(r, 0);
-  std::size_t off_a = 0, off_b = 0;
-  for (std::size_t row = 0; row < total / inner; ++row) {
-    map_binary(a + off_a, ia, b + off_b, ib, y + row * inner, inner, f);
-    // Advance the multi-index over all but the last dimension.
-    for (std::size_t d = r - 1; d-- > 0;) {
-      ++idx[d];
-      off_a += st_a[d];
-      off_b += st_b[d];
-      if (idx[d] < out[d]) break;
-      off_a -= st_a[d] * out[d];
-      off_b -= st_b[d] * out[d];
-      idx[d] = 0;
+  const BroadcastLoops l = broadcast_loops(sa, sb, out);
+  const std::size_t r = l.dims.size();
+  if (r <= 1) return map_binary(a, r ? l.st_a[0] : 0, b, r ? l.st_b[0] : 0, y, total, f);
+  const std::size_t inner = l.dims[r - 1], rows = total / inner;
+  const auto run_rows = [&](std::size_t lo, std::size_t hi) {
+    Extents idx(r - 1, 0);  // the multi-index of row lo over the outer dimensions
+    std::size_t off_a = 0, off_b = 0;
+    for (std::size_t d = r - 1, rest = lo; d-- > 0;) {
+      idx[d] = rest % l.dims[d], rest /= l.dims[d];
+      off_a += idx[d] * l.st_a[d], off_b += idx[d] * l.st_b[d];
     }
-  }
+    for (std::size_t row = lo; row < hi; ++row) {
+      map_binary_serial(a + off_a, l.st_a[r - 1], b + off_b, l.st_b[r - 1], y + row * inner, inner, f);
+      for (std::size_t d = r - 1; d-- > 0;) {  // the next row
+        ++idx[d], off_a += l.st_a[d], off_b += l.st_b[d];
+        if (idx[d] < l.dims[d]) break;
+        off_a -= l.st_a[d] * l.dims[d], off_b -= l.st_b[d] * l.dims[d], idx[d] = 0;
+      }
+    }
+  };
+  if (total < kParallelElements) return run_rows(0, rows);
+  parallel_for(static_cast<std::int64_t>(rows), static_cast<std::int64_t>(std::max<std::size_t>(1, kChunkElements / inner)),
+               [&](std::int64_t lo, std::int64_t hi) { run_rows(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)); });
 }
 
 }  // namespace kiln::kernels

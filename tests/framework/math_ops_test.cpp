@@ -74,3 +74,36 @@ TEST_CASE("math.elementwise_gradients") {
   check_grad(add_n({a, a * 2.0, square(a)}), {{a, av}});
   check_grad(cast(cast(a, float32), float64), {{a, av}}, 1e-3, {.delta = 1e-3});
 }
+
+TEST_CASE("math.broadcasting_binary_ops_over_merged_loops") {
+  // broadcast_binary merges adjacent dimensions and splits rows across the pool: per-channel
+  // NCHW operands (rows of one plane), mixed broadcasts on both sides, and a size-1 middle axis,
+  // against an index-by-index loop, at 1 and 2 threads.
+  Graph g;
+  auto guard = g.as_default();
+  Session sess;
+  const auto filled = [](std::vector<std::size_t> shape, float scale) {
+    xt::xarray<float> a = xt::xarray<float>::from_shape(shape);
+    for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = scale * float(i % 101) - 7.f;
+    return a;
+  };
+  struct Case {
+    std::vector<std::size_t> sa, sb;
+  };
+  const int before = num_threads();
+  for (const Case& c : {Case{{8, 16, 24, 24}, {1, 16, 1, 1}}, Case{{1, 16, 1, 1}, {8, 16, 24, 24}},
+                        Case{{8, 1, 24, 1}, {16, 1, 24}}, Case{{6, 1, 5}, {6, 4, 5}}, Case{{300, 260}, {260}}}) {
+    CAPTURE(c.sa.size());
+    const xt::xarray<float> av = filled(c.sa, 0.5f), bv = filled(c.sb, 0.25f);
+    Tensor a = placeholder(float32, Shape(std::vector<std::int64_t>(c.sa.begin(), c.sa.end())));
+    Tensor b = placeholder(float32, Shape(std::vector<std::int64_t>(c.sb.begin(), c.sb.end())));
+    Tensor z = a - b;
+    const xt::xarray<float> expected = av - bv;  // xtensor's own broadcasting, element by element
+    for (int t : {1, 2}) {
+      set_num_threads(t);
+      const Array r = sess.run(z, {{a, av}, {b, bv}});
+      CHECK(r.as<float>() == expected);
+    }
+  }
+  set_num_threads(before);
+}
