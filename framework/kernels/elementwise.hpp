@@ -5,6 +5,7 @@
 // Threads: map_unary and map_binary over at least kParallelElements elements run in chunks of
 // kChunkElements on kiln's thread pool (elementwise, so results do not depend on the threads).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <cstddef>
@@ -145,6 +146,47 @@ void map_unary(const T* x, R* y, std::size_t n, F f) {
       for (; i + w <= end; i += w) f(xsimd::batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
     }
     for (; i < end; ++i) y[i] = static_cast<R>(f(x[i]));
+  });
+}
+
+/// sqrt of a value or of a batch.
+template <class V>
+V root(const V& v) {
+  if constexpr (kIsBatch<V>)
+    return xsimd::sqrt(v);
+  else
+    return std::sqrt(v);
+}
+
+/// update(g, x) for every i < n, with g = g[i] and x[r] = p[r][i] (std::array<V, N>), written back
+/// to p[r][i]: V = a batch of T over whole vectors, T over each chunk's tail. Chunks of at least
+/// `grain` elements on the pool (bounds independent of the thread count).
+template <class T, std::size_t N, class F>
+void update_in_place(const std::array<T*, N>& p, const T* g, std::size_t n, std::size_t grain, F update) {
+  const auto step = [&](auto v, std::size_t i) {  // v: the value type (T or a batch of T)
+    using V = decltype(v);
+    const auto load = [](const T* q) {
+      if constexpr (std::is_same_v<V, T>)
+        return *q;
+      else
+        return V::load_unaligned(q);
+    };
+    std::array<V, N> x;
+    for (std::size_t r = 0; r < N; ++r) x[r] = load(p[r] + i);
+    update(load(g + i), x);
+    for (std::size_t r = 0; r < N; ++r) {
+      if constexpr (std::is_same_v<V, T>)
+        p[r][i] = x[r];
+      else
+        x[r].store_unaligned(p[r] + i);
+    }
+  };
+  parallel_for(static_cast<std::int64_t>(n), static_cast<std::int64_t>(grain), [&](std::int64_t lo, std::int64_t hi) {
+    auto i = static_cast<std::size_t>(lo);
+    const auto end = static_cast<std::size_t>(hi);
+    if constexpr (kSimd<T>)
+      for (constexpr std::size_t w = xsimd::batch<T>::size; i + w <= end; i += w) step(xsimd::batch<T>{}, i);
+    for (; i < end; ++i) step(T{}, i);
   });
 }
 

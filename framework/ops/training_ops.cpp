@@ -6,8 +6,8 @@
 #include <array>
 #include <cmath>
 
+#include "framework/kernels/elementwise.hpp"
 #include "framework/ops/common.hpp"
-#include "framework/thread_pool.hpp"
 
 namespace kiln {
 
@@ -45,7 +45,8 @@ T hyper(const KernelContext& c, int i) {
 }
 
 // Updates the variable and its slots element by element, in their storage (copied first only when
-// a reader still holds the buffer). update(p, g, i) sees p[r] = the data of ref input r.
+// a reader still holds the buffer). update(g, x) gets the gradient and x[r] = ref input r's
+// elements (vectors, then scalars: kernels::update_in_place) and updates x.
 template <class T, std::size_t NRefs, class F>
 void apply_in_place(KernelContext& c, F update) {
   const Array& grad = c.input(c.num_inputs() - 1);
@@ -60,11 +61,8 @@ void apply_in_place(KernelContext& c, F update) {
     p[r] = storage.template mutable_as<T>().data();
   }
   const T* g = grad.as<T>().data();
-  // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes
-  // (the MLP work item's 784x100 Adam update ran 2.5x slower split in two).
-  parallel_for(grad.size(), 1 << 17, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) update(p, g[i], i);
-  });
+  // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes.
+  kernels::update_in_place(p, g, static_cast<std::size_t>(grad.size()), std::size_t{1} << 17, update);
   c.set_output(0, c.variable_ref(0));
 }
 
@@ -116,20 +114,20 @@ void register_training_ops(OpRegistry& r) {
   // var -= alpha * delta
   r.add(apply_op("ApplyGradientDescent", 1, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T alpha = hyper<T>(c, 1);
-                   apply_in_place<T, 1>(c, [=](auto& p, T g, std::int64_t i) { p[0][i] -= alpha * g; });
+                   apply_in_place<T, 1>(c, [=](auto g, auto& x) { x[0] -= alpha * g; });
                  })));
   // accum = accum * momentum + g; var -= lr * accum, or with Nesterov var -= lr * g + lr * momentum * accum.
   r.add(apply_op("ApplyMomentum", 2, 2, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 2), momentum = hyper<T>(c, 3);
                    if (c.attrs<ApplyMomentumAttrs>().use_nesterov)
-                     apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
-                       p[1][i] = p[1][i] * momentum + g;
-                       p[0][i] -= g * lr + p[1][i] * momentum * lr;
+                     apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                       x[1] = x[1] * momentum + g;
+                       x[0] -= g * lr + x[1] * momentum * lr;
                      });
                    else
-                     apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
-                       p[1][i] = p[1][i] * momentum + g;
-                       p[0][i] -= p[1][i] * lr;
+                     apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                       x[1] = x[1] * momentum + g;
+                       x[0] -= x[1] * lr;
                      });
                  })));
   // lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t); m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2);
@@ -138,37 +136,37 @@ void register_training_ops(OpRegistry& r) {
                    const T b1p = hyper<T>(c, 3), b2p = hyper<T>(c, 4), lr = hyper<T>(c, 5);
                    const T b1 = hyper<T>(c, 6), b2 = hyper<T>(c, 7), eps = hyper<T>(c, 8);
                    const T lr_t = lr * std::sqrt(T(1) - b2p) / (T(1) - b1p);
-                   apply_in_place<T, 3>(c, [=](auto& p, T g, std::int64_t i) {
-                     p[1][i] += (g - p[1][i]) * (T(1) - b1);
-                     p[2][i] += (g * g - p[2][i]) * (T(1) - b2);
-                     p[0][i] -= lr_t * p[1][i] / (std::sqrt(p[2][i]) + eps);
+                   apply_in_place<T, 3>(c, [=](auto g, auto& x) {
+                     x[1] += (g - x[1]) * (T(1) - b1);
+                     x[2] += (g * g - x[2]) * (T(1) - b2);
+                     x[0] -= lr_t * x[1] / (kernels::root(x[2]) + eps);
                    });
                  })));
   // ms += (g^2 - ms)(1 - rho); mom = mom * momentum + lr g / sqrt(ms + epsilon); var -= mom.
   r.add(apply_op("ApplyRMSProp", 3, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 3), rho = hyper<T>(c, 4), momentum = hyper<T>(c, 5), eps = hyper<T>(c, 6);
-                   apply_in_place<T, 3>(c, [=](auto& p, T g, std::int64_t i) {
-                     p[1][i] += (g * g - p[1][i]) * (T(1) - rho);
-                     p[2][i] = p[2][i] * momentum + lr * g / std::sqrt(p[1][i] + eps);
-                     p[0][i] -= p[2][i];
+                   apply_in_place<T, 3>(c, [=](auto g, auto& x) {
+                     x[1] += (g * g - x[1]) * (T(1) - rho);
+                     x[2] = x[2] * momentum + lr * g / kernels::root(x[1] + eps);
+                     x[0] -= x[2];
                    });
                  })));
   // As ApplyRMSProp with mg += (g - mg)(1 - rho) and the denominator sqrt(ms - mg^2 + epsilon).
   r.add(apply_op("ApplyCenteredRMSProp", 4, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 4), rho = hyper<T>(c, 5), momentum = hyper<T>(c, 6), eps = hyper<T>(c, 7);
-                   apply_in_place<T, 4>(c, [=](auto& p, T g, std::int64_t i) {
-                     p[1][i] += (g - p[1][i]) * (T(1) - rho);
-                     p[2][i] += (g * g - p[2][i]) * (T(1) - rho);
-                     p[3][i] = p[3][i] * momentum + lr * g / std::sqrt(p[2][i] - p[1][i] * p[1][i] + eps);
-                     p[0][i] -= p[3][i];
+                   apply_in_place<T, 4>(c, [=](auto g, auto& x) {
+                     x[1] += (g - x[1]) * (T(1) - rho);
+                     x[2] += (g * g - x[2]) * (T(1) - rho);
+                     x[3] = x[3] * momentum + lr * g / kernels::root(x[2] - x[1] * x[1] + eps);
+                     x[0] -= x[3];
                    });
                  })));
   // accum += g^2; var -= lr g / sqrt(accum).
   r.add(apply_op("ApplyAdagrad", 2, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 2);
-                   apply_in_place<T, 2>(c, [=](auto& p, T g, std::int64_t i) {
-                     p[1][i] += g * g;
-                     p[0][i] -= lr * g / std::sqrt(p[1][i]);
+                   apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                     x[1] += g * g;
+                     x[0] -= lr * g / kernels::root(x[1]);
                    });
                  })));
 }
