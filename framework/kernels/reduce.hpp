@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <functional>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include <xtensor/xstorage.hpp>
@@ -75,11 +76,22 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
     return;
   }
   if (n <= kPairwiseBlock) {
-    std::fill(y, y + inner, Acc(0));
-    for (std::size_t r = 0; r < n; ++r) {
-      const T* xr = x + r * inner;
-      for (std::size_t i = 0; i < inner; ++i) y[i] += static_cast<Acc>(xr[i]);
-    }
+    // Each y[i] adds rows 0..n-1 in order. Columns go in groups whose accumulators stay in
+    // registers for the whole block (independent chains: the adds overlap), then one at a time.
+    std::size_t i = 0;
+    const auto columns = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
+      for (; i + K <= inner; i += K) {
+        Acc acc[K] = {};
+        for (std::size_t r = 0; r < n; ++r) {
+          const T* xr = x + r * inner + i;
+          for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(xr[j]);
+        }
+        std::copy(acc, acc + K, y + i);
+      }
+    };
+    columns(std::integral_constant<std::size_t, 32>{});
+    columns(std::integral_constant<std::size_t, 8>{});
+    columns(std::integral_constant<std::size_t, 1>{});
     return;
   }
   const std::size_t half = n / 2;
