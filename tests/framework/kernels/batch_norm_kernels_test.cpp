@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -174,6 +175,33 @@ TEST_CASE("kernels.batch_norm.variance_accurate_with_large_channel_offset") {
       CHECK(std::abs(k.mean[c] - r.mean[c]) < 1e-2);
     }
     check_close("y", k.y, r.y, 2e-3);
+  }
+}
+
+TEST_CASE("kernels.batch_norm.variance_accurate_when_each_block_starts_far_from_its_mean") {
+  // Each block sums around the mean of its first rows (elements of a plane): data sorted within
+  // each channel (its first rows are the smallest) and with a step (the first rows 1e4 above the
+  // rest) put that shift far from the block's mean; float32, references in double.
+  for (const BnLayout l : {BnLayout{20000, 16, 1}, BnLayout{8, 4, 10000}}) {
+    LAYOUT_INFO(l);
+    for (int pattern = 0; pattern < 2; ++pattern) {
+      CAPTURE(pattern);
+      Case<float> k{l, 9};
+      for (int64_t o = 0; o < l.outer; ++o)
+        for (int64_t c = 0; c < l.channels; ++c)
+          for (int64_t i = 0; i < l.inner; ++i) {
+            const int64_t r = l.inner == 1 ? o : i;  // position along the channel's blocks
+            const double u = pattern == 0 ? 1e4 + 0.001 * double(r % 600) : (r % 600 < 64 ? 1e4 : 0.0) + double(r % 7);
+            k.x[size_t((o * l.channels + c) * l.inner + i)] = float(u);
+          }
+      k.run(true, false);
+      const Ref r = reference(k, true);
+      for (size_t c = 0; c < k.C; ++c) {  // the mean within 1e-4 std, or an ulp of its float32 value
+        CHECK(std::abs(k.var[c] - r.var[c]) / r.var[c] < 1e-4);
+        CHECK(std::abs(k.mean[c] - r.mean[c]) <=
+              std::max(1e-4 * std::sqrt(r.var[c]), std::abs(r.mean[c]) * double(std::numeric_limits<float>::epsilon())));
+      }
+    }
   }
 }
 
