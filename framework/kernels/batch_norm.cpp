@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -194,26 +195,41 @@ void grad_sums(const T* dy, const T* x, const T* mu, BnLayout l, double* g) {
   }
 }
 
-// out = f(u, v, kj) elementwise, kj(j) = the per-channel coefficient k[j * C + c] (as a V).
+// out = f(u, v, kj) elementwise, kj(j) = the per-channel coefficient k[j * C + c] (as a V), for
+// j < 4 (k holds 4*C values). The chunks copy the pointers into locals: read through the closure,
+// they would be reloaded after every store (out might alias them, for all the compiler knows).
 template <class T, class F>
 void map(BnLayout l, const T* u, const T* v, const T* k, T* out, F&& f) {
-  const int64_t C = l.channels;
-  auto apply = [&](auto t, int64_t e, auto kj) { st(out + e, f(ld(t, u + e), ld(t, v + e), kj)); };
-  if (l.inner == 1) {  // NHWC: vectors across channels, rows in chunks on the pool
+  const int64_t C = l.channels, inner = l.inner;
+  if (inner == 1) {  // NHWC: vectors across channels, rows in chunks on the pool
     parallel_for(l.outer, std::max<int64_t>(1, kBlock / std::max<int64_t>(C, 1)), [&](int64_t lo, int64_t hi) {
+      const T *const u0 = u, *const v0 = v, *const k0 = k;
+      T* const y0 = out;
       for (int64_t o = lo; o < hi; ++o)
         simd_for<T>(C, [&](int64_t c, auto t) {
-          apply(t, o * C + c, [&](int j) { return ld(t, &k[j * C + c]); });
+          const int64_t e = o * C + c;
+          st(y0 + e, f(ld(t, u0 + e), ld(t, v0 + e), [&](int j) { return ld(t, k0 + j * C + c); }));
         });
     });
     return;
   }
-  // NCHW: vectors along each plane (o, c), coefficients broadcast; planes in chunks on the pool.
-  parallel_for(l.outer * C, std::max<int64_t>(1, kBlock / l.inner), [&](int64_t lo, int64_t hi) {
+  // NCHW: vectors along each plane (o, c), its coefficients broadcast once; planes in chunks.
+  parallel_for(l.outer * C, std::max<int64_t>(1, kBlock / inner), [&](int64_t lo, int64_t hi) {
+    const T *const u0 = u, *const v0 = v, *const k0 = k;
+    T* const y0 = out;
     for (int64_t p = lo; p < hi; ++p) {
       const int64_t c = p % C;
-      simd_for<T>(l.inner, [&](int64_t i, auto t) {
-        apply(t, p * l.inner + i, [&](int j) { return decltype(t)(k[j * C + c]); });
+      const T ks[4] = {k0[c], k0[C + c], k0[2 * C + c], k0[3 * C + c]};
+      const B<T> kb[4] = {B<T>(ks[0]), B<T>(ks[1]), B<T>(ks[2]), B<T>(ks[3])};
+      const T *const up = u0 + p * inner, *const vp = v0 + p * inner;
+      T* const yp = y0 + p * inner;
+      simd_for<T>(inner, [&](int64_t i, auto t) {
+        st(yp + i, f(ld(t, up + i), ld(t, vp + i), [&](int j) {
+             if constexpr (std::is_same_v<decltype(t), T>)
+               return ks[j];
+             else
+               return kb[j];
+           }));
       });
     }
   });
@@ -239,9 +255,10 @@ void batch_moments(const T* x, BnLayout l, T* mean, T* variance) {
 template <class T>
 void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y) {
   const int64_t C = l.channels;
-  Scratch<T> ks(static_cast<std::size_t>(3 * C));
+  Scratch<T> ks(static_cast<std::size_t>(4 * C));  // map reads 4 coefficients per channel
   T* k = ks.data();
   std::copy(a, a + C, k), std::copy(m, m + C, k + C), std::copy(b, b + C, k + 2 * C);
+  std::fill(k + 3 * C, k + 4 * C, T(0));
   map(l, x, x, k, y, kAffine);
 }
 
@@ -259,7 +276,7 @@ void fused_batch_norm_forward_training(const T* x, const T* gamma, const T* beta
   for (int64_t c = 0; c < C; ++c) {
     const double var = m[2 * C + c] / std::max(m[c], 1.0), inv = 1 / std::sqrt(var + epsilon);
     batch_mean[c] = T(m[C + c]), batch_var[c] = T(var), saved_inv_std[c] = T(inv);
-    k[c] = T(gamma[c] * inv), k[C + c] = batch_mean[c], k[2 * C + c] = beta[c];
+    k[c] = T(gamma[c] * inv), k[C + c] = batch_mean[c], k[2 * C + c] = beta[c], k[3 * C + c] = T(0);
   }
   map(l, x, x, k, y, kAffine);
 }
@@ -272,7 +289,7 @@ void fused_batch_norm_forward_inference(const T* x, const T* gamma, const T* bet
   T* k = ks.data();
   // y = (gamma / sqrt(var + eps)) * (x - mean) + beta.
   for (int64_t c = 0; c < C; ++c)
-    k[c] = T(gamma[c] / std::sqrt(var[c] + epsilon)), k[C + c] = mean[c], k[2 * C + c] = beta[c];
+    k[c] = T(gamma[c] / std::sqrt(var[c] + epsilon)), k[C + c] = mean[c], k[2 * C + c] = beta[c], k[3 * C + c] = T(0);
   map(l, x, x, k, y, kAffine);
 }
 
