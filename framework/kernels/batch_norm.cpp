@@ -19,8 +19,8 @@ template <class T>
 using B = xsimd::batch<T>;
 template <class T>
 constexpr int64_t kW = static_cast<int64_t>(B<T>::size);
-// Elements per statistics block: it stays in L2 for a second pass, and it bounds the length of
-// every T-precision partial sum (block results are combined in double).
+// Elements per statistics block: it bounds the length of every T-precision partial sum (block
+// results are combined in double) and keeps a block's reads within L2.
 constexpr int64_t kBlock = 16384;
 // Rows (NHWC) or elements per plane (NCHW) a block's shift is estimated from (see moments).
 constexpr int64_t kShiftSample = 64;
@@ -61,7 +61,7 @@ std::array<V, 2> strided_sum(int64_t e0, int64_t step, int64_t count, F&& f) {
   return {(a[0][0] + a[1][0]) + (a[2][0] + a[3][0]), (a[0][1] + a[1][1]) + (a[2][1] + a[3][1])};
 }
 
-// A block holds n elements of each of its channels [c0, c1), and fits in L2 for a second pass:
+// A block holds n elements of each of its channels [c0, c1), and fits in L2:
 // NHWC rows [o, o + n) of all channels (vector lanes = channels), or the slices [j, j + n) of the
 // planes (o, c0..c1) (lanes along each plane; small planes are grouped so that the per-plane
 // reductions and merges overlap).

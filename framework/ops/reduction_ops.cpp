@@ -270,8 +270,8 @@ void register_reduction_ops(OpRegistry& r) {
          .attr_codec = reduce_codec});
 
   // Moments(x) -> (mean, variance): the biased variance (divided by the count, like nn::moments'
-  // composed form), both in one op: x is read from memory once, per block of elements statistics in
-  // two passes around the block's mean, merged in block order (Chan et al.; kernels/batch_norm.hpp,
+  // composed form), both in one op: x is read from memory once, per block of elements sums around a
+  // shift near the block's mean, merged in block order (Chan et al.; kernels/batch_norm.hpp,
   // bit-identical for any thread count). NaN for an empty reduction. The kept axes must be adjacent.
   // The mean's gradient does not flow through the variance (nn::moments' stop_gradient):
   // dx = dmean / M + dvar * 2 (x - mean) / M, M elements reduced into each statistic (MomentsGrad).
