@@ -1,6 +1,7 @@
 #include "framework/thread_pool.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -149,7 +150,9 @@ class Pool {
         continue;
       }
       if (queue_.empty()) {
-        if (spin_for_work(lk)) continue;
+        // A task posted after the spin's last look (while the lock was free) found no sleeper to
+        // notify: look again, under the lock, before sleeping.
+        if (spin_for_work(lk) || !queue_.empty()) continue;
         ++workers_sleeping_;
         work_cv_.wait(lk);
         --workers_sleeping_;
@@ -202,33 +205,52 @@ constexpr std::int64_t kMaxChunks = 64;
 
 // One parallel_for call. Lives on the caller's stack: the caller cancels the helper tasks that
 // have not started and waits (under done_m) for those that have, so no task outlives it.
+// A parallel_for in flight. Its chunks are dealt in contiguous ranges, one per participant (the
+// caller is 0, helper task h is h + 1): each runs its own range from the front, then takes what is
+// left of the others'. So consecutive loops over the same data give each thread the same part
+// (it stays in that core's cache), and a helper that starts late or never loses nothing.
 struct ForJob {
+  struct alignas(64) Range {
+    std::atomic<std::int64_t> next{0};
+    std::int64_t end = 0;
+  };
   FunctionRef<void(std::int64_t, std::int64_t)>* fn;
   std::int64_t n, grain, chunks;
-  std::atomic<std::int64_t> next{0};
+  int parts = 1;
+  std::array<Range, kMaxChunks> ranges;  // parts <= chunks <= kMaxChunks
   std::atomic<bool> failed{false};
   std::mutex done_m;
   std::condition_variable done_cv;
   int active = 0;  // helper tasks posted and not finished (guarded by done_m)
   std::exception_ptr error;
 
-  void run_chunks() {
-    for (;;) {
-      const std::int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= chunks) return;
-      if (failed.load(std::memory_order_relaxed)) continue;
-      try {
-        (*fn)(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
-      } catch (...) {
-        std::lock_guard lk(done_m);
-        if (!error) error = std::current_exception();
-        failed.store(true, std::memory_order_relaxed);
+  void deal(int participants) {
+    parts = participants;
+    for (int p = 0; p < parts; ++p) {
+      ranges[static_cast<std::size_t>(p)].next.store(chunks * p / parts, std::memory_order_relaxed);
+      ranges[static_cast<std::size_t>(p)].end = chunks * (p + 1) / parts;
+    }
+  }
+  void run_chunks(int self) {
+    for (int k = 0; k < parts; ++k) {
+      Range& r = ranges[static_cast<std::size_t>((self + k) % parts)];
+      for (;;) {
+        const std::int64_t i = r.next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= r.end) break;
+        if (failed.load(std::memory_order_relaxed)) continue;
+        try {
+          (*fn)(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
+        } catch (...) {
+          std::lock_guard lk(done_m);
+          if (!error) error = std::current_exception();
+          failed.store(true, std::memory_order_relaxed);
+        }
       }
     }
   }
-  static void helper(void* arg, std::int64_t) {
+  static void helper(void* arg, std::int64_t index) {
     auto* job = static_cast<ForJob*>(arg);
-    job->run_chunks();
+    job->run_chunks(static_cast<int>(index) + 1);
     std::lock_guard lk(job->done_m);
     if (--job->active == 0) job->done_cv.notify_all();
   }
@@ -271,8 +293,9 @@ void parallel_for(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int6
   job.grain = grain;
   job.chunks = chunks;
   job.active = helpers;
+  job.deal(helpers + 1);
   for (int h = 0; h < helpers; ++h) pool.post({&ForJob::helper, &job, h});
-  job.run_chunks();
+  job.run_chunks(0);
   const int cancelled = pool.cancel(&job);
   {
     std::unique_lock lk(job.done_m);
