@@ -34,18 +34,26 @@ bool Simplifier::readable_instead(const TensorRef& t, const Node& reader) const 
   return t.node->cond_ctx == reader.cond_ctx && !t.node->def->is_variable;
 }
 
+// A constant whose every element is 1, through ops that only move or repeat elements; their other
+// inputs (shapes, axes) must be constants nobody feeds, and the shape known at build time.
+bool Simplifier::is_constant(const TensorRef& t) const {
+  return is(*t.node, "Const") && !cut_[static_cast<std::size_t>(t.node->id)];
+}
+
 bool Simplifier::all_ones(const TensorRef& t, const Node& reader) const {
   const Node& n = *t.node;
-  if (!looks_through(n, reader)) return false;
-  if (is(n, "OnesLike")) return true;
+  if (!looks_through(n, reader) || !shape_of(t).is_fully_defined()) return false;
   if (is(n, "Const")) {
     const auto* value = std::any_cast<Array>(&n.attrs);
     if (!value || value->dtype() == boolean) return false;
     const auto d = value->to_double();
     return std::all_of(d.begin(), d.end(), [](double v) { return v == 1.0; });
   }
-  if (is(n, "Reshape") || is(n, "BroadcastTo") || is(n, "ExpandDims") || is(n, "Identity") || is(n, "Squeeze"))
+  if (is(n, "Reshape") || is(n, "BroadcastTo") || is(n, "ExpandDims") || is(n, "Identity") || is(n, "Squeeze")) {
+    for (std::size_t k = 1; k < n.inputs.size(); ++k)
+      if (!is_constant(n.inputs[k])) return false;
     return all_ones(n.inputs[0], n);
+  }
   return false;
 }
 
@@ -64,8 +72,10 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
       if (!looks_through(src, op)) break;
       // BroadcastTo(x, const shape) read by a broadcasting binary op whose other operand (as the run
       // reads it: never both made smaller) has the broadcast shape already: the op reads x.
-      if (op.def->broadcasts_inputs && ins.size() == 2 && is(src, "BroadcastTo") &&
-          is(*src.inputs[1].node, "Const") && readable_instead(src.inputs[0], op) &&
+      // x's shape known at build time (BroadcastTo's shape function then checked that it
+      // broadcasts to the target), the target a constant nobody feeds.
+      if (op.def->broadcasts_inputs && ins.size() == 2 && is(src, "BroadcastTo") && is_constant(src.inputs[1]) &&
+          shape_of(src.inputs[0]).is_fully_defined() && readable_instead(src.inputs[0], op) &&
           same_static_shape(ins[1 - k], in)) {
         in = src.inputs[0];
         changed = true;

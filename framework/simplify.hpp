@@ -8,12 +8,12 @@
 //   BroadcastTo's input instead of its result when its other operand already has the broadcast
 //   shape: the op broadcasts itself, to the same shape, with the same values. The gradient of a
 //   full reduction (reduce_sum(y * dy)) is such a BroadcastTo.
-// - A Mul by a constant whose elements are all 1 (Const, OnesLike, or a Reshape/BroadcastTo/
-//   ExpandDims/Identity of one), when the other operand already has the product's shape, is that
-//   operand (x * 1 == x for every float, NaN and infinities included).
+// - A Mul by a constant whose elements are all 1 (a Const, or a Reshape/BroadcastTo/ExpandDims/
+//   Squeeze/Identity of one with constant shapes), when the other operand already has the
+//   product's shape, is that operand (x * 1 == x for every float, NaN and infinities included).
 //
-// Both need shapes known when the graph was built (equal and fully defined), never look through an
-// op that is fed, has control inputs, or was built in another cond branch than its reader, and
+// Both need shapes known when the graph was built (equal and fully defined; the shapes they move
+// values to given by constants nobody feeds), never look through an op that is fed, has control inputs, or was built in another cond branch than its reader, and
 // never hand a reader a variable (it would read it at another time), so a rewritten run computes
 // bit for bit what the graph says, with the same deadness.
 #include <cstddef>
@@ -39,6 +39,7 @@ class Simplifier {
  private:
   const std::vector<TensorRef>& inputs_of(const Node& op);
   TensorRef without_ones(const TensorRef& t, const Node& reader);
+  bool is_constant(const TensorRef& t) const;
   bool all_ones(const TensorRef& t, const Node& reader) const;
   bool looks_through(const Node& src, const Node& reader) const;
   bool readable_instead(const TensorRef& t, const Node& reader) const;

@@ -204,10 +204,9 @@ class Pool {
 constexpr std::int64_t kMaxChunks = 64;
 
 // One parallel_for call. Lives on the caller's stack: the caller cancels the helper tasks that
-// have not started and waits (under done_m) for those that have, so no task outlives it.
-// A parallel_for in flight. Its chunks are dealt in contiguous ranges, one per participant (the
-// caller is 0, helper task h is h + 1): each runs its own range from the front, then takes what is
-// left of the others'. So consecutive loops over the same data give each thread the same part
+// have not started and waits (under done_m) for those that have, so no task outlives it. Its
+// chunks are dealt in contiguous ranges, one per participant (the caller is 0, helper task h is
+// h + 1): each runs its own range from the front, then takes what is left of the others'. So consecutive loops over the same data give each thread the same part
 // (it stays in that core's cache), and a helper that starts late or never loses nothing.
 struct ForJob {
   struct alignas(64) Range {

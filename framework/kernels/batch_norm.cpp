@@ -137,9 +137,11 @@ void block_sums(const T* u, const T* v, const T* m0, const T* m1, BnLayout l, Bl
 // mean += d*nb/n', m2 += m2b + d^2*n*nb/n' (n' = n + nb). Each block sums around a shift p near
 // its mean: r1 = sum(x-p), r2 = sum((x-p)^2) give mb = p + r1/nb, m2b = r2 - r1^2/nb for any p,
 // and the cancellation in m2b costs a factor 1 + (mb-p)^2/var of relative precision, so p is the
-// mean of the block's first kShiftSample rows (elements of a plane): within a fraction of a
-// standard deviation of mb for any data that is not sorted, and never far in std units (a
-// channel offset of 1e4 costs nothing). Each block reads its elements from memory once. The
+// mean of the block's first kShiftSample rows (elements of a plane). A channel offset (1e4) costs
+// nothing; data whose first rows differ from the rest of the block (neighbouring pixels of a
+// smooth image, a step) put p some standard deviations away, which costs a few bits of the block
+// sums' float precision (tests: a sorted ramp and a 1e4 step, within 1e-4 of the variance). Each
+// block reads its elements from memory once. The
 // blocks run in parallel and store (p, r1, r2); the merges then run in block order on one
 // thread, so the result does not depend on the number of threads. m holds 3*C doubles:
 // n | mean | m2.

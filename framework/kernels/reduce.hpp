@@ -135,8 +135,8 @@ void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
 }
 
 /// x viewed as [outer, n, inner] -> y [outer, inner], each the pairwise sum along n. Large sums
-/// split across threads (independent outputs, or sum_rows_parallel): the same result for any
-/// thread count.
+/// with several outputs split across threads (independent outputs, or sum_rows_parallel; a single
+/// full sum, inner == outer == 1, runs on the calling thread): the same result for any thread count.
 template <class Acc, class T>
 void sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
   if (outer == 1) return sum_rows_parallel(x, n, inner, y);

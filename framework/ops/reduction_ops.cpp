@@ -152,6 +152,21 @@ bool kept_axes_adjacent(const AxisMask& mask) {
   const auto last = std::find(std::make_reverse_iterator(mask.end()), std::make_reverse_iterator(first), 0).base();
   return std::find(first, last, 1) == last;
 }
+// nn::moments builds a Moments op when the kept axes are adjacent and either the last axis is
+// kept (NHWC, rank 2: the kernel's scratch is a few percent of x) or the kept elements are known
+// and at most kMomentsMaxChannels (its scratch grows with channels x channel groups otherwise).
+constexpr std::int64_t kMomentsMaxChannels = 4096;
+bool moments_op_applies(const Shape& s, const AxisMask& mask) {
+  if (!kept_axes_adjacent(mask)) return false;
+  if (!mask.empty() && !mask.back()) return true;
+  std::int64_t kept = 1;
+  for (std::size_t k = 0; k < mask.size(); ++k)
+    if (!mask[k]) {
+      if (s.dims()[k] < 0) return false;
+      kept *= s.dims()[k];
+    }
+  return kept <= kMomentsMaxChannels;
+}
 kernels::BnLayout moments_layout(const Dims& dims, const AxisMask& mask) {
   const std::size_t k0 = static_cast<std::size_t>(std::find(mask.begin(), mask.end(), 0) - mask.begin());
   std::size_t k1 = dims.size();
@@ -209,7 +224,7 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
   }
   name_scope ns(name.empty() ? "moments" : name);
   Tensor mean, variance;
-  if (rank >= 0 && is_floating(x.dtype()) && kept_axes_adjacent(axis_mask(axes, rank))) {
+  if (rank >= 0 && is_floating(x.dtype()) && moments_op_applies(x.shape(), axis_mask(axes, rank))) {
     const Operation m = build_op("Moments", {x}, ReduceAttrs{axes, true}, "Moments");
     mean = identity(m.output(0), "mean");
     variance = identity(m.output(1), "variance");
@@ -299,6 +314,9 @@ void register_reduction_ops(OpRegistry& r) {
              },
          .attr_codec = reduce_codec});
   // MomentsGrad(x, mean, dmean, dvar) -> dx = (2 dvar / M) * (x - mean) + dmean / M, one pass.
+  // Its own gradient (second derivatives through nn::moments), for g = d loss / d dx and sums S
+  // over the reduced axes: d x = g * 2 dvar / M, d mean = -S(g) * 2 dvar / M,
+  // d dmean = S(g) / M, d dvar = S(g * (x - mean)) * 2 / M.
   r.add({.type = "MomentsGrad",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -321,7 +339,23 @@ void register_reduction_ops(OpRegistry& r) {
            kernels::channel_affine(c.input_as<T>(0).data(), k.data(), c.input_as<T>(1).data(), k.data() + C, g.layout,
                                    dx.data());
          }),
-         .not_differentiable = true,
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               const auto& a = op.attrs<ReduceAttrs>();
+               const std::vector<Tensor> in = op.inputs();
+               const Tensor &x = in[0], &mean = in[1], &dvar = in[3], g = *dy[0];
+               const Tensor kept = keepdims_shape(op), stats = shape_of(mean);
+               const Tensor count = x.shape().is_fully_defined() && mean.shape().is_fully_defined()
+                                        ? scalar_like(double(x.shape().num_elements()) /
+                                                          double(std::max<std::int64_t>(1, mean.shape().num_elements())),
+                                                      x)
+                                        : cast(size(x), x.dtype()) / cast(size(mean), x.dtype());
+               const Tensor scale = reshape(dvar, kept) * 2.0 / count;  // per channel, broadcasts over x
+               const Tensor sum_g = reduce_sum(g, a.axes, true);
+               return OptionalTensors{g * scale, reshape(-sum_g * scale, stats), reshape(sum_g / count, stats),
+                                      reshape(reduce_sum(g * (x - reshape(mean, kept)), a.axes, true) * 2.0 / count,
+                                              stats)};
+             },
          .attr_codec = reduce_codec});
 
   r.add({.type = "ReducedShape",

@@ -347,3 +347,28 @@ TEST_CASE("reduction.moments_op_nan_empty_and_thread_counts") {
     for (std::size_t k = 0; k < 3; ++k) CHECK(xt::all(xt::equal(runs[0][k].as<float>(), runs[1][k].as<float>())));
   }
 }
+
+TEST_CASE("reduction.moments_op_second_derivatives_and_where_it_is_not_used") {
+  Graph g;
+  auto guard = g.as_default();
+  SUBCASE("gradients of gradients through Moments (MomentsGrad's gradient), float64") {
+    Tensor x = placeholder(float64, {3, 2, 4}, "x");
+    const Array xv = xt::xarray<double>{{{1, 2, 3, 4}, {0.5, -1, 2, 0}}, {{-2, 1, 0.25, 3}, {1, 1.5, -0.5, 2}},
+                                        {{0, -1, 2.5, 1}, {3, 0.75, -2, 1}}};
+    auto [mean, variance] = nn::moments(x, {0, 2});
+    CHECK(has(op_types(g), "Moments"));
+    Tensor dx = *gradients(reduce_sum(mean * mean * 3.0 + variance * variance), {x})[0];
+    check_grad(reduce_sum(dx * dx), {{x, xv}});
+    check_grad(reduce_sum(dx * x), {{x, xv}});
+  }
+  SUBCASE("many kept elements before reduced ones, or an unknown kept size: the composition") {
+    Tensor wide = placeholder(float32, {2, 5000, 3}, "wide");
+    nn::moments(wide, {0, 2});  // 5000 kept channels over planes of 3: the kernel's scratch would grow with 5000^2
+    Tensor unknown = placeholder(float32, {2, -1, 3}, "unknown");
+    nn::moments(unknown, {0, 2});
+    CHECK_FALSE(has(op_types(g), "Moments"));
+    Tensor nhwc = placeholder(float32, {2, 3, 5000}, "nhwc");
+    nn::moments(nhwc, {0, 1});  // the last axis kept: any number of channels
+    CHECK(has(op_types(g), "Moments"));
+  }
+}

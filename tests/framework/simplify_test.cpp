@@ -105,6 +105,18 @@ TEST_CASE("simplify.does_not_apply_where_it_would_change_the_result") {
     const Traced t = run_traced(sess, {z}, {{s, xt::xarray<float>{{1.f, 2.f, 3.f}}}, {x, xt::xarray<float>(xt::ones<float>({2, 3}))}});
     CHECK(t.count("BroadcastTo") == 1);
   }
+  SUBCASE("a fed target shape, or an operand of unknown shape: BroadcastTo runs") {
+    Tensor s = placeholder(float32, {1, 3}, "s"), x = placeholder(float32, {2, 3}, "x");
+    Tensor target = shape23();
+    Tensor z = broadcast_to(s, target) + x;
+    const Traced fed = run_traced(sess, {z}, {{s, xt::xarray<float>{{1.f, 2.f, 3.f}}}, {x, xt::xarray<float>(xt::ones<float>({2, 3}))},
+                                              {target, xt::xarray<std::int32_t>{2, 3}}});
+    CHECK(fed.count("BroadcastTo") == 1);
+    Tensor u = placeholder(float32, {-1, 3}, "u");
+    Tensor z2 = broadcast_to(u, shape23()) + x;
+    const Traced unknown = run_traced(sess, {z2}, {{u, xt::xarray<float>{{1.f, 2.f, 3.f}}}, {x, xt::xarray<float>(xt::ones<float>({2, 3}))}});
+    CHECK(unknown.count("BroadcastTo") == 1);
+  }
   SUBCASE("a fed value is not looked through") {
     Tensor x = placeholder(float32, {2}, "x");
     Tensor one = ones({2}, float32);
