@@ -272,10 +272,10 @@ void register_math_ops(OpRegistry& r) {
             },
             [](const Operation& op, const OptionalTensors&) { return OptionalTensors{zeros_like(x_of(op))}; });
   // d sqrt(x) = dy / (2 sqrt(x)); d rsqrt(x) = -dy y^3 / 2; d exp = dy y; d log = dy / x.
-  add_unary(r, "Sqrt", [](auto x) { using std::sqrt; using xsimd::sqrt; return sqrt(x); }, [](const Operation& op, const OptionalTensors& dy) {
+  add_unary(r, "Sqrt", [](auto x) { return kernels::root(x); }, [](const Operation& op, const OptionalTensors& dy) {
     return OptionalTensors{*dy[0] * 0.5 / op.output(0)};
   });
-  add_unary(r, "Rsqrt", [](auto x) { using std::sqrt; using xsimd::sqrt; return decltype(x)(1) / sqrt(x); },
+  add_unary(r, "Rsqrt", [](auto x) { return decltype(x)(1) / kernels::root(x); },
             [](const Operation& op, const OptionalTensors& dy) {
               const Tensor y = op.output(0);
               return OptionalTensors{*dy[0] * -0.5 * y * y * y};

@@ -14,6 +14,7 @@
 
 #include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::check_grad;
@@ -371,4 +372,35 @@ TEST_CASE("reduction.moments_op_second_derivatives_and_where_it_is_not_used") {
     nn::moments(nhwc, {0, 1});  // the last axis kept: any number of channels
     CHECK(has(op_types(g), "Moments"));
   }
+}
+
+TEST_CASE("reduction.moments_ops_reject_what_their_kernels_cannot_take") {
+  // Moments and MomentsGrad built directly (as a graph file could hold them), with the attributes
+  // of a Moments op nn::moments built: errors name the op and what is wrong.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float64, {4, 3, 2}, "x");
+  nn::moments(x, {0, 2});
+  const std::vector<Operation> ops = g.operations();
+  const auto found = std::find_if(ops.begin(), ops.end(), [](const Operation& op) { return op.type() == "Moments"; });
+  REQUIRE(found != ops.end());
+  const std::any attrs = found->node()->attrs;  // axes {0, 2}, keepdims
+
+  std::string msg = kiln::testing::message_of<TypeError>(
+      [&] { build_op("Moments", {placeholder(int32, {4, 3, 2})}, attrs, "int_moments"); });
+  CHECK(kiln::testing::contains(msg, "int_moments"));
+  CHECK(kiln::testing::contains(msg, "float"));
+  msg = kiln::testing::message_of<ValueError>(
+      [&] { build_op("Moments", {placeholder(float64, {4, 3, 2, 5})}, attrs, "split_moments"); });
+  CHECK(kiln::testing::contains(msg, "split_moments"));
+  CHECK(kiln::testing::contains(msg, "next to each other"));
+
+  Tensor s = placeholder(float64, {1, 5, 1}, "s");
+  const Operation mg = build_op("MomentsGrad", {x, s, s, s}, attrs, "bad_grad");
+  Session sess;
+  const xt::xarray<double> xv = xt::zeros<double>({4, 3, 2}), sv = xt::zeros<double>({1, 5, 1});
+  msg = kiln::testing::message_of<InvalidArgumentError>([&] { sess.run(mg.output(0), {{x, xv}, {s, sv}}); });
+  CHECK(kiln::testing::contains(msg, "bad_grad"));
+  CHECK(kiln::testing::contains(msg, "[1,5,1]"));
+  CHECK(kiln::testing::contains(msg, "[4,3,2]"));
 }
