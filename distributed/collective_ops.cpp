@@ -55,11 +55,11 @@ void register_collective_ops(OpRegistry& r) {
                detail::expect_inputs(c, 1);
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<dist::AllReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const dist::AllReduceAttrs& a) {
            xt::xarray<T> y = c.input_as<T>(0);
            dist::detail::all_reduce_sum(y.data(), y.size(), dtype_of<T>(), what(c));
            // mean = sum / size; with one process the division by 1 is exact, so both are a copy.
-           if (c.attrs<dist::AllReduceAttrs>().reduction == dist::Reduction::mean && dist::size() > 1)
+           if (a.reduction == dist::Reduction::mean && dist::size() > 1)
              y /= static_cast<T>(dist::size());
            c.set_output(0, std::move(y));
          }),
@@ -78,9 +78,9 @@ void register_collective_ops(OpRegistry& r) {
                  throw ValueError("root must be a rank >= 0, got " + std::to_string(c.attrs<dist::BroadcastAttrs>().root));
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<dist::BroadcastAttrs, KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c, const dist::BroadcastAttrs& a) {
            xt::xarray<T> y = c.input_as<T>(0);
-           dist::detail::broadcast(y.data(), y.size(), dtype_of<T>(), c.attrs<dist::BroadcastAttrs>().root, what(c));
+           dist::detail::broadcast(y.data(), y.size(), dtype_of<T>(), a.root, what(c));
            c.set_output(0, std::move(y));
          }),
          // y_q = x_root on every rank q: dL/dx_root = sum_q dy_q, and 0 on the other ranks.

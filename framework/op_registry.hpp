@@ -76,13 +76,6 @@ class KernelContext {
   const xt::xarray<T>& input_as(int i) const {
     return input(i).as<T>();
   }
-  /// The attributes of a kernel that is not prepared (kernels_for); prepared kernels parse them
-  /// once in their constructor instead.
-  template <class A>
-  const A& attrs() const {
-    if (const A* a = std::any_cast<A>(&node_.attrs)) return *a;
-    throw InternalError("kernel of '" + node_.name + "' read attributes of the wrong type");
-  }
   /// Output i as an array of T with the given dimensions, in a buffer the executor hands out
   /// (reused between runs and between values whose lifetimes do not overlap: a steady-state run
   /// allocates nothing). The contents are unspecified: the kernel writes every element. The
@@ -151,8 +144,6 @@ class OpKernel {
 
 /// Makes the kernel of one node (of the dtype the factory was registered for).
 using KernelFactory = std::function<std::unique_ptr<OpKernel>(const detail::Node& node)>;
-/// A kernel written as a function: reads its attributes with ctx.attrs<A>() on each run.
-using Kernel = std::function<void(KernelContext&)>;
 
 using ShapeFn = std::function<std::vector<TensorSpec>(const InferenceContext&)>;
 using OptionalTensors = std::vector<std::optional<Tensor>>;
@@ -191,6 +182,14 @@ struct OpDef {
 };
 
 namespace detail {
+/// The node's attributes as A, for a kernel's constructor (read once, when the kernel is
+/// prepared). InternalError when the node holds another type.
+template <class A>
+const A& node_attrs(const Node& node) {
+  if (const A* a = std::any_cast<A>(&node.attrs)) return *a;
+  throw InternalError("kernel of '" + node.name + "' read attributes of the wrong type");
+}
+
 template <class F>
 class FunctionKernel final : public OpKernel {
  public:
@@ -199,6 +198,18 @@ class FunctionKernel final : public OpKernel {
 
  private:
   F f_;
+};
+
+// A function kernel with its attributes: a copy of the node's, taken when it is prepared.
+template <class A, class F>
+class AttrFunctionKernel final : public OpKernel {
+ public:
+  AttrFunctionKernel(F f, A attrs) : f_(std::move(f)), attrs_(std::move(attrs)) {}
+  void compute(KernelContext& ctx) const override { f_(ctx, attrs_); }
+
+ private:
+  F f_;
+  A attrs_;
 };
 }  // namespace detail
 
@@ -210,6 +221,20 @@ std::array<KernelFactory, kNumDTypes> kernels_for(F f) {
         [f](const detail::Node&) -> std::unique_ptr<OpKernel> {
           auto call = [f](KernelContext& c) { f.template operator()<Ts>(c); };
           return std::make_unique<detail::FunctionKernel<decltype(call)>>(call);
+        }),
+   ...);
+  return k;
+}
+
+/// The same from `[]<class T>(KernelContext&, const A& attrs)`: the kernel holds the node's
+/// attributes, typed, from the moment it is prepared (no per-run lookup or cast).
+template <class A, class... Ts, class F>
+std::array<KernelFactory, kNumDTypes> kernels_with(F f) {
+  std::array<KernelFactory, kNumDTypes> k{};
+  ((k[static_cast<std::size_t>(dtype_of<Ts>())] =
+        [f](const detail::Node& node) -> std::unique_ptr<OpKernel> {
+          auto call = [f](KernelContext& c, const A& a) { f.template operator()<Ts>(c, a); };
+          return std::make_unique<detail::AttrFunctionKernel<A, decltype(call)>>(call, detail::node_attrs<A>(node));
         }),
    ...);
   return k;

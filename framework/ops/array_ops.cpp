@@ -539,10 +539,10 @@ void register_array_ops(OpRegistry& r) {
                for (int p : perm) out.push_back(s.dims()[static_cast<std::size_t>(p)]);
                return detail::one(c.dtypes[0], Shape(out));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<TransposeAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const TransposeAttrs& attrs) {
            const auto& x = c.input_as<T>(0);
            const Dims in = dims_of(c.input(0)), in_st = strides_of(in);
-           std::vector<int> perm = c.attrs<TransposeAttrs>().perm;
+           std::vector<int> perm = attrs.perm;
            if (perm.empty())
              for (auto i = static_cast<int>(in.size()); i-- > 0;) perm.push_back(i);
            if (perm.size() != in.size())
@@ -582,9 +582,9 @@ void register_array_ops(OpRegistry& r) {
                         1);
                return detail::one(c.dtypes[0], Shape(d));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<AxisAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& attrs) {
            Dims d = dims_of<T>(c, 0);
-           const auto a = runtime_axis(c, c.attrs<AxisAttrs>().axis, d.size() + 1);
+           const auto a = runtime_axis(c, attrs.axis, d.size() + 1);
            insert_dim(d, a, 1);
            copy_with_dims<T>(c, d);
          }),
@@ -616,9 +616,9 @@ void register_array_ops(OpRegistry& r) {
                  if (!drop[k]) out.push_back(d[k]);
                return detail::one(c.dtypes[0], Shape(out));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<SqueezeAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const SqueezeAttrs& attrs) {
            const Dims in = dims_of<T>(c, 0);
-           const auto& axes = c.attrs<SqueezeAttrs>().axes;
+           const auto& axes = attrs.axes;
            xt::svector<char, 8> drop(in.size(), 0);
            for (std::size_t k = 0; k < in.size(); ++k) drop[k] = axes.empty() && in[k] == 1;
            for (int a : axes) {
@@ -645,8 +645,8 @@ void register_array_ops(OpRegistry& r) {
                detail::expect_same_dtype(c);
                return detail::one(c.dtypes[0], concat_shape(c, c.attrs<AxisAttrs>().axis));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, false);
+         .kernels = kernels_with<AxisAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& attrs) {
+           concat_kernel<T>(c, attrs.axis, false);
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -683,8 +683,8 @@ void register_array_ops(OpRegistry& r) {
                         c.num_inputs());
                return detail::one(c.dtypes[0], Shape(d));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           concat_kernel<T>(c, c.attrs<AxisAttrs>().axis, true);
+         .kernels = kernels_with<AxisAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& attrs) {
+           concat_kernel<T>(c, attrs.axis, true);
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -714,8 +714,7 @@ void register_array_ops(OpRegistry& r) {
                  out.push_back({c.dtypes[0], c.shapes[i]});
                return out;
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           const auto& a = c.attrs<ConcatGradAttrs>();
+         .kernels = kernels_with<ConcatGradAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const ConcatGradAttrs& a) {
            std::vector<Dims> parts;
            for (int i = 1; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
            const ConcatLayout l = concat_layout(c, parts, a.axis, a.pack);
@@ -771,8 +770,7 @@ void register_array_ops(OpRegistry& r) {
                }
                return detail::one(c.dtypes[0], Shape(out));
              },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           const auto& a = c.attrs<SliceAttrs>();
+         .kernels = kernels_with<SliceAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
            const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
            const T* x = c.input_as<T>(0).data();
            xt::xarray<T> y = xt::xarray<T>::from_shape(size);
@@ -794,8 +792,7 @@ void register_array_ops(OpRegistry& r) {
                detail::expect_inputs(c, 2);
                return detail::one(c.dtypes[0], c.shapes[1]);
              },
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           const auto& a = c.attrs<SliceAttrs>();
+         .kernels = kernels_with<SliceAttrs, KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
            const Dims full = dims_of(c.input(1)), size = slice_window(c, a, full);
            if (dims_of(c.input(0)) != size)
              bad_input(
@@ -853,9 +850,9 @@ void register_array_ops(OpRegistry& r) {
                out.push_back(s.dims()[d] < 0 ? -1 : s.dims()[d] * m[d]);
              return detail::one(c.dtypes[0], Shape(out));
            },
-       .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+       .kernels = kernels_with<TileAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const TileAttrs& attrs) {
          const auto& x = c.input_as<T>(0);
-         const auto& m = c.attrs<TileAttrs>().multiples;
+         const auto& m = attrs.multiples;
          const Dims in = dims_of(c.input(0)), st = strides_of(in);
          if (m.size() != in.size())
            bad_input(
@@ -912,9 +909,8 @@ void register_array_ops(OpRegistry& r) {
                d.push_back(a.depth);
                return detail::one(a.dtype, Shape(d));
              },
-         .kernels = kernels_for<std::int32_t, std::int64_t>([]<class I>(KernelContext& c) {
+         .kernels = kernels_with<OneHotAttrs, std::int32_t, std::int64_t>([]<class I>(KernelContext& c, const OneHotAttrs& a) {
            const auto& idx = c.input_as<I>(0);
-           const auto& a = c.attrs<OneHotAttrs>();
            Dims out = dims_of(c.input(0));
            out.push_back(static_cast<std::size_t>(a.depth));
            c.set_output(0, visit_dtype(a.dtype, [&]<class T>() {

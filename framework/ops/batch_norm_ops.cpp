@@ -124,7 +124,7 @@ std::vector<TensorSpec> fused_bn_grad_shape(const InferenceContext& c) {
 class BnKernel : public OpKernel {
  public:
   explicit BnKernel(const detail::Node& n)
-      : a_(std::any_cast<const FusedBatchNormAttrs&>(n.attrs)), nchw_(detail::parse_data_format(a_.data_format) ==
+      : a_(detail::node_attrs<FusedBatchNormAttrs>(n)), nchw_(detail::parse_data_format(a_.data_format) ==
                                                                       detail::DataFormat::nchw) {}
 
  protected:

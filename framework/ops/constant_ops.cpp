@@ -92,7 +92,7 @@ void register_constant_ops(OpRegistry& r) {
            const auto& a = c.attrs<Array>();
            return detail::one(a.dtype(), a.shape());
          },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.attrs<Array>()); }),
+         .kernels = kernels_with<Array, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const Array& value) { c.set_output(0, value); }),
          .dispatch_input = -1,
          .not_differentiable = true,
          .attr_codec = attr_codec<Array>([](auto& io, auto& a) { io(a); })});

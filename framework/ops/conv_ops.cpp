@@ -309,7 +309,7 @@ struct ConvParams {
 template <class T>
 class Conv2DKernel final : public OpKernel {
  public:
-  explicit Conv2DKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  explicit Conv2DKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), input_dims4<T>(c, 1, "filter"));
     auto& y = c.allocate_output<T>(0, extents4(p_.output_dims(g)));
@@ -324,7 +324,7 @@ class Conv2DKernel final : public OpKernel {
 template <class T>
 class Conv2DBackpropInputKernel final : public OpKernel {
  public:
-  explicit Conv2DBackpropInputKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  explicit Conv2DBackpropInputKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const Dims4 x = sizes_input(c, 0, "input_sizes");
     const auto g = p_.checked_geometry(c, x, input_dims4<T>(c, 1, "filter"));
@@ -341,7 +341,7 @@ class Conv2DBackpropInputKernel final : public OpKernel {
 template <class T>
 class Conv2DBackpropFilterKernel final : public OpKernel {
  public:
-  explicit Conv2DBackpropFilterKernel(const detail::Node& n) : p_(std::any_cast<const Conv2DAttrs&>(n.attrs)) {}
+  explicit Conv2DBackpropFilterKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const Dims4 f = sizes_input(c, 1, "filter_sizes");
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), f);
@@ -396,7 +396,7 @@ struct PoolParams {
 template <class T, bool kMax>
 class PoolKernel final : public OpKernel {
  public:
-  explicit PoolKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  explicit PoolKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"));
     const auto out = extents4(p_.output_dims(g));
@@ -423,7 +423,7 @@ using AvgPoolKernel = PoolKernel<T, false>;
 template <class T, bool kGradIsPooled>
 class MaxPoolGradKernel final : public OpKernel {
  public:
-  explicit MaxPoolGradKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  explicit MaxPoolGradKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const Dims4 x = input_dims4<T>(c, 0, "orig_input");
     const auto g = p_.checked_geometry(c, x);
@@ -454,7 +454,7 @@ using MaxPoolGradGradKernel = MaxPoolGradKernel<T, false>;
 template <class T>
 class AvgPoolGradKernel final : public OpKernel {
  public:
-  explicit AvgPoolGradKernel(const detail::Node& n) : p_(std::any_cast<const PoolAttrs&>(n.attrs)) {}
+  explicit AvgPoolGradKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const Dims4 x = sizes_input(c, 0, "orig_input_shape");
     const auto g = p_.checked_geometry(c, x);

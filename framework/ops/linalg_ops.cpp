@@ -34,10 +34,9 @@ void register_linalg_ops(OpRegistry& r) {
            },
        // Row-major C[m,n] = op(A)[m,k] op(B)[k,n]; the leading dimension of each stored matrix is
        // its number of columns.
-       .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+       .kernels = kernels_with<MatMulOptions, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const MatMulOptions& o) {
          const auto& a = c.input_as<T>(0);
          const auto& b = c.input_as<T>(1);
-         const auto& o = c.attrs<MatMulOptions>();
          if (a.dimension() != 2 || b.dimension() != 2)
            throw InvalidArgumentError(
                "'" + c.op_name() + "' (op: 'MatMul'): inputs must be matrices, got " +

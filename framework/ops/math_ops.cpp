@@ -293,9 +293,9 @@ void register_math_ops(OpRegistry& r) {
 
   r.add({.type = "Cast",
          .shape_fn = [](const InferenceContext& c) { return detail::one(c.attrs<DType>(), c.shapes[0]); },
-         .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<DType, KILN_ALL_TYPES>([]<class T>(KernelContext& c, DType to) {
            const auto& x = c.input_as<T>(0);
-           visit_dtype(c.attrs<DType>(), [&]<class R>() {
+           visit_dtype(to, [&]<class R>() {
              auto& y = c.allocate_output<R>(0, x.shape());
              for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = static_cast<R>(x.data()[i]);
            });

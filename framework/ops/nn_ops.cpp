@@ -169,10 +169,10 @@ void softmax_lines(const T* x, T* y, std::size_t outer, std::size_t n, std::size
 }
 
 template <class T>
-void softmax_kernel(KernelContext& c, bool log) {
+void softmax_kernel(KernelContext& c, const AxisAttrs& attrs, bool log) {
   const auto& x = c.input_as<T>(0);
   const int rank = static_cast<int>(x.dimension());
-  const int axis = c.attrs<AxisAttrs>().axis;
+  const int axis = attrs.axis;
   if (rank == 0 || axis < -rank || axis >= rank)
     throw InvalidArgumentError(where_in(c) + "axis " + std::to_string(axis) +
                                " is out of range for logits of shape " +
@@ -348,7 +348,7 @@ Layout bias_layout(const KernelContext& c, detail::DataFormat format, const xt::
 class BiasKernel : public OpKernel {
  public:
   explicit BiasKernel(const detail::Node& n)
-      : format_(detail::parse_data_format(std::any_cast<const BiasAddAttrs&>(n.attrs).data_format)) {}
+      : format_(detail::parse_data_format(detail::node_attrs<BiasAddAttrs>(n).data_format)) {}
 
  protected:
   detail::DataFormat format_;
@@ -437,11 +437,11 @@ std::vector<TensorSpec> noise_shape_fn(const InferenceContext& c) {
 
 // Uniform [0, 1) from the generator's top 24 (float) or 53 (double) bits: never rounds up to 1.
 template <class T>
-void noise_kernel(KernelContext& c) {
+void noise_kernel(KernelContext& c, const NoiseAttrs& attrs) {
   const Shape xs = c.input(0).shape();
   std::vector<std::int64_t> d;
   try {
-    d = noise_dims(c.attrs<NoiseAttrs>().shape, xs.dims());
+    d = noise_dims(attrs.shape, xs.dims());
   } catch (const ValueError& e) {
     throw InvalidArgumentError(where_in(c) + e.what());
   }
@@ -666,14 +666,14 @@ void register_nn_ops(OpRegistry& r) {
   // Softmax: dx = (dy - sum(dy y, axis)) y. LogSoftmax: dx = dy - exp(y) sum(dy, axis).
   r.add(with_codec(make_def(
       "Softmax", softmax_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, false); }),
+      kernels_with<AxisAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& a) { softmax_kernel<T>(c, a, false); }),
       [](Op op, G dy) {
         const Tensor y = op.output(0), g = *dy[0];
         return OptionalTensors{(g - reduce_sum(g * y, {op.attrs<AxisAttrs>().axis}, true)) * y};
       }), axis_codec));
   r.add(with_codec(make_def(
       "LogSoftmax", softmax_shape,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { softmax_kernel<T>(c, true); }),
+      kernels_with<AxisAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& a) { softmax_kernel<T>(c, a, true); }),
       [](Op op, G dy) {
         const Tensor g = *dy[0];
         return OptionalTensors{g - exp(op.output(0)) *
@@ -763,7 +763,7 @@ void register_nn_ops(OpRegistry& r) {
   // Dropout's noise: random, so not differentiable (like TF's RandomUniform).
   r.add(with_codec(not_differentiable(make_def(
       "RandomUniformLike", noise_shape_fn,
-      kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { noise_kernel<T>(c); }), {})), noise_codec));
+      kernels_with<NoiseAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const NoiseAttrs& a) { noise_kernel<T>(c, a); }), {})), noise_codec));
 }
 
 }  // namespace kiln

@@ -16,7 +16,7 @@ struct CheckNumericsAttrs {
 // Passes x through (sharing its buffer). x - x is 0 for finite x and NaN for NaN and +-Inf, so
 // the first pass is one vectorizable compare per element; only a failing tensor is classified.
 template <class T>
-void check_numerics_kernel(KernelContext& c) {
+void check_numerics_kernel(KernelContext& c, const CheckNumericsAttrs& attrs) {
   const auto& x = c.input_as<T>(0);
   const T* p = x.data();
   bool finite = true;
@@ -29,7 +29,7 @@ void check_numerics_kernel(KernelContext& c) {
     }
     const char* what = nan && inf ? "Inf and NaN" : nan ? "NaN" : "Inf";
     throw InvalidArgumentError("CheckNumerics '" + c.op_name() + "': " +
-                               c.attrs<CheckNumericsAttrs>().message + " : Tensor had " + what +
+                               attrs.message + " : Tensor had " + what +
                                " values");
   }
   c.set_output(0, c.input(0));
@@ -94,7 +94,7 @@ void register_numerics_ops(OpRegistry& r) {
     detail::expect_inputs(c, 1);
     return detail::one(c.dtypes[0], c.shapes[0]);
   };
-  d.kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) { check_numerics_kernel<T>(c); });
+  d.kernels = kernels_with<CheckNumericsAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const CheckNumericsAttrs& a) { check_numerics_kernel<T>(c, a); });
   // TF: the incoming gradient, itself checked.
   d.gradient = [](const Operation& op, const OptionalTensors& dy) {
     return OptionalTensors{nn::check_numerics(

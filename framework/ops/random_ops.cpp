@@ -39,13 +39,10 @@ Tensor random_op(const std::string& type, const Shape& shape, double a, double b
 }
 
 template <class T, class Draw>
-void fill_random(KernelContext& c, Draw draw) {
-  const auto& a = c.attrs<RandomAttrs>();
-  std::vector<std::size_t> dims(a.shape.dims().begin(), a.shape.dims().end());
-  xt::xarray<T> out = xt::xarray<T>::from_shape(dims);
+void fill_random(KernelContext& c, const RandomAttrs& a, Draw draw) {
+  auto& out = c.allocate_output<T>(0, a.shape.dims());
   auto& gen = c.rng();
   for (auto& v : out) v = static_cast<T>(draw(gen, a));
-  c.set_output(0, std::move(out));
 }
 
 std::vector<TensorSpec> random_shape(const InferenceContext& c) {
@@ -81,16 +78,16 @@ Tensor random_uniform(const Shape& shape, double minval, double maxval, DType dt
 void register_random_ops(OpRegistry& r) {
   r.add({.type = "RandomStandardNormal",
          .shape_fn = random_shape,
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-           fill_random<T>(c, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + a.b * unit_normal(g); });
+         .kernels = kernels_with<RandomAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const RandomAttrs& attrs) {
+           fill_random<T>(c, attrs, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + a.b * unit_normal(g); });
          }),
          .dispatch_input = -1,
          .not_differentiable = true,
          .attr_codec = random_codec});
   r.add({.type = "TruncatedNormal",
          .shape_fn = random_shape,
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-           fill_random<T>(c, [](std::mt19937_64& g, const RandomAttrs& a) {
+         .kernels = kernels_with<RandomAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const RandomAttrs& attrs) {
+           fill_random<T>(c, attrs, [](std::mt19937_64& g, const RandomAttrs& a) {
              double z;
              do z = unit_normal(g);
              while (std::abs(z) > 2.0);
@@ -102,8 +99,8 @@ void register_random_ops(OpRegistry& r) {
          .attr_codec = random_codec});
   r.add({.type = "RandomUniform",
          .shape_fn = random_shape,
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-           fill_random<T>(c, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + (a.b - a.a) * unit_uniform(g); });
+         .kernels = kernels_with<RandomAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const RandomAttrs& attrs) {
+           fill_random<T>(c, attrs, [](std::mt19937_64& g, const RandomAttrs& a) { return a.a + (a.b - a.a) * unit_uniform(g); });
          }),
          .dispatch_input = -1,
          .not_differentiable = true,

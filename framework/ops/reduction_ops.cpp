@@ -66,9 +66,8 @@ enum class Reduction { sum, mean, max, min };
 // the sum by the number of reduced elements (integer division for integers, like TF). Max/min
 // propagate NaN.
 template <Reduction R, class T>
-void reduce_kernel(KernelContext& c) {
+void reduce_kernel(KernelContext& c, const ReduceAttrs& a) {
   const auto& x = c.input_as<T>(0);
-  const auto& a = c.attrs<ReduceAttrs>();
   const Dims dims(x.shape().begin(), x.shape().end());
   const auto mask = runtime_axis_mask(c, a.axes, dims.size());
   Dims out;
@@ -181,8 +180,7 @@ struct MomentsGeometry {
   Dims stat_dims;
 };
 template <class T>
-MomentsGeometry moments_geometry(const KernelContext& c) {
-  const auto& a = c.attrs<ReduceAttrs>();
+MomentsGeometry moments_geometry(const KernelContext& c, const ReduceAttrs& a) {
   const auto& s = c.input_as<T>(0).shape();
   const Dims dims(s.begin(), s.end());
   const auto mask = runtime_axis_mask(c, a.axes, dims.size());
@@ -243,8 +241,8 @@ std::pair<Tensor, Tensor> moments(const Tensor& x, std::vector<int> axes, bool k
 void register_reduction_ops(OpRegistry& r) {
   r.add({.type = "Sum",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { reduce_kernel<Reduction::sum, T>(c); }),
+         .kernels = kernels_with<ReduceAttrs, KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { reduce_kernel<Reduction::sum, T>(c, a); }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            return OptionalTensors{sum_grad(op, *dy[0])};
          },
@@ -253,8 +251,8 @@ void register_reduction_ops(OpRegistry& r) {
   // it is broadcast (TF divides after): the same values, one division per output element.
   r.add({.type = "Mean",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { reduce_kernel<Reduction::mean, T>(c); }),
+         .kernels = kernels_with<ReduceAttrs, KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { reduce_kernel<Reduction::mean, T>(c, a); }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            const Tensor x = op.inputs()[0], y = op.output(0), g = *dy[0];
            if (x.shape().is_fully_defined() && y.shape().is_fully_defined())
@@ -273,14 +271,14 @@ void register_reduction_ops(OpRegistry& r) {
   };
   r.add({.type = "Max",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { reduce_kernel<Reduction::max, T>(c); }),
+         .kernels = kernels_with<ReduceAttrs, KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { reduce_kernel<Reduction::max, T>(c, a); }),
          .gradient = min_or_max_grad,
          .attr_codec = reduce_codec});
   r.add({.type = "Min",
          .shape_fn = reduce_shape,
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { reduce_kernel<Reduction::min, T>(c); }),
+         .kernels = kernels_with<ReduceAttrs, KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { reduce_kernel<Reduction::min, T>(c, a); }),
          .gradient = min_or_max_grad,
          .attr_codec = reduce_codec});
 
@@ -301,8 +299,8 @@ void register_reduction_ops(OpRegistry& r) {
                                   c.shapes[0].to_string());
                return std::vector<TensorSpec>{specs[0], specs[0]};
              },
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-           const MomentsGeometry g = moments_geometry<T>(c);
+         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
+           const MomentsGeometry g = moments_geometry<T>(c, a);
            auto& mean = c.allocate_output<T>(0, g.stat_dims);
            auto& variance = c.allocate_output<T>(1, g.stat_dims);
            kernels::batch_moments(c.input_as<T>(0).data(), g.layout, mean.data(), variance.data());
@@ -323,8 +321,8 @@ void register_reduction_ops(OpRegistry& r) {
                detail::expect_inputs(c, 4);
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
-           const MomentsGeometry g = moments_geometry<T>(c);
+         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
+           const MomentsGeometry g = moments_geometry<T>(c, a);
            const auto C = static_cast<std::size_t>(g.layout.channels);
            for (int i = 1; i < 4; ++i)
              if (c.input_as<T>(i).size() != C)
@@ -364,9 +362,9 @@ void register_reduction_ops(OpRegistry& r) {
                detail::expect_inputs(c, 1);
                return detail::one(int32, c.shapes[0]);
              },
-         .kernels = kernels_for<std::int32_t>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<ReduceAttrs, std::int32_t>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
            const auto& in = c.input_as<std::int32_t>(0);
-           const auto mask = runtime_axis_mask(c, c.attrs<ReduceAttrs>().axes, in.size());
+           const auto mask = runtime_axis_mask(c, a.axes, in.size());
            auto& s = c.allocate_output_like<std::int32_t>(0, 0);
            for (std::size_t k = 0; k < s.size(); ++k) s(k) = mask[k] ? 1 : in(k);
          }),
@@ -390,9 +388,8 @@ void register_reduction_ops(OpRegistry& r) {
                d.erase(d.begin() + detail::resolve_axis(a.axis, s.rank()));
                return detail::one(a.output_type, Shape(d));
              },
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
+         .kernels = kernels_with<ArgMaxAttrs, KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c, const ArgMaxAttrs& a) {
            const auto& x = c.input_as<T>(0);
-           const auto& a = c.attrs<ArgMaxAttrs>();
            Dims dims(x.shape().begin(), x.shape().end());
            const auto r = static_cast<int>(dims.size());
            if (a.axis < -r || a.axis >= r)

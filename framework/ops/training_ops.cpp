@@ -117,9 +117,9 @@ void register_training_ops(OpRegistry& r) {
                    apply_in_place<T, 1>(c, [=](auto g, auto& x) { x[0] -= alpha * g; });
                  })));
   // accum = accum * momentum + g; var -= lr * accum, or with Nesterov var -= lr * g + lr * momentum * accum.
-  r.add(apply_op("ApplyMomentum", 2, 2, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
+  r.add(apply_op("ApplyMomentum", 2, 2, kernels_with<ApplyMomentumAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ApplyMomentumAttrs& a) {
                    const T lr = hyper<T>(c, 2), momentum = hyper<T>(c, 3);
-                   if (c.attrs<ApplyMomentumAttrs>().use_nesterov)
+                   if (a.use_nesterov)
                      apply_in_place<T, 2>(c, [=](auto g, auto& x) {
                        x[1] = x[1] * momentum + g;
                        x[0] -= g * lr + x[1] * momentum * lr;

@@ -12,6 +12,7 @@
 #include <kiln.hpp>
 #include <xtensor/xrandom.hpp>
 
+#include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
 #include "tests/support/json.hpp"
 
@@ -293,4 +294,49 @@ TEST_CASE("executor.run_takes_any_range_of_fetches") {
   Session sequential(g, {.inter_op_parallelism_threads = 1});
   CHECK(sequential.run(b).scalar<float>() == 2.0f);
   CHECK_THROWS_AS(Session(g, {.inter_op_parallelism_threads = -1}), ValueError);
+}
+
+namespace {
+// Attributes that count their copies: a prepared kernel copies them once, when the plan is made.
+struct CountedAttrs {
+  static inline std::atomic<int> copies{0};
+  float scale = 1;
+  CountedAttrs() = default;
+  CountedAttrs(const CountedAttrs& o) : scale(o.scale) { ++copies; }
+  CountedAttrs& operator=(const CountedAttrs& o) {
+    scale = o.scale;
+    ++copies;
+    return *this;
+  }
+};
+
+void register_counted_scale_op() {
+  if (op_registry().find("TestCountedScale")) return;
+  op_registry().add({.type = "TestCountedScale",
+                     .shape_fn = [](const InferenceContext& c) { return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}}; },
+                     .kernels = kernels_with<CountedAttrs, float>([]<class T>(KernelContext& c, const CountedAttrs& a) {
+                       auto& y = c.allocate_output_like<T>(0, 0);
+                       const auto& x = c.input_as<T>(0);
+                       for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = x.data()[i] * a.scale;
+                     }),
+                     .not_differentiable = true});
+}
+}  // namespace
+
+TEST_CASE("executor.function_kernels_read_their_attributes_once_when_prepared") {
+  register_counted_scale_op();
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {3}, "x");
+  CountedAttrs attrs;
+  attrs.scale = 2.5F;
+  Tensor y = build_op("TestCountedScale", {x}, attrs, "scale").output(0);
+  Session s;
+  const xt::xarray<float> in = {1, -2, 4};
+  const int before = CountedAttrs::copies.load();
+  CHECK(s.run(y, {{x, in}}).as<float>() == xt::xarray<float>{2.5F, -5, 10});
+  const int prepared = CountedAttrs::copies.load();
+  CHECK(prepared > before);  // the kernel holds its own copy, typed
+  for (int i = 0; i < 5; ++i) s.run(y, {{x, in}});
+  CHECK(CountedAttrs::copies.load() == prepared);  // no run reads or copies them again
 }
