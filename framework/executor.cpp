@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "framework/errors.hpp"
+#include "framework/memory_plan.hpp"
 #include "framework/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -97,13 +98,16 @@ thread_local std::size_t ReadyHeap::depth_ = 0;
 }  // namespace
 
 // One run of a plan: everything that is per run. A frame serves one run at a time and is kept by
-// the plan between runs (RunFramePool), with the output buffers of its last runs: a buffer goes
-// back to the frame's free list when the last reader of its value finished (or at once when
-// nobody reads it) and is handed to the next op that asks for one of the same dtype and size, in
-// this run or the next. So the buffers a run holds follow the values' lifetimes, and from the
-// second run of a fixed-shape graph on, every output has a buffer waiting for it. Buffers no run
-// has used for kIdleRuns runs (another batch size; a rarer interleaving of a parallel run that
-// needed more at once) are let go.
+// the plan between runs (RunFramePool), with the output buffers of its last runs.
+// - Planned buffers: the frame holds the memory plan (framework/memory_plan.hpp) for the shapes
+//   of the feeds it last saw, and made again when they change. An output the plan placed gets its
+//   planned buffer, made on first use; the buffer goes back to its place when the last reader of
+//   the value finished. From the second run of a fixed-shape graph on, every planned output finds
+//   its buffer waiting.
+// - The free list: everything else (outputs of unknown shape, unread values, planned outputs
+//   whose buffer something still holds) takes a buffer of the same dtype and size that went back
+//   to the free list in this run or an earlier one. Free buffers no run has used for kIdleRuns
+//   runs (another batch size; a rarer interleaving of a parallel run) are let go.
 struct RunFrame {
  public:
   static constexpr std::uint64_t kIdleRuns = 32;
@@ -118,10 +122,13 @@ struct RunFrame {
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
         readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))) {}
 
-  // Prepares the frame for a run (it may have served earlier ones).
-  void start(const ExecuteOptions& options) {
+  // Prepares the frame for a run (it may have served earlier ones) with these feeds.
+  void start(const ExecuteOptions& options, const std::vector<std::pair<Tensor, Array>>& feeds) {
     options_ = options;
     ++run_number_;
+    plan_memory_for(feeds);
+    placed_.store(0, std::memory_order_relaxed);
+    unplanned_.store(0, std::memory_order_relaxed);
     std::fill(dead_.begin(), dead_.end(), 0);
     std::fill(fed_.begin(), fed_.end(), 0);
     std::fill(executed_.begin(), executed_.end(), 0);
@@ -193,9 +200,27 @@ struct RunFrame {
 
   void roll_back() { undo_.roll_back(); }
 
-  // A free buffer of this dtype and size (RunState::take_buffer), or an empty Array.
-  Array take_buffer(DType dtype, std::size_t elements) {
+  // The buffer of output `output` of step `s` (RunState::take_buffer): its planned one, else one
+  // from the free list, else an empty Array.
+  Array take_buffer(const PlanStep& s, int output, DType dtype, std::size_t elements) {
+    const int b = mem_->slot_buffer[static_cast<std::size_t>(s.out_base + output)];
     std::lock_guard lk(free_mutex_);
+    if (b >= 0 && mem_->buffers[static_cast<std::size_t>(b)].dtype == dtype &&
+        mem_->buffers[static_cast<std::size_t>(b)].elements == elements) {
+      Array& home = homes_[static_cast<std::size_t>(b)];
+      if (!home.empty()) {
+        placed_.fetch_add(1, std::memory_order_relaxed);
+        return std::move(home);
+      }
+      if (!made_[static_cast<std::size_t>(b)]) {
+        made_[static_cast<std::size_t>(b)] = 1;
+        Array a = make_array(dtype, {elements});
+        home_of_.emplace(data_of(a), b);
+        placed_.fetch_add(1, std::memory_order_relaxed);
+        return a;
+      }
+    }
+    unplanned_.fetch_add(1, std::memory_order_relaxed);
     for (std::size_t i = free_.size(); i-- > 0;) {  // the latest released first: warm in cache
       if (free_[i].dtype != dtype || free_[i].elements != elements) continue;
       Array a = std::move(free_[i].buffer);
@@ -211,6 +236,8 @@ struct RunFrame {
     for (std::size_t i = 0; i < plan_.steps.size(); ++i)
       if (executed_[i]) record.executed.push_back(plan_.steps[i].node);
     record.peak_values = static_cast<std::size_t>(peak_.load());
+    record.memory = {mem_->planned_bytes, mem_->unshared_bytes, static_cast<std::size_t>(placed_.load()),
+                     static_cast<std::size_t>(unplanned_.load())};
     if (!metadata || !options_.trace) return;
     metadata->step_stats.clear();
     for (std::size_t i = 0; i < plan_.steps.size(); ++i)
@@ -228,7 +255,9 @@ struct RunFrame {
       throw InternalError("'" + s_.node->name + "' touched variable " + v->name + " that is not its ref input");
     }
     std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) override { return res_.rng(node, hold); }
-    Array take_buffer(DType dtype, std::size_t elements) override { return frame_.take_buffer(dtype, elements); }
+    Array take_buffer(int output, DType dtype, std::size_t elements) override {
+      return frame_.take_buffer(s_, output, dtype, elements);
+    }
 
    private:
     const PlanStep& s_;
@@ -237,7 +266,8 @@ struct RunFrame {
   };
 
   // Keeps a value's buffer for reuse when no one else holds it (a fed value is the caller's; an
-  // Identity's output shares its input's buffer until one of them is let go).
+  // Identity's output shares its input's buffer until one of them is let go): back to its place
+  // in the memory plan, or to the free list.
   void recycle(Array& v) {
     if (v.empty() || !v.unique()) {
       v = Array();
@@ -245,9 +275,45 @@ struct RunFrame {
     }
     const DType t = v.dtype();
     const auto n = static_cast<std::size_t>(v.size());
+    const void* data = data_of(v);
     std::lock_guard lk(free_mutex_);
+    // The address alone could be a new buffer where a planned one was freed (a planned buffer a
+    // variable kept): dtype and size must match too.
+    const auto home = home_of_.find(data);
+    if (home != home_of_.end()) {
+      const auto b = static_cast<std::size_t>(home->second);
+      if (homes_[b].empty() && mem_->buffers[b].dtype == t && mem_->buffers[b].elements == n) {
+        homes_[b] = std::move(v);
+        v = Array();
+        return;
+      }
+    }
     free_.push_back({t, n, run_number_, std::move(v)});
     v = Array();
+  }
+
+  static const void* data_of(const Array& a) {
+    return visit_dtype(a.dtype(), [&]<class T>() { return static_cast<const void*>(a.as<T>().data()); });
+  }
+
+  // Makes the memory plan for the feeds' shapes unless the frame has it already. The buffers of
+  // the previous plan join the free list.
+  void plan_memory_for(const std::vector<std::pair<Tensor, Array>>& feeds) {
+    bool same = mem_ != nullptr && mem_feed_shapes_.size() == feeds.size();
+    for (std::size_t i = 0; same && i < feeds.size(); ++i) same = feeds[i].second.fits(mem_feed_shapes_[i]);
+    if (same) return;
+    std::vector<Shape> shapes;
+    for (const auto& f : feeds) shapes.push_back(f.second.shape());
+    auto mem = std::make_unique<MemoryPlan>(plan_memory(plan_, shapes));
+    std::lock_guard lk(free_mutex_);
+    for (std::size_t b = 0; b < homes_.size(); ++b)
+      if (!homes_[b].empty())
+        free_.push_back({mem_->buffers[b].dtype, mem_->buffers[b].elements, run_number_, std::move(homes_[b])});
+    mem_ = std::move(mem);
+    mem_feed_shapes_ = std::move(shapes);
+    homes_.assign(mem_->buffers.size(), Array());
+    made_.assign(mem_->buffers.size(), 0);
+    home_of_.clear();
   }
 
   std::string fetch_name(int slot) const {
@@ -354,6 +420,7 @@ struct RunFrame {
     SmallBuffer<Array, 16> snapshots(n_in);
     SmallBuffer<Array, 8> outputs(n_out);
     OpTrace* trace = options_.trace ? &traces_[static_cast<std::size_t>(index)] : nullptr;
+    const bool planned_out = n_out > 0 && mem_->slot_buffer[static_cast<std::size_t>(s.out_base)] >= 0;
     try {
       for (std::size_t i = 0; i < n_in; ++i) {
         const int sl = s.in_slots[i];
@@ -361,8 +428,10 @@ struct RunFrame {
           const auto k = static_cast<std::size_t>(sl);
           inputs[i] = dead_[k] ? nullptr : &values_[k];
           // Its buffer may become an output when this op is its last reader (the count includes
-          // every read of this op: Mul(x, x) reads twice) and no one else holds it.
-          if (!dead_[k] && !fed_[k] && readers_[k].load(std::memory_order_acquire) == 1 && values_[k].unique())
+          // every read of this op: Mul(x, x) reads twice) and no one else holds it; when the memory
+          // plan placed output 0, only the input whose buffer it planned for output 0.
+          if (!dead_[k] && !fed_[k] && readers_[k].load(std::memory_order_acquire) == 1 && values_[k].unique() &&
+              (!planned_out || mem_->donor[static_cast<std::size_t>(index)] == static_cast<int>(i)))
             donors[i] = &values_[k];
         } else if (s.var_reads[i]) {
           snapshots[i] = VariableStore::read(*s.var_reads[i]);
@@ -449,9 +518,16 @@ struct RunFrame {
     std::uint64_t last_used;  // the run that released it
     Array buffer;
   };
-  std::mutex free_mutex_;
+  std::mutex free_mutex_;  // guards the free list and the planned buffers
   std::vector<FreeBuffer> free_;
   std::uint64_t run_number_ = 0;
+
+  std::unique_ptr<MemoryPlan> mem_;
+  std::vector<Shape> mem_feed_shapes_;  // the feeds' shapes mem_ was made for
+  std::vector<Array> homes_;            // per planned buffer: the buffer while no value holds it
+  std::vector<char> made_;              // per planned buffer: allocated (by its first output)
+  std::unordered_map<const void*, int> home_of_;  // a planned buffer's data: its index
+  std::atomic<int> placed_{0}, unplanned_{0};
 };
 
 void RunFrameDeleter::operator()(RunFrame* frame) const { delete frame; }
@@ -492,7 +568,7 @@ std::vector<Array> execute(const Plan& plan, const std::vector<std::pair<Tensor,
                            SessionResources& resources, const ExecuteOptions& options, RunRecord& record,
                            RunMetadata* metadata) {
   FrameLease frame(plan, resources);
-  frame->start(options);
+  frame->start(options, feeds);
   for (std::size_t i = 0; i < feeds.size(); ++i)
     if (plan.feed_slots[i] >= 0) frame->feed(plan.feed_slots[i], feeds[i].second);
   frame->run();

@@ -50,6 +50,7 @@ struct ExecuteOptions {
 struct RunRecord {
   std::vector<const Node*> executed;  // plan order
   std::size_t peak_values = 0;        // most op outputs held at once
+  RunMemory memory;
 };
 
 /// Runs the plan; feeds are parallel to plan.feed_slots. Returns one Array per fetch (empty for an

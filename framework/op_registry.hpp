@@ -51,9 +51,10 @@ class RunState {
   /// The op's generator; `hold` keeps it locked until the kernel ends (one session's runs on
   /// several threads draw from one generator per op).
   virtual std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) = 0;
-  /// A buffer of `elements` values of `dtype` that no one else holds (a value of an earlier run
-  /// or of an op whose readers finished), or an empty Array when the run has none to give.
-  virtual Array take_buffer(DType dtype, std::size_t elements) = 0;
+  /// A buffer for output `output` of the running op, of `elements` values of `dtype`, that no one
+  /// else holds (the one the memory plan gave that output, or a value of an earlier run or of an
+  /// op whose readers finished), or an empty Array when the run has none to give.
+  virtual Array take_buffer(int output, DType dtype, std::size_t elements) = 0;
 };
 }  // namespace detail
 
@@ -85,7 +86,7 @@ class KernelContext {
     std::size_t n = 1;
     for (const auto d : dims) n *= static_cast<std::size_t>(d);
     Array& out = outputs_[i];
-    out = state_.take_buffer(dtype_of<T>(), n);
+    out = state_.take_buffer(i, dtype_of<T>(), n);
     if (out.empty()) {
       out = Array(xt::xarray<T>::from_shape(dims));
       return out.mutable_as<T>();
@@ -176,6 +177,12 @@ struct OpDef {
   /// Elementwise with NumPy broadcasting of its two inputs against each other: the plan may give it
   /// a BroadcastTo's input instead of its result (framework/simplify.hpp).
   bool broadcasts_inputs = false;
+  /// Output 0 may take over the buffer of an input of its shape and dtype (the first such input;
+  /// forward_input_or_allocate): the memory plan puts the output in that input's buffer.
+  bool forwards_input = false;
+  /// An output may be an input's buffer itself (Identity, Switch, Merge, ...): the memory plan keeps
+  /// the input's buffer until the readers of the outputs finished too.
+  bool passes_inputs_through = false;
   /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op has
   /// no attributes, or when it cannot be written to a graph file (VariableV2: freeze first).
   AttrCodec attr_codec{};

@@ -31,6 +31,15 @@ struct OpTrace {
   std::int64_t bytes = 0;  // bytes of the outputs it produced
 };
 
+/// How a finished run used memory (Session::last_run_memory): its memory plan (made from the
+/// feeds' shapes before the run; framework/memory_plan.hpp) and where its op outputs were written.
+struct RunMemory {
+  std::size_t planned_bytes = 0;      // the buffers of the memory plan
+  std::size_t unshared_bytes = 0;     // the values the plan placed, each in a buffer of its own
+  std::size_t planned_outputs = 0;    // outputs written to their planned buffer
+  std::size_t unplanned_outputs = 0;  // outputs given a buffer from the free list, or a new one
+};
+
 class RunMetadata {
  public:
   /// The executed ops (pruned and dead ones excluded) in plan order.

@@ -140,6 +140,10 @@ std::size_t Session::last_run_peak_values() const {
   std::lock_guard lk(impl_->record_mutex);
   return impl_->last.peak_values;
 }
+RunMemory Session::last_run_memory() const {
+  std::lock_guard lk(impl_->record_mutex);
+  return impl_->last.memory;
+}
 Graph& Session::graph() const { return *impl_->graph; }
 
 }  // namespace kiln

@@ -96,6 +96,9 @@ class Session {
   std::vector<std::string> last_run_ops() const;
   /// The most op outputs the last run held at once: values are released after their last reader.
   std::size_t last_run_peak_values() const;
+  /// The memory plan of the last finished run and how its outputs followed it. Outputs computed in
+  /// place of an input (elementwise ops) count in neither number.
+  RunMemory last_run_memory() const;
   /// Number of compiled plans held by the cache.
   std::size_t num_cached_plans() const;
   Graph& graph() const;

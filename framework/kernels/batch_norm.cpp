@@ -144,16 +144,17 @@ void block_sums(const T* u, const T* v, const T* m0, const T* m1, BnLayout l, Bl
 // block reads its elements from memory once. The
 // blocks run in parallel and store (p, r1, r2); the merges then run in block order on one
 // thread, so the result does not depend on the number of threads. m holds 3*C doubles:
-// n | mean | m2.
+// n | mean | m2. The scratch is taken once, before the blocks (a block's working space is its own
+// part of it), so how the blocks are shared among threads changes nothing of what is taken.
 template <class T>
 void moments(const T* x, BnLayout l, double* m) {
   const int64_t C = l.channels;
   const Blocking k = blocking(l);
-  Scratch<T> part(static_cast<std::size_t>(k.count * 3 * C));
+  Scratch<T> part(static_cast<std::size_t>(k.count * 5 * C + C));
+  T* zero = part.data() + k.count * 5 * C;
+  std::fill(zero, zero + C, T(0));
   parallel_blocks(l, k, [&](int64_t i, Block b) {
-    Scratch<T> tmp(static_cast<std::size_t>(3 * C));
-    T *zero = tmp.data(), *s = zero + C, *p = part.data() + i * 3 * C;
-    std::fill(zero, zero + C, T(0));
+    T *p = part.data() + i * 3 * C, *s = part.data() + k.count * 3 * C + i * 2 * C;
     Block head = b;  // the shift p: the mean of the block's first kShiftSample rows (or elements)
     head.n = std::min(b.n, kShiftSample);
     const double inv_nh = 1 / double(head.n);
@@ -183,12 +184,10 @@ template <class T>
 void grad_sums(const T* dy, const T* x, const T* mu, BnLayout l, double* g) {
   const int64_t C = l.channels;
   const Blocking k = blocking(l);
-  Scratch<T> part(static_cast<std::size_t>(k.count * 2 * C));
-  parallel_blocks(l, k, [&](int64_t i, Block b) {
-    Scratch<T> zero(static_cast<std::size_t>(C));
-    std::fill(zero.data(), zero.data() + C, T(0));
-    block_sums(dy, x, zero.data(), mu, l, b, part.data() + i * 2 * C);
-  });
+  Scratch<T> part(static_cast<std::size_t>(k.count * 2 * C + C));
+  T* zero = part.data() + k.count * 2 * C;
+  std::fill(zero, zero + C, T(0));
+  parallel_blocks(l, k, [&](int64_t i, Block b) { block_sums(dy, x, zero, mu, l, b, part.data() + i * 2 * C); });
   std::fill(g, g + 2 * C, 0.0);
   for (int64_t i = 0; i < k.count; ++i) {
     const Block b = block_at(l, k, i);

@@ -244,14 +244,12 @@ void concat_kernel(KernelContext& c, int axis, bool pack) {
   std::vector<Dims> parts;
   for (int i = 0; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
   const ConcatLayout l = concat_layout(c, parts, axis, pack);
-  xt::xarray<T> y = xt::xarray<T>::from_shape(l.out);
-  T* dst = y.data();
+  T* dst = c.allocate_output<T>(0, l.out).data();
   for (std::size_t o = 0; o < l.outer; ++o)
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const T* src = c.input_as<T>(static_cast<int>(i)).data() + o * l.chunks[i];
       dst = std::copy(src, src + l.chunks[i], dst);
     }
-  c.set_output(0, std::move(y));
 }
 
 /// The gradients of concat's (stack's) inputs through one ConcatGrad op.
@@ -376,8 +374,9 @@ void register_array_ops(OpRegistry& r) {
          .kernels = pass,
          .gradient = [](const Operation&, const OptionalTensors& dy) {
            return OptionalTensors{dy[0]};
-         }});
-  r.add({.type = "StopGradient", .shape_fn = same, .kernels = pass, .not_differentiable = true});
+         },
+         .passes_inputs_through = true});
+  r.add({.type = "StopGradient", .shape_fn = same, .kernels = pass, .not_differentiable = true, .passes_inputs_through = true});
   r.add({.type = "Shape",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -445,7 +444,8 @@ void register_array_ops(OpRegistry& r) {
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
                return OptionalTensors{broadcast_to(*dy[0], shape(op.inputs()[0])), std::nullopt};
-             }});
+             },
+         .passes_inputs_through = true});  // g itself when it has the target shape
 
   r.add({.type = "Reshape",
          .shape_fn =
@@ -552,9 +552,8 @@ void register_array_ops(OpRegistry& r) {
            for (std::size_t k = 0; k < in.size(); ++k)
              out[k] = in[static_cast<std::size_t>(perm[k])],
              st[k] = in_st[static_cast<std::size_t>(perm[k])];
-           xt::xarray<T> y = xt::xarray<T>::from_shape(out);
+           auto& y = c.allocate_output<T>(0, out);
            gather_rows(x.data(), out, st, y.data());
-           c.set_output(0, std::move(y));
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -721,14 +720,12 @@ void register_array_ops(OpRegistry& r) {
            if (l.out != dims_of(c.input(0)))
              bad_input(c, "the gradient " + c.input(0).shape().to_string() +
                               " does not match the concatenated pieces");
-           std::vector<xt::xarray<T>> ys;
-           for (const Dims& p : parts) ys.push_back(xt::xarray<T>::from_shape(p));
+           std::vector<T*> ys;
+           for (std::size_t i = 0; i < parts.size(); ++i) ys.push_back(c.allocate_output<T>(static_cast<int>(i), parts[i]).data());
            const T* src = c.input_as<T>(0).data();
            for (std::size_t o = 0; o < l.outer; ++o)
              for (std::size_t i = 0; i < ys.size(); src += l.chunks[i++])
-               std::copy(src, src + l.chunks[i], ys[i].data() + o * l.chunks[i]);
-           for (std::size_t i = 0; i < ys.size(); ++i)
-             c.set_output(static_cast<int>(i), std::move(ys[i]));
+               std::copy(src, src + l.chunks[i], ys[i] + o * l.chunks[i]);
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -773,12 +770,11 @@ void register_array_ops(OpRegistry& r) {
          .kernels = kernels_with<SliceAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
            const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
            const T* x = c.input_as<T>(0).data();
-           xt::xarray<T> y = xt::xarray<T>::from_shape(size);
+           auto& y = c.allocate_output<T>(0, size);
            for_each_window_row(full, a.begin, size,
                                [&](std::size_t off, std::size_t w, std::size_t len) {
                                  std::copy(x + off, x + off + len, y.data() + w);
                                });
-           c.set_output(0, std::move(y));
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -798,12 +794,12 @@ void register_array_ops(OpRegistry& r) {
              bad_input(
                  c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
            const T* g = c.input_as<T>(0).data();
-           xt::xarray<T> y = xt::zeros<T>(full);
+           auto& y = c.allocate_output<T>(0, full);
+           std::fill(y.begin(), y.end(), T(0));
            for_each_window_row(full, a.begin, size,
                                [&](std::size_t off, std::size_t w, std::size_t len) {
                                  std::copy(g + w, g + w + len, y.data() + off);
                                });
-           c.set_output(0, std::move(y));
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -861,8 +857,7 @@ void register_array_ops(OpRegistry& r) {
          for (std::size_t d = 0; d < in.size(); ++d)
            if (__builtin_mul_overflow(in[d], static_cast<std::size_t>(m[d]), &out[d])) out[d] = SIZE_MAX;
          check_array_size(dtype_of<T>(), out, "'" + c.op_name() + "'");
-         xt::xarray<T> y = xt::xarray<T>::from_shape(out);
-         T* dst = y.data();
+         T* dst = c.allocate_output<T>(0, out).data();
          const std::size_t len = in.empty() ? 1 : in.back(),
                            reps = m.empty() ? 1 : static_cast<std::size_t>(m.back());
          for_each_row(out, [&](const Dims& idx) {
@@ -871,7 +866,6 @@ void register_array_ops(OpRegistry& r) {
            for (std::size_t k = 0; k < reps; ++k)
              dst = std::copy(x.data() + off, x.data() + off + len, dst);
          });
-         c.set_output(0, std::move(y));
        }),
        .gradient =
            [](const Operation& op, const OptionalTensors& dy) {

@@ -342,6 +342,7 @@ void register_batch_norm_ops(OpRegistry& r) {
          .kernels = prepared_kernels<FusedBatchNormKernel, KILN_FLOAT_TYPES>(),
          .gradient = fused_bn_grad,
          .accepts_missing_output_grads = true,
+         .passes_inputs_through = true,  // inference: the moving statistics are outputs 1 to 4
          .attr_codec = fused_bn_codec});
   r.add({.type = "FusedBatchNormGrad",
          .shape_fn = fused_bn_grad_shape,

@@ -86,6 +86,7 @@ void register_constant_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) { c.set_output(0, c.input(0)); }),
          .not_differentiable = true,
          .is_placeholder = true,
+         .passes_inputs_through = true,
          .attr_codec = placeholder_codec});
   r.add({.type = "Const",
          .shape_fn = [](const InferenceContext& c) {

@@ -163,7 +163,8 @@ void register_control_flow_ops(OpRegistry& r) {
            c.set_output(p ? 1 : 0, c.input(0));
          }),
          .gradient = switch_grad,
-         .accepts_missing_output_grads = true});
+         .accepts_missing_output_grads = true,
+         .passes_inputs_through = true});
   r.add({.type = "Merge",
          .shape_fn = merge_shape,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
@@ -176,6 +177,7 @@ void register_control_flow_ops(OpRegistry& r) {
          }),
          .gradient = merge_grad,
          .accepts_missing_output_grads = false,
+         .passes_inputs_through = true,
          .attr_codec = attr_codec<MergeAttrs>([](auto& io, auto& a) { io(a.pred); })});
 }
 

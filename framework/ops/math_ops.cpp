@@ -1,8 +1,11 @@
 // Elementwise math: binary ops with NumPy broadcasting, unary ops, comparisons and logic, cast,
 // where, clip_by_value, add_n. Each op: shape function, kernel (kernels/elementwise.hpp), gradient.
 #include <cmath>
+#include <functional>
+#include <numeric>
 
 #include "framework/kernels/elementwise.hpp"
+#include "framework/kernels/scratch.hpp"
 #include "framework/ops/common.hpp"
 
 namespace kiln {
@@ -67,6 +70,7 @@ void add_binary(OpRegistry& r, const std::string& type, F f, GradFn grad) {
     d.kernels = kernels_for<KILN_NUMERIC_TYPES>([f]<class T>(KernelContext& c) { binary_kernel<T, T>(c, f); });
   d.gradient = std::move(grad);
   d.broadcasts_inputs = true;
+  d.forwards_input = true;
   r.add(std::move(d));
 }
 
@@ -90,6 +94,7 @@ void add_unary(OpRegistry& r, const std::string& type, F f, GradFn grad) {
   else
     d.kernels = kernels_for<KILN_NUMERIC_TYPES>([f]<class T>(KernelContext& c) { unary_kernel<T>(c, f); });
   d.gradient = std::move(grad);
+  d.forwards_input = true;
   r.add(std::move(d));
 }
 
@@ -113,7 +118,7 @@ void select_kernel(KernelContext& c) {
   const auto& y = c.input_as<T>(2);
   const auto sc = dims_of<bool>(c, 0), sx = dims_of<T>(c, 1), sy = dims_of<T>(c, 2);
   const auto out = broadcast3(c, sc, sx, sy);
-  xt::xarray<T> r = xt::xarray<T>::from_shape(out);
+  auto& r = c.allocate_output<T>(0, out);
   const auto stc = kernels::broadcast_strides(sc, out), stx = kernels::broadcast_strides(sx, out),
              sty = kernels::broadcast_strides(sy, out);
   kernels::Extents idx(out.size(), 0);
@@ -128,7 +133,7 @@ void select_kernel(KernelContext& c) {
       idx[d] = 0;
     }
   }
-  c.set_output(0, std::move(r));
+
 }
 
 Tensor x_of(const Operation& op, int i = 0) { return op.inputs()[static_cast<std::size_t>(i)]; }
@@ -338,12 +343,12 @@ void register_math_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto sx = dims_of<T>(c, 0), slo = dims_of<T>(c, 1), shi = dims_of<T>(c, 2);
            const auto out = broadcast3(c, sx, slo, shi), s1 = kernels::broadcast_shape(sx, slo);
-           xt::xarray<T> lower = xt::xarray<T>::from_shape(s1), y = xt::xarray<T>::from_shape(out);
+           kernels::Scratch<T> lower(std::accumulate(s1.begin(), s1.end(), std::size_t{1}, std::multiplies<>()));
+           auto& y = c.allocate_output<T>(0, out);
            kernels::broadcast_binary(c.input_as<T>(0).data(), sx, c.input_as<T>(1).data(), slo, lower.data(), s1,
                                      [](auto a, auto b) { return kernels::maximum(a, b); });
            kernels::broadcast_binary(lower.data(), s1, c.input_as<T>(2).data(), shi, y.data(), out,
                                      [](auto a, auto b) { return kernels::minimum(a, b); });
-           c.set_output(0, std::move(y));
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            const Tensor x = x_of(op, 0), lo = x_of(op, 1), hi = x_of(op, 2), g = *dy[0], z = zeros_like(g);
@@ -377,7 +382,8 @@ void register_math_ops(OpRegistry& r) {
          }),
          .gradient = [](const Operation& op, const OptionalTensors& dy) {
            return OptionalTensors(static_cast<std::size_t>(op.inputs().size()), dy[0]);
-         }});
+         },
+         .forwards_input = true});
 }
 
 }  // namespace kiln

@@ -28,11 +28,6 @@ std::string where_in(const KernelContext& c) {
   return c.node().def->type + " '" + c.op_name() + "': ";
 }
 
-template <class T>
-xt::xarray<T> like(const xt::xarray<T>& x) {
-  return xt::xarray<T>::from_shape(x.shape());
-}
-
 template <class V>
 struct elem {
   using type = V;
@@ -54,6 +49,10 @@ OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNu
   d.shape_fn = std::move(shape_fn);
   d.kernels = std::move(kernels);
   d.gradient = std::move(gradient);
+  return d;
+}
+OpDef forwards_input(OpDef d) {
+  d.forwards_input = true;
   return d;
 }
 OpDef not_differentiable(OpDef d) {
@@ -274,9 +273,9 @@ void dense_xent(KernelContext& c) {
                                c.input(1).shape().to_string());
   const std::size_t classes = x.shape().back(), rows = classes ? x.size() / classes : 0;
   std::vector<std::size_t> loss_shape(x.shape().begin(), x.shape().end() - 1);
-  xt::xarray<T> loss = xt::xarray<T>::from_shape(loss_shape);
+  auto& loss = c.allocate_output<T>(0, loss_shape);
   std::fill(loss.begin(), loss.end(), T(0));
-  xt::xarray<T> back = like(x);
+  auto& back = c.allocate_output_like<T>(1, 0);
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
   for (std::size_t r = 0; r < rows; ++r) {
     T* b = back.data() + r * classes;
@@ -290,8 +289,7 @@ void dense_xent(KernelContext& c) {
       b[j] = static_cast<T>(sum * std::exp(static_cast<double>(b[j]))) - lr[j];
     loss.data()[r] = static_cast<T>(total);
   }
-  c.set_output(0, std::move(loss));
-  c.set_output(1, std::move(back));
+
 }
 
 // ---- BiasAdd / BiasAddGrad: x viewed as [outer, C, inner]; NHWC has inner == 1, NCHW outer == N.
@@ -445,7 +443,7 @@ void noise_kernel(KernelContext& c, const NoiseAttrs& attrs) {
   } catch (const ValueError& e) {
     throw InvalidArgumentError(where_in(c) + e.what());
   }
-  xt::xarray<T> u = xt::xarray<T>::from_shape(std::vector<std::size_t>(d.begin(), d.end()));
+  auto& u = c.allocate_output<T>(0, d);
   auto& g = c.rng();
   for (auto& v : u) {
     if constexpr (std::is_same_v<T, float>)
@@ -453,7 +451,6 @@ void noise_kernel(KernelContext& c, const NoiseAttrs& attrs) {
     else
       v = static_cast<double>(g() >> 11) * 0x1.0p-53;
   }
-  c.set_output(0, std::move(u));
 }
 
 }  // namespace
@@ -551,10 +548,10 @@ Tensor dropout(const Tensor& x, double rate, std::vector<std::int64_t> noise_sha
 
 void register_nn_ops(OpRegistry& r) {
   const auto unary = [&r](const char* type, auto f, GradFn grad) {
-    r.add(make_def(type, same_shape, unary_kernels(f), std::move(grad)));
+    r.add(forwards_input(make_def(type, same_shape, unary_kernels(f), std::move(grad))));
   };
   const auto binary = [&r](const char* type, auto f, GradFn grad) {
-    r.add(make_def(type, pair_shape, binary_kernels(f), std::move(grad)));
+    r.add(forwards_input(make_def(type, pair_shape, binary_kernels(f), std::move(grad))));
   };
   using G = const OptionalTensors&;
   using Op = const Operation&;
@@ -661,7 +658,7 @@ void register_nn_ops(OpRegistry& r) {
 
   // Floor (dropout's mask): piecewise constant, so no gradient flows (TF returns None).
   r.add(not_differentiable(
-      make_def("Floor", same_shape, unary_kernels([](auto x) { return xsimd::floor(x); }), {})));
+      forwards_input(make_def("Floor", same_shape, unary_kernels([](auto x) { return xsimd::floor(x); }), {}))));
 
   // Softmax: dx = (dy - sum(dy y, axis)) y. LogSoftmax: dx = dy - exp(y) sum(dy, axis).
   r.add(with_codec(make_def(

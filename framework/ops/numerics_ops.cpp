@@ -90,6 +90,7 @@ Operation add_check_numerics_ops() {
 void register_numerics_ops(OpRegistry& r) {
   OpDef d;
   d.type = "CheckNumerics";
+  d.passes_inputs_through = true;
   d.shape_fn = [](const InferenceContext& c) {
     detail::expect_inputs(c, 1);
     return detail::one(c.dtypes[0], c.shapes[0]);

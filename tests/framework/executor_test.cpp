@@ -340,3 +340,21 @@ TEST_CASE("executor.function_kernels_read_their_attributes_once_when_prepared") 
   for (int i = 0; i < 5; ++i) s.run(y, {{x, in}});
   CHECK(CountedAttrs::copies.load() == prepared);  // no run reads or copies them again
 }
+
+TEST_CASE("executor.memory_plan_places_the_outputs_of_a_training_step") {
+  Graph g;
+  auto guard = g.as_default();
+  SmallNet net;
+  Session s;
+  s.run(global_variables_initializer());
+  const xt::xarray<float> x = xt::random::randn<float>({32, 8}, 0.F, 1.F, xt::random::get_default_random_engine());
+  const xt::xarray<std::int64_t> y = xt::random::randint<std::int64_t>({32}, 0, 3);
+  const FeedDict feeds{{net.x, x}, {net.labels, y}, {net.training, true}};
+  for (int i = 0; i < 3; ++i) s.run(std::vector<GraphElement>{net.loss, net.train_op}, feeds);
+  const RunMemory m = s.last_run_memory();
+  INFO("planned ", m.planned_bytes, " of ", m.unshared_bytes, " bytes; outputs placed ", m.planned_outputs,
+       ", unplanned ", m.unplanned_outputs);
+  CHECK(m.planned_outputs > 10);
+  CHECK(m.planned_bytes < m.unshared_bytes);
+  CHECK(m.unplanned_outputs == 1);  // the fetched loss: the caller's, so never planned
+}

@@ -1,0 +1,134 @@
+// The memory plan of framework/memory_plan.hpp: shapes from the feeds, buffers shared only where
+// the DAG orders the values, in-place outputs, what stays dynamic; and runs that follow it.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include <kiln.hpp>
+
+#include "framework/memory_plan.hpp"
+
+using namespace kiln;
+using kiln::detail::MemoryPlan;
+
+namespace {
+
+struct Planned {
+  detail::VariableStore store;
+  detail::Plan plan;
+  MemoryPlan memory;
+  Planned(Graph& g, const std::vector<GraphElement>& fetches, const std::vector<std::pair<Tensor, Array>>& feeds) {
+    plan = detail::compile_plan(g, fetches, feeds, store);
+    std::vector<Shape> shapes;
+    for (const auto& f : feeds) shapes.push_back(f.second.shape());
+    memory = detail::plan_memory(plan, shapes);
+  }
+  // The buffer of a tensor's value (kDynamic when the plan left it to the run).
+  int buffer(const Tensor& t) const {
+    for (const auto& s : plan.steps)
+      if (s.node == t.op().node()) return memory.slot_buffer[static_cast<std::size_t>(s.out_base + t.ref().index)];
+    FAIL("tensor not in the plan");
+    return -2;
+  }
+  std::size_t elements(const Tensor& t) const { return memory.buffers[static_cast<std::size_t>(buffer(t))].elements; }
+};
+
+}  // namespace
+
+TEST_CASE("memory_plan.values_that_may_be_live_at_once_never_share_a_buffer") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 8}, "x");
+  // a and b both read x: the executor may run them at once, and their successors too.
+  Tensor a = matmul(x, constant(xt::xarray<float>(xt::ones<float>({8, 8}))));
+  Tensor b = matmul(x, constant(xt::xarray<float>(xt::ones<float>({8, 8}))));
+  Tensor a2 = matmul(a, constant(xt::xarray<float>(xt::ones<float>({8, 8}))));
+  Tensor b2 = matmul(b, constant(xt::xarray<float>(xt::ones<float>({8, 8}))));
+  Tensor a3 = matmul(a2, constant(xt::xarray<float>(xt::ones<float>({8, 8}))));
+  Tensor y = reduce_sum(a3 + b2);
+  Planned p(g, {y}, {{x, xt::xarray<float>(xt::zeros<float>({16, 8}))}});
+
+  for (const Tensor& t : {a, b, a2, b2, a3}) {
+    REQUIRE(p.buffer(t) >= 0);
+    CHECK(p.elements(t) == 16 * 8);  // the batch dimension came from the feed
+  }
+  CHECK(p.buffer(a) != p.buffer(b));
+  CHECK(p.buffer(a2) != p.buffer(b));   // b may still be read
+  CHECK(p.buffer(b2) != p.buffer(a2));  // a2 is read by a3, which may run beside b2
+  CHECK(p.buffer(b2) != p.buffer(a));   // a's reader a2 and b2 are not ordered either
+  CHECK(p.buffer(a3) != p.buffer(b2));
+  // a3 may reuse a's buffer: a's only reader (a2) is an ancestor of a3.
+  CHECK(p.buffer(a3) == p.buffer(a));
+  CHECK(p.memory.planned_bytes < p.memory.unshared_bytes);
+  // The fed x and the fetched y belong to the caller.
+  CHECK(p.buffer(y) == MemoryPlan::kDynamic);
+}
+
+TEST_CASE("memory_plan.elementwise_ops_write_in_place_of_their_only_reader") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 4}, "x");
+  Tensor a = matmul(x, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));
+  Tensor b = nn::sigmoid(a);  // a's only reader: b may take a's buffer
+  Tensor c = exp(b) + b;      // b has two readers: c gets a buffer of its own
+  Tensor y = reduce_sum(c);
+  Planned p(g, {y}, {{x, xt::xarray<float>(xt::zeros<float>({3, 4}))}});
+  CHECK(p.buffer(b) == p.buffer(a));
+  CHECK(p.buffer(c.op().inputs()[0]) != p.buffer(b));
+}
+
+TEST_CASE("memory_plan.shapes_computed_from_shapes_are_known_before_the_run") {
+  // A gradient's Reshape to Shape(x) and a Tile by a constant: known from the feed's shape.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 6}, "x");
+  Tensor a = exp(x);
+  Tensor r = reshape(a, concat({constant(xt::xarray<std::int32_t>{-1}), constant(xt::xarray<std::int32_t>{2})}, 0));
+  Tensor back = reshape(exp(r), shape(x));
+  Tensor y = reduce_sum(back);
+  Planned p(g, {y}, {{x, xt::xarray<float>(xt::zeros<float>({5, 6}))}});
+  REQUIRE(p.buffer(back) >= 0);
+  CHECK(p.elements(back) == 30);
+  REQUIRE(p.buffer(r) >= 0);
+  CHECK(p.elements(r) == 30);
+}
+
+TEST_CASE("memory_plan.buffers_passed_through_stay_until_their_last_reader") {
+  // i = Identity(a) holds a's buffer: nothing after a's reader (the Identity) may take it while
+  // i is still read.
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 4}, "x");
+  Tensor a = matmul(x, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));
+  Tensor i = identity(a);
+  Tensor b = matmul(x, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));
+  control_dependencies deps({i.op()});
+  Tensor c = matmul(b, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));  // after the Identity
+  Tensor y = reduce_sum(c + i);
+  Planned p(g, {y}, {{x, xt::xarray<float>(xt::zeros<float>({2, 4}))}});
+  REQUIRE(p.buffer(c) >= 0);
+  CHECK(p.buffer(c) != p.buffer(a));
+}
+
+TEST_CASE("memory_plan.a_run_follows_its_plan_and_a_new_batch_size_gets_a_new_one") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 8}, "x");
+  Tensor h = nn::relu(matmul(x, constant(xt::xarray<float>(xt::ones<float>({8, 16})))));
+  Tensor y = reduce_sum(nn::sigmoid(matmul(h, constant(xt::xarray<float>(xt::ones<float>({16, 4}))))), {1});
+  Session s;
+  const auto feed = [&](std::size_t n) {
+    return xt::xarray<float>(xt::ones<float>({n, std::size_t{8}}) * 0.01F);
+  };
+  const Array first = s.run(y, {{x, feed(32)}});
+  const RunMemory m32 = s.last_run_memory();
+  s.run(y, {{x, feed(32)}});
+  CHECK(s.last_run_memory().planned_outputs == m32.planned_outputs);
+  const Array small = s.run(y, {{x, feed(8)}});
+  const RunMemory m8 = s.last_run_memory();
+  CHECK(m8.planned_bytes * 4 == m32.planned_bytes);  // the same buffers for a quarter of the rows
+  CHECK(m8.unplanned_outputs == 1);                  // the fetched y
+  const Array again = s.run(y, {{x, feed(32)}});
+  CHECK(again.as<float>() == first.as<float>());
+  for (std::size_t r = 0; r < 8; ++r) CHECK(first.as<float>()(r) == small.as<float>()(r));
+}
