@@ -4,11 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
-#include <deque>
 #include <functional>
 #include <memory>
 
 #include "framework/errors.hpp"
+#include "framework/kernels/scratch.hpp"
 #include "framework/memory_plan.hpp"
 #include "framework/thread_pool.hpp"
 
@@ -62,38 +62,61 @@ std::string input_shapes_text(const PlanStep& s, const Array* const* inputs) {
   return out;
 }
 
-// The ready ops a run_from call works through, lowest plan index first: one heap per nesting
-// level on each thread (a kernel's parallel_for may run another op's task on this thread), kept
-// between runs so that their capacity is reused.
+// Storage for the ready heaps of one frame's run_from calls: each holds every step, and the
+// frame makes one for each thread that may work on its run at once, and two more (a kernel's
+// parallel_for may run another op's task on its thread), so no run allocates for them.
+class HeapPool {
+ public:
+  HeapPool(std::size_t steps, std::size_t heaps) : steps_(steps) {
+    free_.reserve(heaps + 16);
+    for (std::size_t i = 0; i < heaps; ++i) free_.push_back(make());
+  }
+  std::vector<int> take() {
+    std::lock_guard lk(mutex_);
+    if (free_.empty()) return make();
+    std::vector<int> h = std::move(free_.back());
+    free_.pop_back();
+    return h;
+  }
+  void give(std::vector<int> h) {
+    std::lock_guard lk(mutex_);
+    free_.push_back(std::move(h));
+  }
+
+ private:
+  std::vector<int> make() const {
+    std::vector<int> h;
+    h.reserve(steps_);
+    return h;
+  }
+  std::size_t steps_;
+  std::mutex mutex_;
+  std::vector<std::vector<int>> free_;
+};
+
+// The ready ops a run_from call works through, lowest plan index first.
 class ReadyHeap {
  public:
-  ReadyHeap() {
-    if (depth_ == heaps_.size()) heaps_.emplace_back();
-    heap_ = &heaps_[depth_++];
-    heap_->clear();
-  }
-  ~ReadyHeap() { --depth_; }
+  explicit ReadyHeap(HeapPool& pool) : pool_(pool), heap_(pool.take()) { heap_.clear(); }
+  ~ReadyHeap() { pool_.give(std::move(heap_)); }
   ReadyHeap(const ReadyHeap&) = delete;
   ReadyHeap& operator=(const ReadyHeap&) = delete;
-  bool empty() const { return heap_->empty(); }
+  bool empty() const { return heap_.empty(); }
   void push(int step) {
-    heap_->push_back(step);
-    std::push_heap(heap_->begin(), heap_->end(), std::greater<int>());
+    heap_.push_back(step);
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<int>());
   }
   int pop() {
-    std::pop_heap(heap_->begin(), heap_->end(), std::greater<int>());
-    const int step = heap_->back();
-    heap_->pop_back();
+    std::pop_heap(heap_.begin(), heap_.end(), std::greater<int>());
+    const int step = heap_.back();
+    heap_.pop_back();
     return step;
   }
 
  private:
-  static thread_local std::deque<std::vector<int>> heaps_;  // a deque keeps the levels in place
-  static thread_local std::size_t depth_;
-  std::vector<int>* heap_;
+  HeapPool& pool_;
+  std::vector<int> heap_;
 };
-thread_local std::deque<std::vector<int>> ReadyHeap::heaps_;
-thread_local std::size_t ReadyHeap::depth_ = 0;
 
 }  // namespace
 
@@ -104,6 +127,9 @@ thread_local std::size_t ReadyHeap::depth_ = 0;
 //   planned buffer, made on first use; the buffer goes back to its place when the last reader of
 //   the value finished. From the second run of a fixed-shape graph on, every planned output finds
 //   its buffer waiting.
+// - Scratch: each op's kernel takes its working memory (im2col matrices, partial sums) from a
+//   pool of its own (kernels/scratch.hpp), so from its second run on it finds it waiting whatever
+//   ran beside it.
 // - The free list: everything else (outputs of unknown shape, unread values, planned outputs
 //   whose buffer something still holds) takes a buffer of the same dtype and size that went back
 //   to the free list in this run or an earlier one. Free buffers no run has used for kIdleRuns
@@ -120,7 +146,9 @@ struct RunFrame {
         fed_(static_cast<std::size_t>(plan.num_slots), 0),
         executed_(plan.steps.size(), 0),
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
-        readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))) {}
+        readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))),
+        scratch_(std::make_unique<kernels::ScratchPool[]>(plan.steps.size())),
+        heaps_(plan.steps.size(), static_cast<std::size_t>(num_threads()) + 2) {}
 
   // Prepares the frame for a run (it may have served earlier ones) with these feeds.
   void start(const ExecuteOptions& options, const std::vector<std::pair<Tensor, Array>>& feeds) {
@@ -344,7 +372,7 @@ struct RunFrame {
   // posted to the pool), in plan order.
   void run_from(int first) { run_from(&first, &first + 1); }
   void run_from(const int* first, const int* last) {
-    ReadyHeap ready;
+    ReadyHeap ready(heaps_);
     for (const int* p = first; p != last; ++p) ready.push(*p);
     while (!ready.empty()) {
       const int step = ready.pop();
@@ -448,6 +476,7 @@ struct RunFrame {
       if (trace) trace->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
       StepState state(s, res_, *this);
       KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data(), donors.data());
+      const kernels::ScratchScope scratch(&scratch_[static_cast<std::size_t>(index)]);
       s.kernel->compute(ctx);
       for (std::size_t i = 0; i < n_in; ++i)
         if (donors[i] && donors[i]->empty()) note_live(-1);  // became an output: counted there
@@ -502,6 +531,9 @@ struct RunFrame {
   std::vector<Array> values_;
   std::vector<char> dead_, fed_, executed_;
   std::unique_ptr<std::atomic<int>[]> pending_, readers_;
+  // Per step: the scratch buffers its kernel takes (kernels/scratch.hpp).
+  std::unique_ptr<kernels::ScratchPool[]> scratch_;
+  HeapPool heaps_;
   bool parallel_ = false;
   std::atomic<int> completed_{0};
   std::atomic<bool> done_{false}, failed_{false};

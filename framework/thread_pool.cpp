@@ -213,7 +213,7 @@ struct ForJob {
     std::atomic<std::int64_t> next{0};
     std::int64_t end = 0;
   };
-  FunctionRef<void(std::int64_t, std::int64_t)>* fn;
+  FunctionRef<void(std::int64_t, std::int64_t, int)>* fn;
   std::int64_t n, grain, chunks;
   int parts = 1;
   std::array<Range, kMaxChunks> ranges;  // parts <= chunks <= kMaxChunks
@@ -238,7 +238,7 @@ struct ForJob {
         if (i >= r.end) break;
         if (failed.load(std::memory_order_relaxed)) continue;
         try {
-          (*fn)(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
+          (*fn)(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1), self);
         } catch (...) {
           std::lock_guard lk(done_m);
           if (!error) error = std::current_exception();
@@ -278,12 +278,19 @@ std::int64_t parallel_chunk_begin(std::int64_t n, std::int64_t grain, std::int64
 }
 
 void parallel_for(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> fn) {
+  parallel_for_workers(n, grain, Pool::instance().size(),
+                       [&](std::int64_t begin, std::int64_t end, int) { fn(begin, end); });
+}
+
+void parallel_for_workers(std::int64_t n, std::int64_t grain, int workers,
+                          FunctionRef<void(std::int64_t, std::int64_t, int)> fn) {
   const std::int64_t chunks = parallel_chunk_count(n, grain);
   if (chunks == 0) return;
   Pool& pool = Pool::instance();
-  const int helpers = static_cast<int>(std::min<std::int64_t>(chunks, pool.size()) - 1);
+  const int helpers = static_cast<int>(std::min<std::int64_t>({chunks, pool.size(), std::max(workers, 1)}) - 1);
   if (helpers <= 0) {
-    for (std::int64_t i = 0; i < chunks; ++i) fn(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1));
+    for (std::int64_t i = 0; i < chunks; ++i)
+      fn(parallel_chunk_begin(n, grain, i), parallel_chunk_begin(n, grain, i + 1), 0);
     return;
   }
   ForJob job;

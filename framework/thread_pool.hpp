@@ -56,6 +56,14 @@ void set_num_threads(int n);
 /// chunk throws is rethrown here after the other chunks finished or were skipped.
 void parallel_for(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> fn);
 
+/// parallel_for on at most `workers` threads whose body also learns which one runs it:
+/// fn(begin, end, worker), 0 <= worker < workers (the calling thread is worker 0). A worker runs
+/// its chunks one after the other, so per-worker memory taken before the loop (workers * size,
+/// e.g. one im2col buffer each) serves every chunk: nothing is taken inside the loop, and what
+/// is taken does not depend on how the chunks were shared out.
+void parallel_for_workers(std::int64_t n, std::int64_t grain, int workers,
+                          FunctionRef<void(std::int64_t, std::int64_t, int)> fn);
+
 /// The chunks parallel_for(n, grain, ...) uses: count, and the bounds of chunk i.
 std::int64_t parallel_chunk_count(std::int64_t n, std::int64_t grain);
 std::int64_t parallel_chunk_begin(std::int64_t n, std::int64_t grain, std::int64_t chunk);

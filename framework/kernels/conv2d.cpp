@@ -238,8 +238,8 @@ i64 image_grain(const Conv2DGeometry& g) {
 
 }  // namespace
 
-// Every kernel splits the batch into chunks of images on the pool (parallel_for); each chunk
-// takes its im2col buffer from the scratch free list and runs one single-threaded product per
+// Every kernel splits the batch into chunks of images on the pool (parallel_for_workers); each
+// thread has its im2col buffer, taken before the loop, and runs one single-threaded product per
 // image (measured on this project's machines: per-image products whose column matrix stays in
 // cache beat one product over the whole batch, whose column matrix streams from memory).
 
@@ -253,15 +253,17 @@ void conv2d_forward(const Conv2DGeometry& g, const T* x, const T* filter, T* y) 
          g.out_c);
     return;
   }
-  parallel_for(d.images, image_grain(g), [&](i64 lo, i64 hi) {
-    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+  const int workers = num_threads();
+  Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(workers * d.pixels * d.taps));
+  parallel_for_workers(d.images, image_grain(g), workers, [&](i64 lo, i64 hi, int w) {
+    T* wcol = ws.data() + static_cast<std::size_t>(w * d.pixels * d.taps);
     for (i64 n = lo; n < hi; ++n) {
       const T* xn = x + n * d.in_image;
       T* yn = y + n * d.out_image;
       const T* col = xn;
       if (!d.direct) {
-        im2col(g, xn, ws.data());
-        col = ws.data();
+        im2col(g, xn, wcol);
+        col = wcol;
       }
       if (g.channels_first) {
         // y_n[out_c, P] = filter^T[out_c, K] * col[K, P]  (filter stored [K, out_c]).
@@ -286,14 +288,15 @@ void conv2d_backprop_input(const Conv2DGeometry& g, const T* filter, const T* dy
          d.taps);
     return;
   }
-  parallel_for(d.images, image_grain(g), [&](i64 lo, i64 hi) {
-    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+  const int workers = num_threads();
+  Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(workers * d.pixels * d.taps));
+  parallel_for_workers(d.images, image_grain(g), workers, [&](i64 lo, i64 hi, int w) {
     for (i64 n = lo; n < hi; ++n) {
       const T* dyn = dy + n * d.out_image;
       T* dxn = dx + n * d.in_image;
       // y = col * filter is linear in col, so dcol = dy * filter^T; then dx = col2im(dcol), the
       // adjoint of im2col. In the direct case col is x itself and dcol is dx.
-      T* dcol = d.direct ? dxn : ws.data();
+      T* dcol = d.direct ? dxn : ws.data() + static_cast<std::size_t>(w * d.pixels * d.taps);
       if (g.channels_first) {
         // dcol[K, P] = filter[K, out_c] * dy_n[out_c, P].
         gemm_serial(false, false, d.taps, d.pixels, g.out_c, T(1), filter, g.out_c, dyn, d.pixels,
@@ -331,8 +334,10 @@ void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T*
   const i64 grain = std::max(image_grain(g), (d.images + 7) / 8);
   const i64 chunks = parallel_chunk_count(d.images, grain);
   Scratch<T> partial(static_cast<std::size_t>(chunks * fsize));
-  parallel_for(d.images, grain, [&](i64 lo, i64 hi) {
-    Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(d.pixels * d.taps));
+  const int workers = num_threads();
+  Scratch<T> ws(d.direct ? 0 : static_cast<std::size_t>(workers * d.pixels * d.taps));
+  parallel_for_workers(d.images, grain, workers, [&](i64 lo, i64 hi, int w) {
+    T* wcol = ws.data() + static_cast<std::size_t>(w * d.pixels * d.taps);
     i64 chunk = 0;
     while (chunk + 1 < chunks && parallel_chunk_begin(d.images, grain, chunk + 1) <= lo) ++chunk;
     T* dft = partial.data() + chunk * fsize;
@@ -341,8 +346,8 @@ void conv2d_backprop_filter(const Conv2DGeometry& g, const T* x, const T* dy, T*
       const T* dyn = dy + n * d.out_image;
       const T* col = xn;
       if (!d.direct) {
-        im2col(g, xn, ws.data());
-        col = ws.data();
+        im2col(g, xn, wcol);
+        col = wcol;
       }
       const T beta = n == lo ? T(0) : T(1);
       if (g.channels_first) {

@@ -66,11 +66,20 @@ Acc pairwise_sum(const T* x, std::size_t n) {
   return pairwise_sum<Acc>(x, n, [](T v) { return static_cast<Acc>(v); });
 }
 
+/// The workspace sum_rows(x, n, inner, y, work) needs: a row of partial sums per level of its
+/// recursion (the larger half, n - n/2, is the deeper).
+inline std::size_t sum_rows_work(std::size_t n, std::size_t inner) {
+  std::size_t levels = 0;
+  for (; n > kPairwiseBlock; n -= n / 2) ++levels;
+  return inner == 1 ? 0 : levels * inner;
+}
+
 /// y[i] = sum over r < n of x[r * inner + i], for i < inner: pairwise over r. Blocks of up to 128
 /// rows are added row by row (the loop over i is contiguous and vectorizes); their sums are added
-/// pairwise. inner == 1 is pairwise_sum.
+/// pairwise, the right halves' in `work` (sum_rows_work(n, inner) elements). inner == 1 is
+/// pairwise_sum.
 template <class Acc, class T>
-void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
+void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
   if (inner == 1) {
     *y = pairwise_sum<Acc>(x, n);
     return;
@@ -95,10 +104,17 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
     return;
   }
   const std::size_t half = n / 2;
-  sum_rows(x, half, inner, y);
-  Scratch<Acc> rest(inner);
-  sum_rows(x + half * inner, n - half, inner, rest.data());
-  for (std::size_t i = 0; i < inner; ++i) y[i] += rest.data()[i];
+  sum_rows(x, half, inner, y, work);  // done with work before the right half takes it
+  Acc* rest = work;
+  sum_rows(x + half * inner, n - half, inner, rest, work + inner);
+  for (std::size_t i = 0; i < inner; ++i) y[i] += rest[i];
+}
+
+/// The same with its workspace from the scratch pool (on the calling thread).
+template <class Acc, class T>
+void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
+  Scratch<Acc> work(sum_rows_work(n, inner));
+  sum_rows(x, n, inner, y, work.data());
 }
 
 /// Elements per chunk of a reduction split across threads.
@@ -121,10 +137,13 @@ void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
   for (std::size_t step = leaves; step > 1; step /= 2)
     for (std::size_t j = 0; j < leaves; j += step)
       bounds[j + step / 2] = bounds[j] + (bounds[j + step] - bounds[j]) / 2;
-  Scratch<Acc> part(leaves * inner);
+  // The partial sums, then each leaf's workspace: taken here, so no chunk takes scratch.
+  const std::size_t work = sum_rows_work(n - n / 2, inner);  // enough for the largest leaf
+  Scratch<Acc> part(leaves * (inner + work));
+  Acc* works = part.data() + leaves * inner;
   parallel_for(static_cast<std::int64_t>(leaves), 1, [&](std::int64_t lo, std::int64_t hi) {
     for (auto j = static_cast<std::size_t>(lo); j < static_cast<std::size_t>(hi); ++j)
-      sum_rows(x + bounds[j] * inner, bounds[j + 1] - bounds[j], inner, part.data() + j * inner);
+      sum_rows(x + bounds[j] * inner, bounds[j + 1] - bounds[j], inner, part.data() + j * inner, works + j * work);
   });
   for (std::size_t step = 1; step < leaves; step *= 2)
     for (std::size_t j = 0; j < leaves; j += 2 * step) {
@@ -140,12 +159,14 @@ void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
 template <class Acc, class T>
 void sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
   if (outer == 1) return sum_rows_parallel(x, n, inner, y);
-  const std::size_t per = std::max<std::size_t>(1, n * inner);
-  parallel_for(static_cast<std::int64_t>(outer), static_cast<std::int64_t>(std::max<std::size_t>(1, kReduceGrain / per)),
-               [&](std::int64_t lo, std::int64_t hi) {
-                 for (auto o = static_cast<std::size_t>(lo); o < static_cast<std::size_t>(hi); ++o)
-                   sum_rows(x + o * n * inner, n, inner, y + o * inner);
-               });
+  const std::size_t per = std::max<std::size_t>(1, n * inner), work = sum_rows_work(n, inner);
+  const int workers = num_threads();
+  Scratch<Acc> works(static_cast<std::size_t>(workers) * work);  // one workspace per thread
+  parallel_for_workers(static_cast<std::int64_t>(outer), static_cast<std::int64_t>(std::max<std::size_t>(1, kReduceGrain / per)),
+                       workers, [&](std::int64_t lo, std::int64_t hi, int w) {
+                         for (auto o = static_cast<std::size_t>(lo); o < static_cast<std::size_t>(hi); ++o)
+                           sum_rows(x + o * n * inner, n, inner, y + o * inner, works.data() + static_cast<std::size_t>(w) * work);
+                       });
 }
 
 /// x viewed as [outer, n, inner]: y[o, i] = f(...f(f(init, x[o,0,i]), x[o,1,i])..., x[o,n-1,i]),

@@ -1,67 +1,100 @@
 #pragma once
 // Scratch buffers for kernels (im2col matrices, per-chunk partial results), reused across calls
-// and runs so that a steady-state run allocates nothing: a process-wide free list per element
-// type; a Scratch takes the best-fitting buffer from it (growing it when too small) and gives it
-// back when it goes out of scope.
+// and runs so that a steady-state run allocates nothing.
 //
 //   kernels::Scratch<float> col(pixels * taps);  // col.data(): at least that many floats
 //
-// Why not thread_local: a thread that waits in parallel_for runs other queued pool work,
-// possibly another op's kernel, which would reuse the same thread_local buffer mid-use.
-// Thread-safe; contents on acquisition are unspecified.
+// A Scratch takes the smallest free buffer of its pool that is large enough, or makes a new one
+// (buffers never grow: the pool keeps what the op needed at once), and gives it back when it
+// goes out of scope.
+//
+// Whose pool: the executor gives each op of a run frame a pool of its own (ScratchScope around
+// the kernel), so what an op takes does not depend on which ops run beside it, and from its
+// second run on it finds every buffer waiting. Kernels take their scratch on the thread that
+// called them, before their parallel loops (per-thread parts with parallel_for_workers), never
+// inside a chunk: chunks run on other threads, which take from the process-wide pool, the one
+// used outside any scope (kernels called directly).
+//
+// Why not thread_local buffers: a thread that waits in parallel_for runs other queued pool work,
+// possibly another op's kernel, which would reuse the same buffer mid-use.
+// Thread-safe; contents on acquisition are unspecified; alignment is that of operator new.
 #include <cstddef>
+#include <memory>
 #include <mutex>
-#include <utility>
 #include <vector>
 
 namespace kiln::kernels {
 
+class ScratchPool {
+ public:
+  struct Buffer {
+    std::unique_ptr<std::byte[]> data;
+    std::size_t bytes = 0;
+  };
+  /// The smallest free buffer of at least `bytes`, or a new one.
+  Buffer take(std::size_t bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      std::size_t pick = free_.size();
+      for (std::size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].bytes >= bytes && (pick == free_.size() || free_[i].bytes < free_[pick].bytes)) pick = i;
+      if (pick < free_.size()) {
+        Buffer b = std::move(free_[pick]);
+        free_[pick] = std::move(free_.back());
+        free_.pop_back();
+        return b;
+      }
+    }
+    return {std::make_unique_for_overwrite<std::byte[]>(bytes), bytes};
+  }
+  void give(Buffer b) {
+    std::lock_guard lock(mutex_);
+    free_.push_back(std::move(b));
+  }
+  /// The pool of the op this thread runs (ScratchScope), else the process-wide one.
+  static ScratchPool& current() {
+    ScratchPool* p = scope();
+    return p ? *p : process_wide();
+  }
+  static ScratchPool*& scope() {
+    thread_local ScratchPool* p = nullptr;
+    return p;
+  }
+
+ private:
+  static ScratchPool& process_wide() {
+    static ScratchPool pool;
+    return pool;
+  }
+  std::mutex mutex_;
+  std::vector<Buffer> free_;
+};
+
+/// Makes `pool` this thread's current pool until the scope ends (nests: restores the last).
+class ScratchScope {
+ public:
+  explicit ScratchScope(ScratchPool* pool) : saved_(ScratchPool::scope()) { ScratchPool::scope() = pool; }
+  ~ScratchScope() { ScratchPool::scope() = saved_; }
+  ScratchScope(const ScratchScope&) = delete;
+  ScratchScope& operator=(const ScratchScope&) = delete;
+
+ private:
+  ScratchPool* saved_;
+};
+
 template <class T>
 class Scratch {
  public:
-  explicit Scratch(std::size_t n) {
-    {
-      std::lock_guard lock(mutex());
-      // The smallest free buffer that is large enough, else the largest (grown below), so that
-      // small requests do not take (and keep) large buffers.
-      auto& list = free_list();
-      std::size_t pick = list.size();
-      for (std::size_t i = 0; i < list.size(); ++i) {
-        const std::size_t have = list[i].size();
-        if (pick == list.size()) {
-          pick = i;
-          continue;
-        }
-        const std::size_t best = list[pick].size();
-        if (have >= n ? (best < n || have < best) : (best < n && have > best)) pick = i;
-      }
-      if (pick < list.size()) {
-        buffer_ = std::move(list[pick]);
-        list[pick] = std::move(list.back());
-        list.pop_back();
-      }
-    }
-    if (buffer_.size() < n) buffer_.resize(n);
-  }
-  ~Scratch() {
-    std::lock_guard lock(mutex());
-    free_list().push_back(std::move(buffer_));
-  }
+  explicit Scratch(std::size_t n) : pool_(ScratchPool::current()), buffer_(pool_.take(n * sizeof(T))) {}
+  ~Scratch() { pool_.give(std::move(buffer_)); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
-  T* data() { return buffer_.data(); }
+  T* data() { return reinterpret_cast<T*>(buffer_.data.get()); }
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static std::vector<std::vector<T>>& free_list() {
-    static std::vector<std::vector<T>> list;
-    return list;
-  }
-  std::vector<T> buffer_;
+  ScratchPool& pool_;
+  ScratchPool::Buffer buffer_;
 };
 
 }  // namespace kiln::kernels

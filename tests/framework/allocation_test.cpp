@@ -129,14 +129,11 @@ TEST_CASE("allocation.steady_state_training_step_allocates_only_its_results") {
     CHECK(m.planned_bytes < m.unshared_bytes);
     for (const long n : allocations_per_run(sess, {step.model.train_op, step.model.loss}, step.feeds, 3, 5))
       CHECK(n <= kResultsVector + kPerFetchedTensor);  // one fetched tensor more
-    // Two threads: the order of independent ops varies between runs. The memory plan holds for
-    // any order, so every output still finds its buffer; the kernels' scratch buffers come from one
-    // process-wide pool (kernels/scratch.hpp), where an interleaving not seen before may need one
-    // more at once (kept for the next runs).
+    // Two threads: the order of independent ops varies between runs, and so does which thread
+    // runs which chunks. The memory plan holds for any order, and each op takes its scratch from
+    // a pool of its own on the thread that runs it (kernels/scratch.hpp): still nothing to allocate.
     set_num_threads(2);
-    int over = 0;
-    for (const long n : allocations_per_run(sess, {step.model.train_op}, step.feeds, 3, 20)) over += n > kResultsVector;
-    CHECK(over <= 2);
+    for (const long n : allocations_per_run(sess, {step.model.train_op}, step.feeds, 3, 20)) CHECK(n <= kResultsVector);
     CHECK(sess.last_run_memory().unplanned_outputs == 0);
 
     // The counting itself works: a run of a new plan compiles it and allocates.
