@@ -190,21 +190,36 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       mp.unshared_bytes += bytes_of(sl);
       int b = MemoryPlan::kDynamic;
       // In place: the first input of the output's shape and dtype, when this op is its only reader.
+      // An input in one planned buffer hands that buffer on; one whose buffer the plan does not
+      // know for sure (a Merge's output, a value of unknown shape) may be handed on at run time:
+      // the output gets a buffer of its own too, and the input's possible buffers stay held
+      // until the output's readers finished.
+      std::vector<int> maybe;
       if (k == 0 && s.node->def->forwards_input) {
         for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
           const int in = s.in_slots[j];
           if (in < 0 || dtype[static_cast<std::size_t>(in)] != dtype[sl] || shape[static_cast<std::size_t>(in)] != shape[sl]) continue;
-          if (readers[static_cast<std::size_t>(in)].size() == 1 && mp.slot_buffer[static_cast<std::size_t>(in)] >= 0 &&
-              physical[static_cast<std::size_t>(in)].size() == 1) {
-            b = mp.slot_buffer[static_cast<std::size_t>(in)];
+          if (readers[static_cast<std::size_t>(in)].size() == 1 && !callers[static_cast<std::size_t>(in)]) {
             mp.donor[i] = static_cast<int>(j);
+            if (mp.slot_buffer[static_cast<std::size_t>(in)] >= 0 && physical[static_cast<std::size_t>(in)].size() == 1)
+              b = mp.slot_buffer[static_cast<std::size_t>(in)];
+            else
+              maybe = physical[static_cast<std::size_t>(in)];
           }
           break;  // the kernel offers its buffer to the first such input only
         }
       }
-      for (std::size_t c = 0; b < 0 && c < mp.buffers.size(); ++c) {
-        const auto& buf = mp.buffers[c];
-        if (buf.dtype == dtype[sl] && buf.elements == elements && free_for(static_cast<int>(c), step)) b = static_cast<int>(c);
+      // Of the free buffers of this dtype and size, the one let go last in plan order: most likely
+      // still in cache.
+      if (b < 0) {
+        int released = -1;
+        for (std::size_t c = 0; c < mp.buffers.size(); ++c) {
+          const auto& buf = mp.buffers[c];
+          if (buf.dtype != dtype[sl] || buf.elements != elements || !free_for(static_cast<int>(c), step)) continue;
+          const auto& h = holders[c];
+          const int last = *std::max_element(h.begin(), h.end());
+          if (last > released) released = last, b = static_cast<int>(c);
+        }
       }
       if (b < 0) {
         b = static_cast<int>(mp.buffers.size());
@@ -215,7 +230,14 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       mp.slot_buffer[sl] = b;
       physical[sl] = {b};
       // An unread value goes back as soon as its op finished.
-      holders[static_cast<std::size_t>(b)] = readers[sl].empty() ? std::vector<int>{step} : readers[sl];
+      const std::vector<int> done = readers[sl].empty() ? std::vector<int>{step} : readers[sl];
+      holders[static_cast<std::size_t>(b)] = done;
+      for (int m : maybe) {
+        if (m == b) continue;
+        auto& h = holders[static_cast<std::size_t>(m)];
+        h.insert(h.end(), done.begin(), done.end());
+        physical[sl].push_back(m);
+      }
     }
     // Outputs that may be input buffers: those buffers stay until the outputs' readers finished.
     if (!s.node->def->passes_inputs_through) continue;
