@@ -18,8 +18,10 @@ using Vec = std::vector<double>;
 constexpr double kEps = 1e-3;
 // NHWC, NCHW; then NHWC narrow and wide rows over several row blocks, NCHW planes in groups,
 // NCHW planes longer than a block.
-const BnLayout kLayouts[] = {{12, 11, 1},  {3, 5, 13},   {3000, 7, 1},
-                             {600, 70, 1}, {2, 5, 5000}, {2, 2, 20000}};
+// NHWC narrow and wide rows ({70, 300, 1}: blocks of 64 and 6 rows, four rows at a time and the
+// rest), NCHW planes small and large.
+const BnLayout kLayouts[] = {{12, 11, 1},  {3, 5, 13},   {3000, 7, 1},  {600, 70, 1},
+                             {70, 300, 1}, {2, 5, 5000}, {2, 2, 20000}};
 
 template <class T>
 std::vector<T> randn(size_t n, double mean, double sd, unsigned seed) {

@@ -58,6 +58,41 @@ TEST_CASE("reduce_kernels.sum_rows_and_axes") {
   CHECK(all[0] == all_ref);
 }
 
+// The order sum_rows promises, one column at a time: leaves of up to 128 rows added in order
+// from zero, larger runs split in halves (n / 2 and the rest) whose sums are added.
+double column_sum_in_order(const std::vector<float>& x, std::size_t first, std::size_t n, std::size_t inner,
+                           std::size_t column) {
+  if (n <= kernels::kPairwiseBlock) {
+    double s = 0;
+    for (std::size_t r = first; r < first + n; ++r) s += static_cast<double>(x[r * inner + column]);
+    return s;
+  }
+  const std::size_t half = n / 2;
+  const double left = column_sum_in_order(x, first, half, inner, column);
+  return left + column_sum_in_order(x, first + half, n - half, inner, column);
+}
+
+TEST_CASE("reduce_kernels.sum_rows_adds_each_column_in_the_pairwise_order") {
+  // Narrow rows (columns in register groups) and wide ones (rows streamed in column chunks of
+  // 2048 doubles, four rows at a time): either way each column's sum is bit for bit the pairwise
+  // order's. 300 rows split into leaves of 75 (not a multiple of four); 2100 columns cross a chunk.
+  std::mt19937 gen(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (const std::size_t inner : {std::size_t{3}, std::size_t{100}, kernels::kStreamColumns, std::size_t{2100}}) {
+    CAPTURE(inner);
+    const std::size_t n = 300;
+    std::vector<float> x(n * inner);
+    // Magnitudes from 2^-30 to 2^30: their float64 sums round, so a different order shows.
+    std::uniform_int_distribution<int> exponent(-30, 30);
+    for (float& v : x) v = std::ldexp(d(gen), exponent(gen));
+    std::vector<double> y(inner, -1.0);
+    kernels::sum_rows(x.data(), n, inner, y.data());
+    std::size_t mismatches = 0;
+    for (std::size_t i = 0; i < inner; ++i) mismatches += y[i] != column_sum_in_order(x, 0, n, inner, i);
+    CHECK(mismatches == 0);
+  }
+}
+
 TEST_CASE("reduce_kernels.float32_sums_of_many_terms") {
   // 2^20 values of 0.1f: added one by one in float32 the sum drifts by about 1e-3 relative;
   // pairwise in double it is the float64 sum of the same float32 values rounded once.
