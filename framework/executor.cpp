@@ -98,7 +98,13 @@ class HeapPool {
 class ReadyHeap {
  public:
   explicit ReadyHeap(HeapPool& pool) : pool_(pool), heap_(pool.take()) { heap_.clear(); }
-  ~ReadyHeap() { pool_.give(std::move(heap_)); }
+  ~ReadyHeap() { give_back(); }
+  /// Returns the storage to the frame's pool now (the heap is empty and takes no more pushes).
+  void give_back() {
+    if (given_) return;
+    given_ = true;
+    pool_.give(std::move(heap_));
+  }
   ReadyHeap(const ReadyHeap&) = delete;
   ReadyHeap& operator=(const ReadyHeap&) = delete;
   bool empty() const { return heap_.empty(); }
@@ -116,6 +122,7 @@ class ReadyHeap {
  private:
   HeapPool& pool_;
   std::vector<int> heap_;
+  bool given_ = false;
 };
 
 }  // namespace
@@ -370,10 +377,17 @@ struct RunFrame {
 
   // Runs `first` and every op it makes ready that is not worth a thread of its own (those are
   // posted to the pool), in plan order.
+  //
+  // Lifetime: once the last step is counted, the caller of run() may return and the frame be
+  // reused or destroyed (with its plan). So a thread touches the frame only while a step it has
+  // not counted yet is in its hands: its heap goes back to the frame's pool, and the step total
+  // is read, before it counts the step it just ran; after the count it reads the frame again
+  // only if its heap still holds steps (which cannot have been counted).
   void run_from(int first) { run_from(&first, &first + 1); }
   void run_from(const int* first, const int* last) {
     ReadyHeap ready(heaps_);
     for (const int* p = first; p != last; ++p) ready.push(*p);
+    const int total = static_cast<int>(plan_.steps.size());
     while (!ready.empty()) {
       const int step = ready.pop();
       run_step(step);
@@ -385,11 +399,13 @@ struct RunFrame {
           ready.push(succ);
         }
       }
-      // This thread's last access to the frame unless it has more ready ops.
-      if (completed_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<int>(plan_.steps.size())) {
+      const bool last_here = ready.empty();
+      if (last_here) ready.give_back();
+      if (completed_.fetch_add(1, std::memory_order_acq_rel) + 1 == total) {
         done_.store(true, std::memory_order_release);
-        pool_wake_all();
+        pool_wake_all();  // the pool's, not the frame's
       }
+      if (last_here) return;
     }
   }
 
