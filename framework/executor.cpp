@@ -133,7 +133,8 @@ class ReadyHeap {
 //   of the feeds it last saw, and made again when they change. An output the plan placed gets its
 //   planned buffer, made on first use; the buffer goes back to its place when the last reader of
 //   the value finished. From the second run of a fixed-shape graph on, every planned output finds
-//   its buffer waiting.
+//   its buffer waiting, unless the buffer left the frame (a fetched Identity of it, a run that
+//   failed midway): then the output takes one from the free list.
 // - Scratch: each op's kernel takes its working memory (im2col matrices, partial sums) from a
 //   pool of its own (kernels/scratch.hpp), so from its second run on it finds it waiting whatever
 //   ran beside it.

@@ -10,11 +10,13 @@
 //    value B only when every reader of A is an ancestor of B's producer in the plan's DAG.
 // 3. In place: an op that may write its output into an input's buffer (OpDef::forwards_input)
 //    takes over the buffer of the first input of the output's shape and dtype when it is that
-//    value's only reader; the executor offers the kernel exactly that input.
+//    value's only reader; when output 0 is planned the executor offers the kernel exactly that
+//    input (when it is not, any input the op reads last, as without a plan).
+// A value no one reads gets a buffer too, free again as soon as its op finished.
 //
 // What the plan leaves to the run (MemoryPlan::kDynamic): fed and fetched values (the caller's),
-// values no one reads, outputs whose shape depends on data (not known from the feed shapes), the
-// outputs of plans too large for the ancestor sets (more than kMaxSteps ops). The executor gives
+// outputs whose shape depends on data (not known from the feed shapes), the outputs of plans too
+// large for the ancestor sets (more than kMaxSteps ops). The executor gives
 // those buffers from its free list, and falls back to it as well when a planned buffer is still
 // held (an op that shares its input's buffer, such as Identity, keeps it longer than planned).
 //

@@ -5,8 +5,9 @@
 //   kernels::Scratch<float> col(pixels * taps);  // col.data(): at least that many floats
 //
 // A Scratch takes the smallest free buffer of its pool that is large enough, or makes a new one
-// (buffers never grow: the pool keeps what the op needed at once), and gives it back when it
-// goes out of scope.
+// in place of the largest free buffer, too small for it (which the pool lets go: so the pool
+// keeps at most as many buffers as were taken at once, each as large as the largest request it
+// served, when requests grow with a new batch size), and gives it back when it goes out of scope.
 //
 // Whose pool: the executor gives each op of a run frame a pool of its own (ScratchScope around
 // the kernel), so what an op takes does not depend on which ops run beside it, and from its
@@ -31,21 +32,35 @@ class ScratchPool {
     std::unique_ptr<std::byte[]> data;
     std::size_t bytes = 0;
   };
-  /// The smallest free buffer of at least `bytes`, or a new one.
+  /// The smallest free buffer of at least `bytes`; else a new one, and the largest free buffer
+  /// (too small) is let go.
   Buffer take(std::size_t bytes) {
+    Buffer dropped;  // let go outside the lock
     {
       std::lock_guard lock(mutex_);
-      std::size_t pick = free_.size();
-      for (std::size_t i = 0; i < free_.size(); ++i)
+      std::size_t pick = free_.size(), largest = free_.size();
+      for (std::size_t i = 0; i < free_.size(); ++i) {
         if (free_[i].bytes >= bytes && (pick == free_.size() || free_[i].bytes < free_[pick].bytes)) pick = i;
+        if (largest == free_.size() || free_[i].bytes > free_[largest].bytes) largest = i;
+      }
+      if (pick == free_.size()) pick = largest;
       if (pick < free_.size()) {
         Buffer b = std::move(free_[pick]);
         free_[pick] = std::move(free_.back());
         free_.pop_back();
-        return b;
+        if (b.bytes >= bytes) return b;
+        dropped = std::move(b);
       }
     }
+    dropped = Buffer();  // before the new one: the two are not held at once
     return {std::make_unique_for_overwrite<std::byte[]>(bytes), bytes};
+  }
+  /// Bytes in free buffers (diagnostics and tests).
+  std::size_t free_bytes() {
+    std::lock_guard lock(mutex_);
+    std::size_t total = 0;
+    for (const Buffer& b : free_) total += b.bytes;
+    return total;
   }
   void give(Buffer b) {
     std::lock_guard lock(mutex_);

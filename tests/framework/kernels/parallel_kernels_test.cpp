@@ -1,6 +1,6 @@
 // The kernels' thread-pool behaviour and max pooling's argmax: results bit-identical for 1, 2
 // and 3 threads (the chunks depend only on the sizes), argmax values and NaN propagation,
-// argmax checks, and the gemm backend's self-description.
+// argmax checks, the gemm backend's self-description, and the scratch pools kernels work in.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,6 +17,7 @@
 #include "framework/kernels/elementwise.hpp"
 #include "framework/kernels/gemm.hpp"
 #include "framework/kernels/pooling.hpp"
+#include "framework/kernels/scratch.hpp"
 #include "framework/thread_pool.hpp"
 
 namespace {
@@ -238,3 +239,25 @@ TEST_CASE("kernels.gemm.backend_description_names_the_libraries_and_kernels") {
 }
 
 }  // namespace
+
+TEST_CASE("kernels.scratch.a_pool_holds_what_was_taken_at_once_and_lets_outgrown_buffers_go") {
+  kk::ScratchPool pool;
+  kk::ScratchScope scope(&pool);
+  {
+    kk::Scratch<float> a(100), b(50);  // two at once: two buffers
+  }
+  CHECK(pool.free_bytes() == 600);
+  {
+    kk::Scratch<float> a(100);  // the 400-byte buffer again, not a new one
+    CHECK(pool.free_bytes() == 200);
+  }
+  {
+    kk::Scratch<float> a(1000);  // a larger batch: replaces the largest buffer, 400 bytes
+    CHECK(pool.free_bytes() == 200);
+  }
+  CHECK(pool.free_bytes() == 4200);
+  {
+    kk::Scratch<float> a(1000), b(1000);  // takes the 4000, replaces the 200
+  }
+  CHECK(pool.free_bytes() == 8000);
+}
