@@ -117,19 +117,16 @@ void block_sums(const T* u, const T* v, const T* m0, const T* m1, BnLayout l, Bl
     // Wide rows: row by row, C/W independent chains through S; four rows per visit of S (each
     // chain still adds its rows in order), so S is loaded and stored once per four rows.
     std::fill(S, S + 2 * C, T(0));
+    const auto rows = [&]<int64_t K>(int64_t r, std::integral_constant<int64_t, K>) {  // rows r..r+K-1
+      simd_for<T>(C, [&](int64_t c, auto t) {
+        std::array<decltype(t), 2> a{ld(t, S + c), ld(t, S + C + c)};
+        for (int64_t k = 0; k < K; ++k) g(a, (r + k) * C + c, c);
+        st(S + c, a[0]), st(S + C + c, a[1]);
+      });
+    };
     int64_t r = b.o;
-    for (; r + 4 <= b.o + b.n; r += 4)
-      simd_for<T>(C, [&](int64_t c, auto t) {
-        std::array<decltype(t), 2> a{ld(t, S + c), ld(t, S + C + c)};
-        g(a, r * C + c, c), g(a, (r + 1) * C + c, c), g(a, (r + 2) * C + c, c), g(a, (r + 3) * C + c, c);
-        st(S + c, a[0]), st(S + C + c, a[1]);
-      });
-    for (; r < b.o + b.n; ++r)
-      simd_for<T>(C, [&](int64_t c, auto t) {
-        std::array<decltype(t), 2> a{ld(t, S + c), ld(t, S + C + c)};
-        g(a, r * C + c, c);
-        st(S + c, a[0]), st(S + C + c, a[1]);
-      });
+    for (; r + 4 <= b.o + b.n; r += 4) rows(r, std::integral_constant<int64_t, 4>{});
+    for (; r < b.o + b.n; ++r) rows(r, std::integral_constant<int64_t, 1>{});
     return;
   }
   for (int64_t c = b.c0; c < b.c1; ++c) {  // vectors along the plane, then the scalar tail

@@ -100,18 +100,18 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
         const std::size_t len = std::min(kChunk, inner - i0);
         Acc* __restrict acc = y + i0;
         std::fill(acc, acc + len, Acc(0));
-        std::size_t r = 0;
-        for (; r + 4 <= n; r += 4) {  // four rows per visit of the sums, added in row order
-          const T* __restrict x0 = x + r * inner + i0;
-          const T *__restrict x1 = x0 + inner, *__restrict x2 = x1 + inner, *__restrict x3 = x2 + inner;
-          for (std::size_t i = 0; i < len; ++i)
-            acc[i] = acc[i] + static_cast<Acc>(x0[i]) + static_cast<Acc>(x1[i]) + static_cast<Acc>(x2[i]) +
-                     static_cast<Acc>(x3[i]);
-        }
-        for (; r < n; ++r) {
+        // Rows r..r+K-1 per visit of the sums, added in row order.
+        const auto rows = [&]<std::size_t K>(std::size_t r, std::integral_constant<std::size_t, K>) {
           const T* __restrict xr = x + r * inner + i0;
-          for (std::size_t i = 0; i < len; ++i) acc[i] += static_cast<Acc>(xr[i]);
-        }
+          for (std::size_t i = 0; i < len; ++i) {
+            Acc s = acc[i];
+            for (std::size_t k = 0; k < K; ++k) s += static_cast<Acc>(xr[k * inner + i]);
+            acc[i] = s;
+          }
+        };
+        std::size_t r = 0;
+        for (; r + 4 <= n; r += 4) rows(r, std::integral_constant<std::size_t, 4>{});
+        for (; r < n; ++r) rows(r, std::integral_constant<std::size_t, 1>{});
       }
       return;
     }
