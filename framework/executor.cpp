@@ -139,8 +139,9 @@ class ReadyHeap {
 //   pool of its own (kernels/scratch.hpp), so from its second run on it finds it waiting whatever
 //   ran beside it.
 // - The free list: everything else (outputs of unknown shape, unread values, planned outputs
-//   whose buffer something still holds) takes a buffer of the same dtype and size that went back
-//   to the free list in this run or an earlier one. Free buffers no run has used for kIdleRuns
+//   whose buffer something still holds, fetched values) takes a buffer of the same dtype and size
+//   that went back to the free list in this run or an earlier one. Fetched values go back to it
+//   once the caller lets them go (reclaim_lent). Free buffers no run has used for kIdleRuns
 //   runs (another batch size; a rarer interleaving of a parallel run) are let go.
 struct RunFrame {
  public:
@@ -156,13 +157,16 @@ struct RunFrame {
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
         readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))),
         scratch_(std::make_unique<kernels::ScratchPool[]>(plan.steps.size())),
-        heaps_(plan.steps.size(), static_cast<std::size_t>(num_threads()) + 2) {}
+        heaps_(plan.steps.size(), static_cast<std::size_t>(num_threads()) + 2) {
+    lent_.reserve(2 * plan.fetch_slots.size());  // this run's fetches and the caller's previous ones
+  }
 
   // Prepares the frame for a run (it may have served earlier ones) with these feeds.
   void start(const ExecuteOptions& options, const std::vector<std::pair<Tensor, Array>>& feeds) {
     options_ = options;
     ++run_number_;
     plan_memory_for(feeds);
+    reclaim_lent();
     placed_.store(0, std::memory_order_relaxed);
     unplanned_.store(0, std::memory_order_relaxed);
     std::fill(dead_.begin(), dead_.end(), 0);
@@ -181,9 +185,15 @@ struct RunFrame {
     start_ = Clock::now();
   }
 
-  // After the run: the values still held (fetched, fed, of failed runs) are let go; buffers
-  // that sat unused through the last kIdleRuns runs are freed.
+  // After the run: the values still held (fed, of failed runs) are let go, the fetched ones
+  // lent (the frame keeps a reference, see reclaim_lent); buffers that sat unused through the
+  // last kIdleRuns runs are freed.
   void finish() {
+    for (const int sl : plan_.fetch_slots) {
+      if (sl < 0) continue;
+      Array& v = values_[static_cast<std::size_t>(sl)];
+      if (!v.empty() && !fed_[static_cast<std::size_t>(sl)]) lent_.push_back({run_number_, std::move(v)});
+    }
     for (Array& v : values_) v = Array();
     std::lock_guard lk(free_mutex_);
     for (std::size_t i = 0; i < free_.size();) {
@@ -326,6 +336,24 @@ struct RunFrame {
     }
     free_.push_back({t, n, run_number_, std::move(v)});
     v = Array();
+  }
+
+  // A fetched value is the caller's until they let it go; its buffer then serves later runs, so
+  // a loop that fetches a large result (a gradient, a batch of logits) and drops it, or replaces
+  // it with the next run's, allocates nothing: the frame keeps a reference to each fetched buffer
+  // and, at the start of each run, returns those no one else holds to the free list. References
+  // still shared after kIdleRuns runs are dropped (the caller keeps the value).
+  void reclaim_lent() {
+    for (std::size_t i = 0; i < lent_.size();) {
+      Lent& l = lent_[i];
+      if (l.buffer.unique() || l.run + kIdleRuns <= run_number_) {
+        recycle(l.buffer);
+        l = std::move(lent_.back());
+        lent_.pop_back();
+      } else {
+        ++i;
+      }
+    }
   }
 
   static const void* data_of(const Array& a) {
@@ -569,6 +597,11 @@ struct RunFrame {
   };
   std::mutex free_mutex_;  // guards the free list and the planned buffers
   std::vector<FreeBuffer> free_;
+  struct Lent {
+    std::uint64_t run;  // the run that fetched it
+    Array buffer;
+  };
+  std::vector<Lent> lent_;  // fetched values, while the caller may hold them (reclaim_lent)
   std::uint64_t run_number_ = 0;
 
   std::unique_ptr<MemoryPlan> mem_;

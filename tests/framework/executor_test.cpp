@@ -177,6 +177,33 @@ TEST_CASE("executor.outputs_take_over_only_buffers_no_one_else_needs") {
   set_num_threads(saved);
 }
 
+TEST_CASE("executor.a_fetched_buffer_serves_later_runs_once_the_caller_lets_it_go") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {1000}, "x");
+  Tensor y = x * 2.0;
+  const auto filled = [](float v) { return Array(xt::xarray<float>(xt::ones<float>({1000}) * v)); };
+  Session sess;
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    INFO("threads ", threads);
+    Array first = sess.run(y, {{x, filled(1)}});
+    const float* first_data = first.as<float>().data();
+    Array second = sess.run(y, {{x, filled(3)}});
+    CHECK(second.as<float>().data() != first_data);  // first is still held: untouched
+    CHECK(first.to_double() == xt::ones<double>({1000}) * 2.0);
+    first = Array();
+    for (int run = 0; run < 3; ++run) {
+      const Array next = sess.run(y, {{x, filled(5)}});
+      CHECK(next.as<float>().data() == first_data);  // the let-go buffer, each run
+      CHECK(next.to_double() == xt::ones<double>({1000}) * 10.0);
+    }
+    CHECK(second.to_double() == xt::ones<double>({1000}) * 6.0);  // held all along: untouched
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
   Graph g;
   auto guard = g.as_default();
