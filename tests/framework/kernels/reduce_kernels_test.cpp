@@ -78,7 +78,7 @@ TEST_CASE("reduce_kernels.sum_rows_adds_each_column_in_the_pairwise_order") {
   // order's. 300 rows split into leaves of 75 (not a multiple of four); 2100 columns cross a chunk.
   std::mt19937 gen(11);
   std::normal_distribution<float> d(0.f, 1.f);
-  for (const std::size_t inner : {std::size_t{3}, std::size_t{100}, kernels::kStreamColumns, std::size_t{2100}}) {
+  for (const std::size_t inner : {std::size_t{3}, std::size_t{40}, kernels::kStreamColumns, std::size_t{100}, std::size_t{2100}}) {
     CAPTURE(inner);
     const std::size_t n = 300;
     std::vector<float> x(n * inner);
