@@ -230,9 +230,17 @@ struct ForJob {
       ranges[static_cast<std::size_t>(p)].end = chunks * (p + 1) / parts;
     }
   }
+  // Participant `self` (0: the caller, 1..: helper tasks; the index fn receives) works through
+  // the ranges from the one of its thread: range (pool thread index mod parts). Tying a range to
+  // a thread rather than to a role keeps each part of a tensor on one core from one loop to the
+  // next whichever thread runs the op (the executor runs ops on any thread): a loop over the
+  // output of another loop reads what its own core wrote. With ranges dealt by role, an op run on
+  // the worker had the worker take the first half and the next op, run by the caller, gave that
+  // half to the caller: every such pair moved half the tensor between cores.
   void run_chunks(int self) {
+    const int home = tls_thread_index % parts;
     for (int k = 0; k < parts; ++k) {
-      Range& r = ranges[static_cast<std::size_t>((self + k) % parts)];
+      Range& r = ranges[static_cast<std::size_t>((home + k) % parts)];
       for (;;) {
         const std::int64_t i = r.next.fetch_add(1, std::memory_order_relaxed);
         if (i >= r.end) break;

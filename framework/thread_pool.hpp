@@ -13,6 +13,11 @@
 // the thread count, so a kernel that reduces per chunk and combines the chunks in index order gives
 // bit-identical results for any number of threads.
 //
+// Affinity: the chunks are dealt in contiguous ranges, one per thread taking part, each starting
+// on the range of its pool thread (range = thread index mod ranges); a thread whose range is done
+// takes chunks from the others. So two loops over the same n and grain give each thread the same
+// elements whichever thread called them, and what one loop wrote stays on its core for the next.
+//
 // Thread safety: every function here may be called from any thread, including from inside a task
 // running on the pool (nested parallel_for never deadlocks: the caller works through the chunks
 // itself and only waits for chunks other threads have already started).
