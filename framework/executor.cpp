@@ -409,9 +409,12 @@ struct RunFrame {
     constexpr std::int64_t kElements = 1 << 15;
     for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
       const int sl = s.in_slots[i];
-      const Array& v = sl >= 0 ? values_[static_cast<std::size_t>(sl)] : Array();
-      if (!v.empty() && v.size() >= kElements) return true;
-      if (sl < 0 && s.var_reads[i] && s.node->inputs[i].node->output_shapes[0].num_elements() >= kElements) return true;
+      if (sl >= 0) {  // by reference: a copy would touch the buffer's shared count
+        const Array& v = values_[static_cast<std::size_t>(sl)];
+        if (!v.empty() && v.size() >= kElements) return true;
+      } else if (s.var_reads[i] && s.node->inputs[i].node->output_shapes[0].num_elements() >= kElements) {
+        return true;
+      }
     }
     return false;
   }
