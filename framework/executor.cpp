@@ -166,6 +166,7 @@ struct RunFrame {
         dead_(static_cast<std::size_t>(plan.num_slots), 0),
         fed_(static_cast<std::size_t>(plan.num_slots), 0),
         executed_(plan.steps.size(), 0),
+        owned_(static_cast<std::size_t>(plan.num_slots), 0),
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
         readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))),
         scratch_(std::make_unique<kernels::ScratchPool[]>(plan.steps.size())),
@@ -201,10 +202,13 @@ struct RunFrame {
   // lent (the frame keeps a reference, see reclaim_lent); buffers that sat unused through the
   // last kIdleRuns runs are freed.
   void finish() {
+    // Lent: fetched values of a plan run more than once (a one-off run keeps nothing once the
+    // caller lets go) whose op made them in a buffer of their own (a value that passes a
+    // variable's buffer through would make the variable's next in-place update copy it).
     for (const int sl : plan_.fetch_slots) {
-      if (sl < 0) continue;
-      Array& v = values_[static_cast<std::size_t>(sl)];
-      if (!v.empty() && !fed_[static_cast<std::size_t>(sl)]) lent_.push_back({run_number_, std::move(v)});
+      if (sl < 0 || run_number_ < 2) continue;
+      const auto k = static_cast<std::size_t>(sl);
+      if (!values_[k].empty() && !fed_[k] && owned_[k]) lent_.push_back({run_number_, std::move(values_[k])});
     }
     for (Array& v : values_) v = Array();
     std::lock_guard lk(free_mutex_);
@@ -574,6 +578,7 @@ struct RunFrame {
         recycle(out);
         continue;
       }
+      owned_[slot] = out.unique();  // not an input passed through (an Identity of a variable)
       values_[slot] = std::move(out);
       note_live(+1);
     }
@@ -590,6 +595,7 @@ struct RunFrame {
   ExecuteOptions options_;
   std::vector<Array> values_;
   std::vector<char> dead_, fed_, executed_;
+  std::vector<char> owned_;  // per slot: its op made the value in a buffer no other value shared
   std::unique_ptr<std::atomic<int>[]> pending_, readers_;
   // Per step: the scratch buffers its kernel takes (kernels/scratch.hpp).
   std::unique_ptr<kernels::ScratchPool[]> scratch_;

@@ -1,9 +1,10 @@
 // A steady-state run of the main job's training step allocates nothing on the heap beyond the
-// vector of its results (issue 10; fetched values the caller let go serve the next runs). Every allocation of the process is counted while a run executes:
-// the global operator new (the executor, shapes, std::vector) and malloc / posix_memalign (the
-// buffers of xtensor's arrays, which xsimd's aligned allocator takes from posix_memalign). Not
-// counted: what the BLAS library allocates inside its own calls (oneDNN's sgemm allocates its
-// packing buffers in each call; kernels::in_backend_call() tells those apart).
+// vector of its results (issue 10; fetched values the caller let go serve the next runs). Every
+// allocation of the process is counted while a run executes: the global operator new (the
+// executor, shapes, std::vector) and malloc / posix_memalign (the buffers of xtensor's arrays,
+// which xsimd's aligned allocator takes from posix_memalign). Not counted: what the BLAS library
+// allocates inside its own calls (oneDNN's sgemm allocates its packing buffers in each call;
+// kernels::in_backend_call() tells those apart).
 //
 // Its own test program (suite "alloc", release build only): replacing malloc does not mix with
 // the sanitizers' allocators, so sanitizer builds compile the checks out.

@@ -188,6 +188,7 @@ TEST_CASE("executor.a_fetched_buffer_serves_later_runs_once_the_caller_lets_it_g
   for (const int threads : {1, 2}) {
     set_num_threads(threads);
     INFO("threads ", threads);
+    sess.run(y, {{x, filled(0)}});  // a plan's first run lends nothing: it may be a one-off
     Array first = sess.run(y, {{x, filled(1)}});
     const float* first_data = first.as<float>().data();
     Array second = sess.run(y, {{x, filled(3)}});
@@ -202,6 +203,26 @@ TEST_CASE("executor.a_fetched_buffer_serves_later_runs_once_the_caller_lets_it_g
     CHECK(second.to_double() == xt::ones<double>({1000}) * 6.0);  // held all along: untouched
   }
   set_num_threads(saved);
+}
+
+TEST_CASE("executor.a_fetched_view_of_a_variable_is_not_kept_from_its_updates") {
+  // identity(w) passes the variable's buffer through: were the frame to keep a reference to it
+  // after the caller let it go, the next in-place update of w would have to copy w first.
+  Graph g;
+  auto guard = g.as_default();
+  Variable w = get_variable("w", {1000}, {.initializer = initializers::zeros()});
+  Tensor view = identity(w);
+  Operation add = group({assign_add(w, ones({1000}, float32))});
+  Session sess;
+  sess.run(global_variables_initializer());
+  const auto buffer_of_w = [&] { return sess.run(w).as<float>().data(); };
+  const float* home = buffer_of_w();
+  for (int run = 0; run < 4; ++run) {
+    { const Array seen = sess.run(view); }  // fetched and let go
+    sess.run(add);
+    CHECK(buffer_of_w() == home);  // updated in place, not copied
+  }
+  CHECK(sess.run(w).as<float>()(0) == 4.0f);
 }
 
 TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
