@@ -166,7 +166,6 @@ struct RunFrame {
         dead_(static_cast<std::size_t>(plan.num_slots), 0),
         fed_(static_cast<std::size_t>(plan.num_slots), 0),
         executed_(plan.steps.size(), 0),
-        owned_(static_cast<std::size_t>(plan.num_slots), 0),
         pending_(std::make_unique<std::atomic<int>[]>(plan.steps.size())),
         readers_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(plan.num_slots))),
         scratch_(std::make_unique<kernels::ScratchPool[]>(plan.steps.size())),
@@ -198,18 +197,10 @@ struct RunFrame {
     start_ = Clock::now();
   }
 
-  // After the run: the values still held (fed, of failed runs) are let go, the fetched ones
-  // lent (the frame keeps a reference, see reclaim_lent); buffers that sat unused through the
-  // last kIdleRuns runs are freed.
+  // After the run: the values still held (fetched, fed, of failed runs) are let go (the frame
+  // keeps its references to lent ones, see results); buffers that sat unused through the last
+  // kIdleRuns runs are freed.
   void finish() {
-    // Lent: fetched values of a plan run more than once (a one-off run keeps nothing once the
-    // caller lets go) whose op made them in a buffer of their own (a value that passes a
-    // variable's buffer through would make the variable's next in-place update copy it).
-    for (const int sl : plan_.fetch_slots) {
-      if (sl < 0 || run_number_ < 2) continue;
-      const auto k = static_cast<std::size_t>(sl);
-      if (!values_[k].empty() && !fed_[k] && owned_[k]) lent_.push_back({run_number_, std::move(values_[k])});
-    }
     for (Array& v : values_) v = Array();
     std::lock_guard lk(free_mutex_);
     for (std::size_t i = 0; i < free_.size();) {
@@ -254,7 +245,12 @@ struct RunFrame {
         throw InvalidArgumentError("Fetch '" + fetch_name(sl) +
                                    "' has no value: it belongs to a cond branch that was not taken");
       } else {
-        out.push_back(values_[static_cast<std::size_t>(sl)]);
+        // Lent (reclaim_lent): from a plan's second run on (a one-off run keeps nothing once the
+        // caller lets go), a value no one but the run holds, so a buffer of its own, not one
+        // passed through such as a variable's (whose next in-place update would then copy).
+        const auto k = static_cast<std::size_t>(sl);
+        if (run_number_ >= 2 && !fed_[k] && values_[k].unique()) lent_.push_back({run_number_, values_[k]});
+        out.push_back(values_[k]);
       }
     }
     return out;
@@ -356,9 +352,9 @@ struct RunFrame {
 
   // A fetched value is the caller's until they let it go; its buffer then serves later runs, so
   // a loop that fetches a large result (a gradient, a batch of logits) and drops it, or replaces
-  // it with the next run's, allocates nothing: the frame keeps a reference to each fetched buffer
-  // and, at the start of each run, returns those no one else holds to the free list. References
-  // still shared after kIdleRuns runs are dropped (the caller keeps the value).
+  // it with the next run's, allocates nothing: the frame keeps a reference to fetched buffers
+  // (results) and, at the start of each run, returns those no one else holds to the free list.
+  // References still shared after kIdleRuns runs are dropped (the caller keeps the value).
   void reclaim_lent() {
     for (std::size_t i = 0; i < lent_.size();) {
       Lent& l = lent_[i];
@@ -578,7 +574,6 @@ struct RunFrame {
         recycle(out);
         continue;
       }
-      owned_[slot] = out.unique();  // not an input passed through (an Identity of a variable)
       values_[slot] = std::move(out);
       note_live(+1);
     }
@@ -595,7 +590,6 @@ struct RunFrame {
   ExecuteOptions options_;
   std::vector<Array> values_;
   std::vector<char> dead_, fed_, executed_;
-  std::vector<char> owned_;  // per slot: its op made the value in a buffer no other value shared
   std::unique_ptr<std::atomic<int>[]> pending_, readers_;
   // Per step: the scratch buffers its kernel takes (kernels/scratch.hpp).
   std::unique_ptr<kernels::ScratchPool[]> scratch_;
