@@ -67,8 +67,7 @@ std::string input_shapes_text(const PlanStep& s, const Array* const* inputs) {
   for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
     if (i) out += ", ";
     out += inputs && inputs[i] && !inputs[i]->empty() ? inputs[i]->shape().to_string()
-                                                      : s.node->inputs[i].node->output_shapes[static_cast<std::size_t>(
-                                                                                                 s.node->inputs[i].index)]
+                                                      : s.inputs[i].node->output_shapes[static_cast<std::size_t>(s.inputs[i].index)]
                                                             .to_string();
   }
   return out;
@@ -412,7 +411,7 @@ struct RunFrame {
       if (sl >= 0) {  // by reference: a copy would touch the buffer's shared count
         const Array& v = values_[static_cast<std::size_t>(sl)];
         if (!v.empty() && v.size() >= kElements) return true;
-      } else if (s.var_reads[i] && s.node->inputs[i].node->output_shapes[0].num_elements() >= kElements) {
+      } else if (s.var_reads[i] && s.inputs[i].node->output_shapes[0].num_elements() >= kElements) {
         return true;
       }
     }
@@ -543,7 +542,7 @@ struct RunFrame {
       if (trace) trace->end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
     } catch (const Error&) {
       try {
-        rethrow_with_context(" [[node '" + s.node->name + "' (op: '" + s.node->def->type +
+        rethrow_with_context(" [[node '" + s.node->name + "' (op: '" + s.def->type +
                              "') with input shapes: " + input_shapes_text(s, inputs.data()) + "]]");
       } catch (...) {
         fail(std::current_exception());
@@ -556,7 +555,7 @@ struct RunFrame {
     executed_[static_cast<std::size_t>(index)] = 1;
     if (trace) {
       trace->name = s.node->name;
-      trace->type = s.node->def->type;
+      trace->type = s.def->type;
       trace->thread = pool_thread_index();
     }
     for (std::size_t k = 0; k < n_out; ++k) {

@@ -119,7 +119,7 @@ Explanation explain_plan(const Graph& graph, const Plan& plan, const std::vector
   std::vector<char> dead(static_cast<std::size_t>(plan.num_slots), 0);
   std::map<std::string, std::pair<std::optional<bool>, std::size_t>> preds;  // pred tensor -> (value, dead ops)
   for (const PlanStep& s : plan.steps) {
-    Explanation::Op op{s.node->name, s.node->def->type, ""};
+    Explanation::Op op{s.node->name, s.def->type, ""};
     if (s.cut) op.note = "fed";
     bool is_dead = false;
     if (!s.cut) {
@@ -138,7 +138,7 @@ Explanation explain_plan(const Graph& graph, const Plan& plan, const std::vector
       std::optional<std::pair<TensorRef, int>> branch;
       if (s.node->cond_ctx) branch = std::pair{s.node->cond_ctx->pred, s.node->cond_ctx->branch};
       for (std::size_t k = 0; !branch && k < s.in_slots.size(); ++k) {
-        const TensorRef& in = s.node->inputs[k];
+        const TensorRef& in = s.inputs[k];
         if (s.in_slots[k] >= 0 && dead[static_cast<std::size_t>(s.in_slots[k])] && in.node->def->type == "Switch")
           branch = std::pair{in.node->inputs[1], in.index};
       }

@@ -27,6 +27,16 @@ std::vector<char> reachable_backward(const Graph& g, const std::vector<const Nod
   return seen;
 }
 
+std::vector<int> reader_counts(const Graph& g) {
+  std::vector<int> readers(static_cast<std::size_t>(g.num_nodes()), 0);
+  for (int id = 0; id < g.num_nodes(); ++id) {
+    const Node& v = *g.node(id);
+    for (const TensorRef& in : v.inputs) ++readers[static_cast<std::size_t>(in.node->id)];
+    for (const Node* c : v.control_inputs) ++readers[static_cast<std::size_t>(c->id)];
+  }
+  return readers;
+}
+
 std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& from, const std::vector<const Node*>& to) {
   const auto n = static_cast<std::size_t>(g.num_nodes());
   // Forward from `from` along data edges: an op is reached when one of its non-ref inputs is.

@@ -51,7 +51,7 @@ constexpr int kNever = -1;  // a holder that never finishes (the caller)
 // Whether the plan may run this step's kernel before the run: integer outputs (shapes, indices)
 // from small known inputs, nothing stateful or collective.
 bool foldable(const PlanStep& s, const std::vector<Array>& value) {
-  const OpDef& def = *s.node->def;
+  const OpDef& def = *s.def;
   if (s.in_slots.empty() || def.is_collective || def.is_variable || def.is_placeholder || !s.writes.empty()) return false;
   for (DType t : s.node->output_dtypes)
     if (t != int32 && t != int64) return false;
@@ -106,7 +106,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
     const Node& node = *s.node;
     const auto out = static_cast<std::size_t>(s.out_base);
     const auto outputs = node.output_dtypes.size();
-    const std::string& type = node.def->type;
+    const std::string& type = s.def->type;
     if (type == "Const") {
       if (!callers[out]) value[out] = std::any_cast<const Array&>(node.attrs);
       continue;
@@ -117,7 +117,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       InferenceContext ic;
       ic.attrs_ = &node.attrs;
       for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
-        const TensorRef& in = node.inputs[j];
+        const TensorRef& in = s.inputs[j];
         const int sl = s.in_slots[j];
         ic.dtypes.push_back(in.node->output_dtypes[static_cast<std::size_t>(in.index)]);
         ic.shapes.push_back(sl >= 0 ? shape[static_cast<std::size_t>(sl)]
@@ -126,7 +126,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
                                                                                              : nullptr);
       }
       try {
-        const std::vector<TensorSpec> specs = node.def->shape_fn(ic);
+        const std::vector<TensorSpec> specs = s.def->shape_fn(ic);
         for (std::size_t k = 0; k < outputs && k < specs.size(); ++k)
           if (specs[k].shape.is_fully_defined()) shape[out + k] = specs[k].shape;
       } catch (...) {
@@ -171,7 +171,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
     const int p = producer[sl];
     return p >= 0 && !plan.steps[static_cast<std::size_t>(p)].cut && !plan.steps[static_cast<std::size_t>(p)].is_variable &&
            !callers[sl] && shape[sl].is_fully_defined() &&
-           plan.steps[static_cast<std::size_t>(p)].node->def->type != "Const";  // shares its attribute's buffer
+           plan.steps[static_cast<std::size_t>(p)].def->type != "Const";  // shares its attribute's buffer
   };
   const auto free_for = [&](int buffer, int step) {
     for (int r : holders[static_cast<std::size_t>(buffer)])
@@ -195,7 +195,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       // the output gets a buffer of its own too, and the input's possible buffers stay held
       // until the output's readers finished.
       std::vector<int> maybe;
-      if (k == 0 && s.node->def->forwards_input) {
+      if (k == 0 && s.def->forwards_input) {
         for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
           const int in = s.in_slots[j];
           if (in < 0 || dtype[static_cast<std::size_t>(in)] != dtype[sl] || shape[static_cast<std::size_t>(in)] != shape[sl]) continue;
@@ -240,7 +240,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       }
     }
     // Outputs that may be input buffers: those buffers stay until the outputs' readers finished.
-    if (!s.node->def->passes_inputs_through) continue;
+    if (!s.def->passes_inputs_through) continue;
     for (int in : s.in_slots) {
       if (in < 0) continue;
       for (std::size_t k = 0; k < outputs; ++k) {

@@ -48,12 +48,12 @@ DType kernel_dtype(const Node& node) {
   return node.output_dtypes.empty() ? float32 : node.output_dtypes[0];
 }
 
-std::unique_ptr<OpKernel> prepare_kernel(const Node& node) {
+std::unique_ptr<OpKernel> prepare_kernel(const OpDef& def, const Node& node) {
   const DType t = kernel_dtype(node);
-  const KernelFactory& make = node.def->kernels[static_cast<std::size_t>(t)];
+  const KernelFactory& make = def.kernels[static_cast<std::size_t>(t)];
   if (!make)
     throw TypeError(std::string("Value of dtype ") + dtype_name(t) + " is not supported by '" + node.name +
-                    "' (op: '" + node.def->type + "')");
+                    "' (op: '" + def.type + "')");
   return make(node);
 }
 

@@ -285,8 +285,9 @@ OpRegistry& op_registry();
 namespace detail {
 /// The dtype whose kernel runs a node: its OpDef::dispatch_input's dtype, or its first output's.
 DType kernel_dtype(const Node& node);
-/// The node's prepared kernel (OpDef::kernels of kernel_dtype). TypeError when that dtype has none.
-std::unique_ptr<OpKernel> prepare_kernel(const Node& node);
+/// The kernel of `def` for kernel_dtype(node), prepared for the node: def is the node's op, or a
+/// fused op that runs in its place (framework/simplify.hpp). TypeError when that dtype has none.
+std::unique_ptr<OpKernel> prepare_kernel(const OpDef& def, const Node& node);
 }  // namespace detail
 
 /// Builds an op in the default graph (or the inputs' graph): resolves the name under the current

@@ -60,7 +60,10 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     }
   }
   // The ops the fetches need, reading the simplified inputs (framework/simplify.hpp).
-  Simplifier simplifier(graph, cut);
+  std::vector<TensorRef> fetched_refs;
+  for (auto& f : fetches)
+    if (!f.is_operation()) fetched_refs.push_back(f.as_tensor().ref());
+  Simplifier simplifier(graph, cut, fetched_refs);
   std::vector<TensorRef> fetched;  // per fetch: the value returned (null node for Operations)
   std::vector<Node*> targets;
   for (auto& f : fetches) {
@@ -89,15 +92,18 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     PlanStep& s = plan.steps[i];
     Node* node = s.node;
     s.cut = cut[static_cast<std::size_t>(node->id)];
+    s.def = node->def;
     s.is_merge = node->def->type == "Merge";
     s.is_variable = node->def->is_variable;
     if (s.cut) continue;
-    if (!s.is_variable) s.kernel = prepare_kernel(*node);
-    for (std::size_t k = 0; k < node->inputs.size(); ++k) {
-      const TensorRef in = simplifier.input(*node, k);
+    s.def = &simplifier.runs(*node);
+    if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *node);
+    s.inputs = simplifier.inputs(*node);
+    for (std::size_t k = 0; k < s.inputs.size(); ++k) {
+      const TensorRef in = s.inputs[k];
       preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);
       const bool reads_store = in.node->def->is_variable && !cut[static_cast<std::size_t>(in.node->id)];
-      if (node->def->is_ref_input(k)) {
+      if (s.def->is_ref_input(k)) {
         s.in_slots.push_back(-1);
         s.var_reads.push_back(nullptr);
         s.writes.push_back(&store.slot(in.node));
@@ -120,7 +126,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
   order_variable_accesses(plan.steps, preds);
   int last_collective = -1;
   for (std::size_t i = 0; i < plan.steps.size(); ++i) {
-    if (!plan.steps[i].node->def->is_collective || plan.steps[i].cut) continue;
+    if (!plan.steps[i].def->is_collective || plan.steps[i].cut) continue;
     if (last_collective >= 0) preds[i].push_back(last_collective);
     last_collective = static_cast<int>(i);
   }

@@ -28,9 +28,12 @@ namespace kiln::detail {
 
 struct PlanStep {
   Node* node = nullptr;
-  std::shared_ptr<const OpKernel> kernel;  // prepared once per plan; null for cut steps and variables
+  /// What the step runs for the node: its op, or a fused op in its place (framework/simplify.hpp).
+  const OpDef* def = nullptr;
+  std::shared_ptr<const OpKernel> kernel;  // def's, prepared once per plan; null for cut steps and variables
   int out_base = 0;     // first value slot of the node's outputs
   int num_outputs = 0;  // value slots it owns (at least 1, so that an op's deadness has a slot)
+  std::vector<TensorRef> inputs;            // what the kernel reads (the simplified inputs)
   std::vector<int> in_slots;                // per input: its value slot, or -1 (ref input / variable read)
   std::vector<VariableSlot*> var_reads;     // per input: the variable read from the store, or null
   std::vector<VariableSlot*> writes;        // the variables behind ref inputs, in lock order

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "framework/array.hpp"
+#include "framework/graph_algorithms.hpp"
 #include "framework/op_registry.hpp"
 
 namespace kiln::detail {
@@ -16,10 +17,15 @@ bool same_static_shape(const TensorRef& a, const TensorRef& b) {
 bool is(const Node& n, const char* type) { return n.def->type == type; }
 }  // namespace
 
-Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut)
+Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched)
     : cut_(cut),
+      readers_(reader_counts(graph)),
       resolved_(static_cast<std::size_t>(graph.num_nodes())),
-      done_(static_cast<std::size_t>(graph.num_nodes()), 0) {}
+      fused_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
+      done_(static_cast<std::size_t>(graph.num_nodes()), 0) {
+  for (const TensorRef& t : fetched)
+    if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
+}
 
 // A value may replace another only when it is computed in the same cond branch and nothing but
 // data inputs decide whether (and when) it runs.
@@ -86,6 +92,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
       in = product;
     }
   }
+  if (is(op, "SumToShape")) fuse_product(op, ins);
   resolved_[id] = std::move(ins);
   done_[id] = 1;
   return resolved_[id];
@@ -103,13 +110,34 @@ TensorRef Simplifier::without_ones(const TensorRef& t, const Node& reader) {
   return t;
 }
 
+// SumToShape(Mul(a, b), shape) -> _SumOfProducts(a, b, shape) (the third rule). `ins`: the
+// SumToShape's inputs as the run reads them.
+void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
+  const TensorRef p = ins[0];
+  const Node& mul = *p.node;
+  if (!is(mul, "Mul") || !looks_through(mul, op) || readers_[static_cast<std::size_t>(mul.id)] != 1) return;
+  const OpDef& fused = op_registry().get("_SumOfProducts");
+  if (!fused.kernels[static_cast<std::size_t>(dtype_of(p))]) return;
+  const std::vector<TensorRef>& m = inputs_of(mul);
+  for (const TensorRef& factor : m)
+    if (!readable_instead(factor, op) || !same_static_shape(factor, p)) return;
+  const Shape& out = op.output_shapes[0];
+  if (!out.is_fully_defined() || out.num_elements() >= shape_of(p).num_elements()) return;
+  ins = {m[0], m[1], ins[1]};
+  fused_[static_cast<std::size_t>(op.id)] = &fused;
+}
+
+const OpDef& Simplifier::runs(const Node& op) {
+  inputs_of(op);
+  const OpDef* fused = fused_[static_cast<std::size_t>(op.id)];
+  return fused ? *fused : *op.def;
+}
+
 TensorRef Simplifier::fetched(TensorRef t) {
   const Node& reader = *t.node;
   for (TensorRef next = without_ones(t, reader); !(next == t); next = without_ones(t, reader)) t = next;
   return t;
 }
-
-TensorRef Simplifier::input(const Node& op, std::size_t k) { return inputs_of(op)[k]; }
 
 std::vector<Node*> Simplifier::predecessors(Node& op) {
   std::vector<Node*> preds;

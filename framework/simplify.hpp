@@ -1,8 +1,8 @@
 #pragma once
-// Arithmetic simplifications of a run (a small part of what Grappler's arithmetic optimizer does in
-// a TF1 session): the plan lets an op read an equal value that costs less to compute, and the ops
-// no longer read are not run. The graph itself is unchanged (write_graph, gradients and
-// Operation::inputs still see the ops as built).
+// Arithmetic simplifications of a run (a small part of what Grappler's arithmetic optimizer and
+// remapper do in a TF1 session): the plan lets an op read an equal value that costs less to
+// compute, or runs a fused op in its place, and the ops no longer read are not run. The graph
+// itself is unchanged (write_graph, gradients and Operation::inputs still see the ops as built).
 //
 // - An op that broadcasts its inputs against each other (OpDef::broadcasts_inputs) reads
 //   BroadcastTo's input instead of its result when its other operand already has the broadcast
@@ -11,8 +11,13 @@
 // - A Mul by a constant whose elements are all 1 (a Const, or a Reshape/BroadcastTo/ExpandDims/
 //   Squeeze/Identity of one with constant shapes), when the other operand already has the
 //   product's shape, is that operand (x * 1 == x for every float, NaN and infinities included).
+// - SumToShape(Mul(a, b), shape) whose Mul no other op, control input or fetch reads, with a and b
+//   of the product's shape and an output smaller than it, runs as one _SumOfProducts(a, b, shape)
+//   (the gradient of a product with a broadcast factor: batch norm's scale, composed). It sums the
+//   products as it reads them, each rounded as the Mul rounds it, in the same order: the same bits
+//   without writing the product (a pass over memory less, and its buffer).
 //
-// Both need shapes known when the graph was built (equal and fully defined; the shapes they move
+// All need shapes known when the graph was built (equal and fully defined; the shapes they move
 // values to given by constants nobody feeds), never look through an op that is fed, has control inputs, or was built in another cond branch than its reader, and
 // never hand a reader a variable (it would read it at another time), so a rewritten run computes
 // bit for bit what the graph says, with the same deadness.
@@ -27,10 +32,13 @@ namespace kiln::detail {
 /// through). Not thread-safe (a plan is compiled on one thread).
 class Simplifier {
  public:
-  Simplifier(const Graph& graph, const std::vector<bool>& cut);
-  /// Input k of `op` as the run reads it: the graph's input, or an equal value from the rules
-  /// above. Ref inputs are kept.
-  TensorRef input(const Node& op, std::size_t k);
+  /// `fetched`: the tensors the run returns (a fused op never takes a value someone reads).
+  Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched);
+  /// The op whose kernel the run runs for `op`: its own, or the fused op that takes its place.
+  const OpDef& runs(const Node& op);
+  /// The inputs the run gives that kernel: the graph's, or equal values from the rules above (and
+  /// the fused op's inputs). Ref inputs are kept.
+  const std::vector<TensorRef>& inputs(const Node& op) { return inputs_of(op); }
   /// What a run returns for a fetched tensor: it, or an equal value (the second rule).
   TensorRef fetched(TensorRef t);
   /// The ops whose values the run reads for `op`'s inputs, then its control inputs (for ordering).
@@ -43,8 +51,11 @@ class Simplifier {
   bool all_ones(const TensorRef& t, const Node& reader) const;
   bool looks_through(const Node& src, const Node& reader) const;
   bool readable_instead(const TensorRef& t, const Node& reader) const;
+  void fuse_product(const Node& op, std::vector<TensorRef>& ins);
   const std::vector<bool>& cut_;
+  std::vector<int> readers_;                      // per node id: inputs, control inputs, fetches
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
+  std::vector<const OpDef*> fused_;               // per node id: the op run in its place, or null
   std::vector<char> done_;
 };
 

@@ -7,6 +7,8 @@
 // blocks of up to 128 values added with independent accumulators, so the inner loops stay
 // vectorizable and the recursion costs nothing per element. Callers accumulate float32 in double
 // (Acc = double), so float32 sums are exact to float32 precision for any practical n.
+// The sums read their values from a source `x`: a pointer, or any value type with x[i] and x + k
+// (ProductOf: the products of two arrays, formed as they are read).
 // Thread safety: pure functions of their arguments; large sums split across kiln's pool with
 // results independent of the thread count.
 #include <algorithm>
@@ -40,10 +42,21 @@ inline constexpr std::size_t kPairwiseBlock = 128;
 /// when it is in cache, 0.68 against 0.97 ms from memory; 40 columns run alike either way).
 inline constexpr std::size_t kStreamColumns = 64;
 
+/// A source whose values are a[i] * b[i], each rounded to T as a Mul kernel stores it: summed, it
+/// gives bit for bit the sum of the Mul's output without writing that output (a pass over memory
+/// and a buffer less).
+template <class T>
+struct ProductOf {
+  const T* a;
+  const T* b;
+  T operator[](std::size_t i) const { return a[i] * b[i]; }
+  friend ProductOf operator+(const ProductOf& p, std::size_t k) { return {p.a + k, p.b + k}; }
+};
+
 /// Sum of f(x[i]) for i < n, pairwise: up to 128 values with eight interleaved accumulators
 /// (combined as a balanced tree), more by halves split at a multiple of 8. f maps a T to an Acc.
-template <class Acc, class T, class F>
-Acc pairwise_sum(const T* x, std::size_t n, F f) {
+template <class Acc, class Src, class F>
+Acc pairwise_sum(Src x, std::size_t n, F f) {
   if (n < 8) {
     Acc s = 0;
     for (std::size_t i = 0; i < n; ++i) s += f(x[i]);
@@ -65,9 +78,9 @@ Acc pairwise_sum(const T* x, std::size_t n, F f) {
 }
 
 /// Sum of x[i] for i < n, pairwise.
-template <class Acc, class T>
-Acc pairwise_sum(const T* x, std::size_t n) {
-  return pairwise_sum<Acc>(x, n, [](T v) { return static_cast<Acc>(v); });
+template <class Acc, class Src>
+Acc pairwise_sum(Src x, std::size_t n) {
+  return pairwise_sum<Acc>(x, n, [](auto v) { return static_cast<Acc>(v); });
 }
 
 /// The workspace sum_rows(x, n, inner, y, work) needs: a row of partial sums per level of its
@@ -82,8 +95,8 @@ inline std::size_t sum_rows_work(std::size_t n, std::size_t inner) {
 /// rows are added row by row (the loop over i is contiguous and vectorizes); their sums are added
 /// pairwise, the right halves' in `work` (sum_rows_work(n, inner) elements). inner == 1 is
 /// pairwise_sum.
-template <class Acc, class T>
-void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
+template <class Acc, class Src>
+void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
   if (inner == 1) {
     *y = pairwise_sum<Acc>(x, n);
     return;
@@ -104,7 +117,7 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
         std::fill(acc, acc + len, Acc(0));
         // Rows r..r+K-1 per visit of the sums, added in row order.
         const auto rows = [&]<std::size_t K>(std::size_t r, std::integral_constant<std::size_t, K>) {
-          const T* __restrict xr = x + r * inner + i0;
+          const Src xr = x + (r * inner + i0);
           for (std::size_t i = 0; i < len; ++i) {
             Acc s = acc[i];
             for (std::size_t k = 0; k < K; ++k) s += static_cast<Acc>(xr[k * inner + i]);
@@ -122,7 +135,7 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
       for (; i + K <= inner; i += K) {
         Acc acc[K] = {};
         for (std::size_t r = 0; r < n; ++r) {
-          const T* xr = x + r * inner + i;
+          const Src xr = x + (r * inner + i);
           for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(xr[j]);
         }
         std::copy(acc, acc + K, y + i);
@@ -141,8 +154,8 @@ void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
 }
 
 /// The same with its workspace from the scratch pool (on the calling thread).
-template <class Acc, class T>
-void sum_rows(const T* x, std::size_t n, std::size_t inner, Acc* y) {
+template <class Acc, class Src>
+void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y) {
   Scratch<Acc> work(sum_rows_work(n, inner));
   sum_rows(x, n, inner, y, work.data());
 }
@@ -153,8 +166,8 @@ inline constexpr std::size_t kReduceGrain = std::size_t{1} << 15;
 /// sum_rows on up to 8 threads, with the same result: the top levels of its recursion (each node
 /// splits its rows in halves, n/2 and n - n/2) are unrolled into up to 8 subtrees summed in
 /// parallel, whose results are then added as the recursion adds them (left += right, bottom up).
-template <class Acc, class T>
-void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
+template <class Acc, class Src>
+void sum_rows_parallel(Src x, std::size_t n, std::size_t inner, Acc* y) {
   int depth = 3;  // every split node must have more than kPairwiseBlock rows, as in sum_rows
   while (depth > 0 && (n >> (depth - 1)) <= 2 * kPairwiseBlock) --depth;
   const std::size_t leaves = std::size_t{1} << depth;
@@ -186,8 +199,8 @@ void sum_rows_parallel(const T* x, std::size_t n, std::size_t inner, Acc* y) {
 /// x viewed as [outer, n, inner] -> y [outer, inner], each the pairwise sum along n. Large sums
 /// with several outputs split across threads (independent outputs, or sum_rows_parallel; a single
 /// full sum, inner == outer == 1, runs on the calling thread): the same result for any thread count.
-template <class Acc, class T>
-void sum_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
+template <class Acc, class Src>
+void sum_middle(Src x, std::size_t outer, std::size_t n, std::size_t inner, Acc* y) {
   if (outer == 1) return sum_rows_parallel(x, n, inner, y);
   const std::size_t per = std::max<std::size_t>(1, n * inner), work = sum_rows_work(n, inner);
   const int workers = num_threads();
@@ -218,8 +231,8 @@ void fold_middle(const T* x, std::size_t outer, std::size_t n, std::size_t inner
 /// merge (size-1 axes are dropped), so x is [g_0, g_1, ...] with kept and reduced groups
 /// alternating; each reduced group is reduced by middle(src, outer, g_j, inner, dst) in turn,
 /// innermost first, the intermediate results in scratch buffers (no allocation once warm).
-template <class Acc, class T, class Middle>
-void reduce_axes(const T* x, const Dims& dims, const AxisMask& mask, Middle middle, Acc* out) {
+template <class Acc, class Src, class Middle>
+void reduce_axes(Src x, const Dims& dims, const AxisMask& mask, Middle middle, Acc* out) {
   Dims g;
   AxisMask reduced;
   for (std::size_t k = 0; k < dims.size(); ++k) {
@@ -262,11 +275,11 @@ inline std::size_t kept_size(const Dims& dims, const AxisMask& mask) {
 }
 
 /// Pairwise sums of x over the masked axes (see reduce_axes), accumulated in Acc, into out.
-template <class Acc, class T>
-void reduce_sum(const T* x, const Dims& dims, const AxisMask& mask, Acc* out) {
+template <class Acc, class Src>
+void reduce_sum(Src x, const Dims& dims, const AxisMask& mask, Acc* out) {
   reduce_axes<Acc>(
       x, dims, mask,
-      [](const auto* src, std::size_t o, std::size_t n, std::size_t i, Acc* dst) { sum_middle<Acc>(src, o, n, i, dst); },
+      [](auto src, std::size_t o, std::size_t n, std::size_t i, Acc* dst) { sum_middle<Acc>(src, o, n, i, dst); },
       out);
 }
 template <class Acc, class T>

@@ -1,6 +1,6 @@
 // Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, transpose,
-// expand_dims, squeeze, concat, stack, slice, size, rank, tile, one_hot, and the internal gradient
-// ops ConcatGrad and SliceGrad. Static shapes use -1 for unknown dimensions throughout; kernels
+// expand_dims, squeeze, concat, stack, slice, size, rank, tile, one_hot, the internal gradient
+// ops ConcatGrad and SliceGrad, and _SumOfProducts (SumToShape of a Mul, fused by the plan). Static shapes use -1 for unknown dimensions throughout; kernels
 // copy contiguous rows along the last axis.
 #include <algorithm>
 #include <numeric>
@@ -252,6 +252,25 @@ void concat_kernel(KernelContext& c, int axis, bool pack) {
     }
 }
 
+// SumToShape's reduction of g (dims sg), whose values `src` gives (g's buffer, or the products
+// of _SumOfProducts), to `target` (not sg): each output element sums the elements that
+// broadcasting maps onto it, over g's leading axes and the axes where the target has 1, pairwise
+// in double (floats) or int64 (kernels/reduce.hpp); the kept axes are in the target's order.
+template <class T, class Src>
+void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Extents& target) {
+  if (target.size() > sg.size() || kernels::broadcast_shape(sg, target) != sg)
+    throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " + c.input(0).shape().to_string() +
+                               " to the requested shape");
+  const std::size_t lead = sg.size() - target.size();
+  kernels::AxisMask mask(sg.size(), 1);
+  for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+  auto& y = c.allocate_output<T>(0, target);
+  kernels::Scratch<Acc> acc(y.size());
+  kernels::reduce_sum<Acc>(src, sg, mask, acc.data());
+  std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
+}
+
 /// The gradients of concat's (stack's) inputs through one ConcatGrad op.
 OptionalTensors concat_grad(const Tensor& g, const std::vector<Tensor>& xs, int axis, bool pack) {
   std::vector<Tensor> inputs{g};
@@ -421,31 +440,45 @@ void register_array_ops(OpRegistry& r) {
                detail::expect_inputs(c, 2);
                return detail::one(c.dtypes[0], static_shape_of(c, 1));
              },
-         // Each output element sums the input elements that broadcasting maps onto it: g reduced
-         // over its leading axes and the axes where the target has 1, pairwise in double (floats)
-         // or int64 (kernels/reduce.hpp); the kept axes are in the target's order.
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& g = c.input_as<T>(0);
            const auto target = shape_from_tensor(c.input(1), c.op_name());
            const Dims sg = g.shape();
            if (target == sg) return c.set_output(0, c.input(0));
-           if (target.size() > sg.size() || kernels::broadcast_shape(sg, target) != sg)
-             throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " +
-                                        c.input(0).shape().to_string() + " to the requested shape");
-           const std::size_t lead = sg.size() - target.size();
-           kernels::AxisMask mask(sg.size(), 1);
-           for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
-           using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-           auto& y = c.allocate_output<T>(0, target);
-           kernels::Scratch<Acc> acc(y.size());
-           kernels::reduce_sum<Acc>(g.data(), sg, mask, acc.data());
-           std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
+           sum_to_shape<T>(c, g.data(), sg, target);
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
                return OptionalTensors{broadcast_to(*dy[0], shape(op.inputs()[0])), std::nullopt};
              },
          .passes_inputs_through = true});  // g itself when it has the target shape
+  // SumToShape(Mul(a, b), shape) in one op, which the plan runs in place of the pair when nothing
+  // else reads the product (framework/simplify.hpp): a and b of one shape, their products summed
+  // as they are read (kernels::ProductOf), never stored; bit for bit the pair's result. float32
+  // only: a float64 product added to a double sum could be contracted into an FMA, which would
+  // skip the product's rounding. Never built by gradients, so not differentiable.
+  r.add({.type = "_SumOfProducts",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 3);
+               if (c.dtypes[1] != c.dtypes[0] || !c.shapes[0].is_compatible_with(c.shapes[1]))
+                 throw ValueError("the factors must have one dtype and shape, got " + c.shapes[0].to_string() +
+                                  " and " + c.shapes[1].to_string());
+               return detail::one(c.dtypes[0], static_shape_of(c, 2));
+             },
+         .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
+           const auto &a = c.input_as<T>(0), &b = c.input_as<T>(1);
+           if (a.shape() != b.shape())
+             throw InvalidArgumentError("'" + c.op_name() + "': the factors' shapes " + c.input(0).shape().to_string() +
+                                        " and " + c.input(1).shape().to_string() + " differ");
+           const auto target = shape_from_tensor(c.input(2), c.op_name());
+           const Dims sg = a.shape();
+           const kernels::ProductOf<T> products{a.data(), b.data()};
+           if (target != sg) return sum_to_shape<T>(c, products, sg, target);
+           auto& y = c.allocate_output<T>(0, target);
+           for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = products[i];
+         }),
+         .not_differentiable = true});
 
   r.add({.type = "Reshape",
          .shape_fn =

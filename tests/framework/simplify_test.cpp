@@ -158,3 +158,133 @@ TEST_CASE("simplify.does_not_apply_where_it_would_change_the_result") {
     CHECK(t.count("AssignAdd") == 1);
   }
 }
+
+namespace {
+
+// Values with every kind of float: normal, -0, tiny, NaN and infinities (every 97th and 89th).
+xt::xarray<float> mixed(const std::vector<std::size_t>& shape, unsigned seed) {
+  xt::xarray<float> a = xt::xarray<float>::from_shape(shape);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto k = static_cast<unsigned>(i) * 2654435761u + seed * 40503u;
+    a.data()[i] = static_cast<float>(k % 20011u) / 997.f - 10.f;
+  }
+  if (seed % 2) {
+    for (std::size_t i = 5; i < a.size(); i += 97) a.data()[i] = -0.f;
+    for (std::size_t i = 7; i < a.size(); i += 89) a.data()[i] = 3e-39f;
+  }
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("simplify.a_sum_of_products_to_a_smaller_shape_runs_as_one_op_with_the_same_bits") {
+  // What the fused op returns is compared with the pair's result in the same run: fetching the
+  // product as well keeps the Mul (a fetched product is not fused).
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  struct Case {
+    std::vector<std::size_t> shape;
+    std::vector<std::int32_t> target;
+  };
+  // Rows (the NHWC scale gradient, long enough for the pairwise split and the threads), planes
+  // (NCHW: reduced inside and outside the kept axis), leading axes only, and to a scalar.
+  const std::vector<Case> cases{{{3000, 64}, {64}}, {{4, 3, 200}, {1, 3, 1}}, {{5, 7}, {1, 7}}, {{33, 9}, {}}};
+  for (const Case& c : cases) {
+    CAPTURE(c.shape.size());
+    const Shape s(std::vector<std::int64_t>(c.shape.begin(), c.shape.end()));
+    Tensor a = placeholder(float32, s, "a"), b = placeholder(float32, s, "b");
+    xt::xarray<std::int32_t> target_dims = xt::xarray<std::int32_t>::from_shape({c.target.size()});
+    std::copy(c.target.begin(), c.target.end(), target_dims.begin());
+    Tensor target = constant(Array(target_dims));
+    Tensor product = a * b;
+    Tensor sum = sum_to_shape(product, target);
+    xt::xarray<float> av = mixed(c.shape, 1), bv = mixed(c.shape, 2);
+    av.data()[3] = kNaN;  // one output sum is NaN, from a NaN and from an infinity times 0
+    av.data()[10] = kInf;
+    bv.data()[10] = 0.f;
+    const FeedDict feeds{{a, av}, {b, bv}};
+    const Traced fused = run_traced(sess, {sum}, feeds);
+    CHECK(fused.count("Mul") == 0);
+    CHECK(fused.count("SumToShape") == 0);
+    CHECK(fused.count("_SumOfProducts") == 1);
+    const Traced pair = run_traced(sess, {sum, product}, feeds);
+    CHECK(pair.count("Mul") == 1);
+    CHECK(pair.count("SumToShape") == 1);
+    require_same_bits(fused.values[0].as<float>(), pair.values[0].as<float>());
+    const auto& y = fused.values[0].as<float>();
+    CHECK(std::count_if(y.begin(), y.end(), [](float v) { return std::isnan(v); }) >= 1);
+  }
+}
+
+TEST_CASE("simplify.the_gradient_of_a_broadcast_factor_sums_the_products_unstored") {
+  // d/dw sum(x * w * dy), w of shape [C] broadcast over [N, C]: SumToShape(dy * x, shape(w)).
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {300, 16}, "x"), dy = placeholder(float32, {300, 16}, "dy");
+  Tensor w = placeholder(float32, {16}, "w");
+  Tensor dw = *gradients(reduce_sum(x * w * dy), {w})[0];
+  Session sess;
+  const xt::xarray<float> xv = mixed({300, 16}, 3), dyv = mixed({300, 16}, 4), wv = mixed({16}, 5);
+  const Traced t = run_traced(sess, {dw}, {{x, xv}, {dy, dyv}, {w, wv}});
+  CHECK(t.count("_SumOfProducts") == 1);
+  // The same float products summed in double in another order: near, not equal.
+  for (std::size_t j = 0; j < 16; ++j) {
+    double s = 0;
+    for (std::size_t i = 0; i < 300; ++i) s += static_cast<double>(dyv(i, j) * xv(i, j));
+    CAPTURE(j);
+    CHECK(t.values[0].as<float>()(j) == doctest::Approx(s).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("simplify.a_product_is_not_fused_where_it_would_change_the_run") {
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  const xt::xarray<float> av = mixed({6, 5}, 1), bv = mixed({6, 5}, 2);
+  Tensor a = placeholder(float32, {6, 5}, "a"), b = placeholder(float32, {6, 5}, "b");
+  Tensor row = constant(Array(xt::xarray<std::int32_t>{5}));
+  SUBCASE("another op reads the product") {
+    Tensor p = a * b;
+    const Traced t = run_traced(sess, {sum_to_shape(p, row), reduce_max(p)}, {{a, av}, {b, bv}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("_SumOfProducts") == 0);
+  }
+  SUBCASE("an op waits for the product") {
+    Tensor p = a * b;
+    Tensor after;
+    {
+      control_dependencies deps({p.op()});
+      after = identity(a);
+    }
+    const Traced t = run_traced(sess, {sum_to_shape(p, row), after}, {{a, av}, {b, bv}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("_SumOfProducts") == 0);
+  }
+  SUBCASE("the Mul broadcasts") {
+    Tensor r = placeholder(float32, {1, 5}, "r");
+    const Traced t = run_traced(sess, {sum_to_shape(a * r, row)}, {{a, av}, {r, xt::xarray<float>(xt::ones<float>({1, 5}))}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("_SumOfProducts") == 0);
+  }
+  SUBCASE("the product is fed") {
+    Tensor p = a * b;
+    const Traced t = run_traced(sess, {sum_to_shape(p, row)}, {{a, av}, {b, bv}, {p, xt::xarray<float>(xt::ones<float>({6, 5}))}});
+    CHECK(t.count("_SumOfProducts") == 0);
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>(xt::ones<float>({5}) * 6.f));
+  }
+  SUBCASE("float64 (a product added in double could become an FMA)") {
+    Tensor c = placeholder(float64, {6, 5}, "c"), d = placeholder(float64, {6, 5}, "d");
+    const Traced t = run_traced(sess, {sum_to_shape(c * d, row)}, {{c, xt::xarray<double>(av)}, {d, xt::xarray<double>(bv)}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("_SumOfProducts") == 0);
+  }
+  SUBCASE("a variable factor is read when the Mul would read it") {
+    Variable v = get_variable("v", {6, 5}, {.initializer = initializers::ones()});
+    sess.run(global_variables_initializer());
+    Tensor p = a * v.value();
+    const Traced t = run_traced(sess, {sum_to_shape(p, row)}, {{a, av}});
+    CHECK(t.count("Mul") == 1);
+    CHECK(t.count("_SumOfProducts") == 0);
+  }
+}
