@@ -108,11 +108,24 @@ void block_sums(const T* u, const T* v, const T* m0, const T* m1, BnLayout l, Bl
     auto g = [&](auto& a, int64_t e, int64_t c) {
       add(a, ld(a[0], u + e) - ld(a[0], m0 + c), ld(a[0], v + e) - ld(a[0], m1 + c));
     };
-    if (C <= 8 * kW<T>) {  // narrow rows: compact block; one strided sum per channel chunk
-      simd_for<T>(C, [&](int64_t c, auto t) {
-        auto s =
-            strided_sum<decltype(t)>(b.o * C + c, C, b.n, [&](auto& a, int64_t e) { g(a, e, c); });
-        st(S + c, s[0]), st(S + C + c, s[1]);
+    if (C <= 8 * kW<T>) {  // narrow rows: compact block
+      // Four vectors of channels per walk down the block's rows (four independent accumulator
+      // pairs), so a 64 KB block is walked C/32 times rather than C/8 (float): the walks after the
+      // first read it from L2, a line of a row each (256x14x14x64 NHWC at 1 thread: forward
+      // 1.25 -> 1.00 ms, backward 1.99 -> 1.65; 64x28x28x32: 0.50 -> 0.40, 0.93 -> 0.61). Then
+      // single vectors (four interleaved pairs along the rows), then the scalar tail.
+      constexpr int64_t kV = 4;
+      int64_t c = 0;
+      for (; c + kV * kW<T> <= C; c += kV * kW<T>) {
+        std::array<std::array<B<T>, 2>, kV> a{};
+        for (int64_t r = b.o; r < b.o + b.n; ++r)
+          for (int64_t v = 0; v < kV; ++v) g(a[v], r * C + c + v * kW<T>, c + v * kW<T>);
+        for (int64_t v = 0; v < kV; ++v) st(S + c + v * kW<T>, a[v][0]), st(S + C + c + v * kW<T>, a[v][1]);
+      }
+      simd_for<T>(C - c, [&](int64_t i, auto t) {
+        const int64_t ci = c + i;
+        auto s = strided_sum<decltype(t)>(b.o * C + ci, C, b.n, [&](auto& a, int64_t e) { g(a, e, ci); });
+        st(S + ci, s[0]), st(S + C + ci, s[1]);
       });
       return;
     }

@@ -20,8 +20,11 @@ constexpr double kEps = 1e-3;
 // NCHW planes longer than a block.
 // NHWC narrow and wide rows ({70, 300, 1}: blocks of 64 and 6 rows, four rows at a time and the
 // rest), NCHW planes small and large.
-const BnLayout kLayouts[] = {{12, 11, 1},  {3, 5, 13},   {3000, 7, 1},  {600, 70, 1},
-                             {70, 300, 1}, {2, 5, 5000}, {2, 2, 20000}};
+// NHWC rows of every kind the statistics walk: narrow (up to 64 float channels: groups of four
+// vectors walked together, {900, 32} and {3000, 64} over several blocks; {500, 45}: a group, a
+// vector and a scalar tail), wide ({600, 70}, {70, 300}); NCHW planes.
+const BnLayout kLayouts[] = {{12, 11, 1},  {3, 5, 13},   {3000, 7, 1},  {600, 70, 1},  {900, 32, 1},
+                             {500, 45, 1}, {3000, 64, 1}, {70, 300, 1}, {2, 5, 5000}, {2, 2, 20000}};
 
 template <class T>
 std::vector<T> randn(size_t n, double mean, double sd, unsigned seed) {
@@ -166,7 +169,7 @@ TEST_CASE("kernels.batch_norm.gradients_match_finite_differences") {
 }
 
 TEST_CASE("kernels.batch_norm.variance_accurate_with_large_channel_offset") {
-  for (const BnLayout l : {BnLayout{20000, 16, 1}, BnLayout{8, 4, 10000}}) {
+  for (const BnLayout l : {BnLayout{20000, 16, 1}, BnLayout{20000, 64, 1}, BnLayout{8, 4, 10000}}) {
     LAYOUT_INFO(l);
     Case<float> k{l, 5};
     k.x = randn<float>(k.N, 1e4, 1, 5);  // float32, mean 1e4, std 1
@@ -184,7 +187,7 @@ TEST_CASE("kernels.batch_norm.variance_accurate_when_each_block_starts_far_from_
   // Each block sums around the mean of its first rows (elements of a plane): data sorted within
   // each channel (its first rows are the smallest) and with a step (the first rows 1e4 above the
   // rest) put that shift far from the block's mean; float32, references in double.
-  for (const BnLayout l : {BnLayout{20000, 16, 1}, BnLayout{8, 4, 10000}}) {
+  for (const BnLayout l : {BnLayout{20000, 16, 1}, BnLayout{20000, 64, 1}, BnLayout{8, 4, 10000}}) {
     LAYOUT_INFO(l);
     for (int pattern = 0; pattern < 2; ++pattern) {
       CAPTURE(pattern);
