@@ -221,7 +221,8 @@ void map_binary(const T* a, std::size_t a_step, const T* b, std::size_t b_step, 
 /// Dimensions, as xtensor keeps them (inline up to rank 4: no allocation).
 using Extents = xt::svector<std::size_t, 4>;
 
-/// NumPy broadcast of two shapes (the caller has checked compatibility).
+/// NumPy broadcast of two shapes (the caller has checked compatibility). Where a dimension of a
+/// is not 1 the result has it, so broadcast_shape(a, b) == b says that a broadcasts to b.
 Extents broadcast_shape(const Extents& a, const Extents& b);
 /// Whether a and b broadcast together (each trailing pair equal or one of them 1).
 bool broadcastable(const Extents& a, const Extents& b);

@@ -252,13 +252,27 @@ void concat_kernel(KernelContext& c, int axis, bool pack) {
     }
 }
 
+// SumToShape's static output: the target (input i), which must broadcast to the input shape `in`
+// where both are known.
+Shape sum_to_shape_target(const InferenceContext& c, const Shape& in, int i) {
+  const Shape target = static_shape_of(c, i);
+  if (!target.has_rank() || !in.has_rank()) return target;
+  bool ok = target.rank() <= in.rank();
+  for (int k = 0; ok && k < target.rank(); ++k) {
+    const std::int64_t t = target[k], x = in[in.rank() - target.rank() + k];
+    ok = t < 0 || x < 0 || t == 1 || t == x;
+  }
+  if (!ok) throw ValueError("cannot reduce " + in.to_string() + " to " + target.to_string() + ": it does not broadcast to it");
+  return target;
+}
+
 // SumToShape's reduction of g (dims sg), whose values `src` gives (g's buffer, or the products
 // of _SumOfProducts), to `target` (not sg): each output element sums the elements that
 // broadcasting maps onto it, over g's leading axes and the axes where the target has 1, pairwise
 // in double (floats) or int64 (kernels/reduce.hpp); the kept axes are in the target's order.
 template <class T, class Src>
 void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Extents& target) {
-  if (target.size() > sg.size() || kernels::broadcast_shape(sg, target) != sg)
+  if (target.size() > sg.size() || kernels::broadcast_shape(target, sg) != sg)  // target broadcasts to sg
     throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " + c.input(0).shape().to_string() +
                                " to the requested shape");
   const std::size_t lead = sg.size() - target.size();
@@ -438,7 +452,7 @@ void register_array_ops(OpRegistry& r) {
          .shape_fn =
              [](const InferenceContext& c) {
                detail::expect_inputs(c, 2);
-               return detail::one(c.dtypes[0], static_shape_of(c, 1));
+               return detail::one(c.dtypes[0], sum_to_shape_target(c, c.shapes[0], 1));
              },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& g = c.input_as<T>(0);
@@ -464,7 +478,7 @@ void register_array_ops(OpRegistry& r) {
                if (c.dtypes[1] != c.dtypes[0] || !c.shapes[0].is_compatible_with(c.shapes[1]))
                  throw ValueError("the factors must have one dtype and shape, got " + c.shapes[0].to_string() +
                                   " and " + c.shapes[1].to_string());
-               return detail::one(c.dtypes[0], static_shape_of(c, 2));
+               return detail::one(c.dtypes[0], sum_to_shape_target(c, c.shapes[0], 2));
              },
          .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
            const auto &a = c.input_as<T>(0), &b = c.input_as<T>(1);

@@ -44,6 +44,23 @@ xt::xarray<double> iota(std::vector<std::size_t> shape) {
 
 }  // namespace
 
+TEST_CASE("array.sum_to_shape_needs_a_target_its_input_broadcasts_to") {
+  // [6, 5] reduces to [1, 5], [5], [6, 1] or itself; not to [4, 5] (4 is neither 1 nor 6).
+  Graph g;
+  auto guard = g.as_default();
+  Session sess;
+  CHECK_THROWS_AS(sum_to_shape(placeholder(float32, {6, 5}), constant(xt::xarray<std::int32_t>{4, 5})), ValueError);
+  CHECK_THROWS_AS(sum_to_shape(placeholder(float32, {5}), constant(xt::xarray<std::int32_t>{1, 5})), ValueError);
+  Tensor x = placeholder(float32, {6, -1}, "x"), target = placeholder(int32, {2}, "target");
+  Tensor y = sum_to_shape(x, target);
+  const xt::xarray<float> xv = xt::ones<float>({6, 5});
+  CHECK(sess.run(y, {{x, xv}, {target, xt::xarray<std::int32_t>{6, 1}}}).shape() == Shape{6, 1});
+  for (const auto& bad : {xt::xarray<std::int32_t>{4, 5}, xt::xarray<std::int32_t>{6, 2}}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(sess.run(y, {{x, xv}, {target, bad}}), InvalidArgumentError);
+  }
+}
+
 TEST_CASE("array.transpose") {
   Graph g;
   auto guard = g.as_default();

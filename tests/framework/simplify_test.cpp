@@ -217,6 +217,25 @@ TEST_CASE("simplify.a_sum_of_products_to_a_smaller_shape_runs_as_one_op_with_the
   }
 }
 
+TEST_CASE("simplify.a_fused_sum_of_products_to_a_fed_target_of_the_full_shape_is_the_product") {
+  // The target is a constant when the plan fuses; fed with the factors' own shape at run time,
+  // the fused op returns the products themselves, as SumToShape would return the Mul's output.
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  Tensor a = placeholder(float32, {6, 5}, "a"), b = placeholder(float32, {6, 5}, "b");
+  Tensor target = constant(Array(xt::xarray<std::int32_t>{1, 5}));
+  Tensor sum = sum_to_shape(a * b, target);
+  const xt::xarray<float> av = mixed({6, 5}, 1), bv = mixed({6, 5}, 2);
+  const Traced full = run_traced(sess, {sum}, {{a, av}, {b, bv}, {target, xt::xarray<std::int32_t>{6, 5}}});
+  CHECK(full.count("_SumOfProducts") == 1);
+  require_same_bits(full.values[0].as<float>(), xt::xarray<float>(av * bv));
+  const Traced columns = run_traced(sess, {sum}, {{a, av}, {b, bv}, {target, xt::xarray<std::int32_t>{6, 1}}});
+  CHECK(columns.count("_SumOfProducts") == 1);
+  CHECK(columns.values[0].shape() == Shape{6, 1});
+  CHECK_THROWS_AS(sess.run(sum, {{a, av}, {b, bv}, {target, xt::xarray<std::int32_t>{4, 5}}}), InvalidArgumentError);
+}
+
 TEST_CASE("simplify.the_gradient_of_a_broadcast_factor_sums_the_products_unstored") {
   // d/dw sum(x * w * dy), w of shape [C] broadcast over [N, C]: SumToShape(dy * x, shape(w)).
   Graph g;
