@@ -25,6 +25,10 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
       done_(static_cast<std::size_t>(graph.num_nodes()), 0) {
   for (const TensorRef& t : fetched)
     if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
+  // Shape functions read constants' values (a Reshape's target); a fed constant can make the
+  // static shapes built from it wrong, and the rules rely on them.
+  for (int id = 0; id < graph.num_nodes(); ++id)
+    if (cut_[static_cast<std::size_t>(id)] && is(*graph.node(id), "Const")) static_shapes_hold_ = false;
 }
 
 // A value may replace another only when it is computed in the same cond branch and nothing but
@@ -69,7 +73,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
   if (done_[id] == 2) return op.inputs;  // on a dependency cycle (reported by the ordering)
   done_[id] = 2;
   std::vector<TensorRef> ins = op.inputs;
-  for (std::size_t k = 0; k < ins.size(); ++k) {
+  for (std::size_t k = 0; k < ins.size() && static_shapes_hold_; ++k) {
     if (op.def->is_ref_input(k)) continue;
     TensorRef& in = ins[k];
     for (bool changed = true; changed;) {
@@ -92,7 +96,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
       in = product;
     }
   }
-  if (is(op, "SumToShape")) fuse_product(op, ins);
+  if (is(op, "SumToShape") && static_shapes_hold_) fuse_product(op, ins);
   resolved_[id] = std::move(ins);
   done_[id] = 1;
   return resolved_[id];
@@ -134,6 +138,7 @@ const OpDef& Simplifier::runs(const Node& op) {
 }
 
 TensorRef Simplifier::fetched(TensorRef t) {
+  if (!static_shapes_hold_) return t;
   const Node& reader = *t.node;
   for (TensorRef next = without_ones(t, reader); !(next == t); next = without_ones(t, reader)) t = next;
   return t;

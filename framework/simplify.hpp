@@ -18,9 +18,11 @@
 //   without writing the product (a pass over memory less, and its buffer).
 //
 // All need shapes known when the graph was built (equal and fully defined; the shapes they move
-// values to given by constants nobody feeds), never look through an op that is fed, has control inputs, or was built in another cond branch than its reader, and
-// never hand a reader a variable (it would read it at another time), so a rewritten run computes
-// bit for bit what the graph says, with the same deadness.
+// values to given by constants nobody feeds), never look through an op that is fed, has control
+// inputs, or was built in another cond branch than its reader, and never hand a reader a variable
+// (it would read it at another time), so a rewritten run computes bit for bit what the graph
+// says, with the same deadness. None applies in a run that feeds a Const: shape functions read
+// constants (a Reshape's target), so a fed one can make the static shapes the rules rely on wrong.
 #include <cstddef>
 #include <vector>
 
@@ -57,6 +59,7 @@ class Simplifier {
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
   std::vector<const OpDef*> fused_;               // per node id: the op run in its place, or null
   std::vector<char> done_;
+  bool static_shapes_hold_ = true;  // false when a Const is fed: the plan reads the graph as built
 };
 
 }  // namespace kiln::detail

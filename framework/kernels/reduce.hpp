@@ -54,7 +54,8 @@ struct ProductOf {
 };
 
 /// Sum of f(x[i]) for i < n, pairwise: up to 128 values with eight interleaved accumulators
-/// (combined as a balanced tree), more by halves split at a multiple of 8. f maps a T to an Acc.
+/// (combined as a balanced tree), more by halves split at a multiple of 8. f maps a value of x to
+/// an Acc.
 template <class Acc, class Src, class F>
 Acc pairwise_sum(Src x, std::size_t n, F f) {
   if (n < 8) {

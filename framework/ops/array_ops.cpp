@@ -1,7 +1,8 @@
 // Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, transpose,
 // expand_dims, squeeze, concat, stack, slice, size, rank, tile, one_hot, the internal gradient
-// ops ConcatGrad and SliceGrad, and _SumOfProducts (SumToShape of a Mul, fused by the plan). Static shapes use -1 for unknown dimensions throughout; kernels
-// copy contiguous rows along the last axis.
+// ops ConcatGrad and SliceGrad, and _SumOfProducts (SumToShape of a Mul, fused by the plan).
+// Static shapes use -1 for unknown dimensions throughout; kernels copy contiguous rows along the
+// last axis.
 #include <algorithm>
 #include <numeric>
 
@@ -252,6 +253,47 @@ void concat_kernel(KernelContext& c, int axis, bool pack) {
     }
 }
 
+// Reshape's run-time target for n elements: a vector of dimensions, at most one of them -1 (the
+// one inferred from n). InvalidArgumentError naming the op for anything else, or for a product
+// that does not fit (computed with overflow checks: the dims come from a fed tensor).
+Dims reshape_dims(const KernelContext& c, std::size_t n) {
+  const Array& s = c.input(1);
+  const std::string op = "Input to reshape '" + c.op_name() + "'";
+  if (s.shape().rank() != 1)
+    throw InvalidArgumentError(op + ": the shape argument must be a vector, got shape " + s.shape().to_string());
+  Dims dims;
+  std::int64_t infer = -1;
+  visit_dtype(s.dtype(), [&]<class I>() {
+    if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
+      const auto& t = s.as<I>();
+      for (std::size_t i = 0; i < t.size(); ++i) {
+        const auto v = static_cast<std::int64_t>(t.data()[i]);
+        if (v < -1 || (v == -1 && infer >= 0))
+          throw InvalidArgumentError(op + ": " + (v < -1 ? "a negative dimension" : "more than one -1") +
+                                     " in the requested shape " + list_text(t));
+        if (v == -1) infer = static_cast<std::int64_t>(i);
+        dims.push_back(v < 0 ? 1 : static_cast<std::size_t>(v));
+      }
+    } else {
+      throw InvalidArgumentError(op + ": the shape argument must be int32 or int64");
+    }
+  });
+  std::size_t known = 1;
+  for (std::size_t d : dims)
+    if (__builtin_mul_overflow(known, d, &known))
+      throw InvalidArgumentError(op + ": the requested shape " + list_text(dims) + " has more than 2^64 elements");
+  if (infer >= 0) {
+    if (known == 0 || n % known != 0)
+      throw InvalidArgumentError(op + " is a tensor with " + std::to_string(n) + " values, which the requested shape " +
+                                 list_text(dims) + " (-1 at " + std::to_string(infer) + ") cannot hold");
+    dims[static_cast<std::size_t>(infer)] = n / known;
+  } else if (known != n) {
+    throw InvalidArgumentError(op + " is a tensor with " + std::to_string(n) +
+                               " values, but the requested shape has " + std::to_string(known));
+  }
+  return dims;
+}
+
 // SumToShape's static output: the target (input i), which must broadcast to the input shape `in`
 // where both are known.
 Shape sum_to_shape_target(const InferenceContext& c, const Shape& in, int i) {
@@ -267,9 +309,9 @@ Shape sum_to_shape_target(const InferenceContext& c, const Shape& in, int i) {
 }
 
 // SumToShape's reduction of g (dims sg), whose values `src` gives (g's buffer, or the products
-// of _SumOfProducts), to `target` (not sg): each output element sums the elements that
-// broadcasting maps onto it, over g's leading axes and the axes where the target has 1, pairwise
-// in double (floats) or int64 (kernels/reduce.hpp); the kept axes are in the target's order.
+// of _SumOfProducts), to `target`: each output element sums the elements that broadcasting maps
+// onto it, over g's leading axes and the axes where the target has 1, pairwise in double (floats)
+// or int64 (kernels/reduce.hpp); the kept axes are in the target's order (target == sg: a copy).
 template <class T, class Src>
 void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Extents& target) {
   if (target.size() > sg.size() || kernels::broadcast_shape(target, sg) != sg)  // target broadcasts to sg
@@ -485,12 +527,7 @@ void register_array_ops(OpRegistry& r) {
            if (a.shape() != b.shape())
              throw InvalidArgumentError("'" + c.op_name() + "': the factors' shapes " + c.input(0).shape().to_string() +
                                         " and " + c.input(1).shape().to_string() + " differ");
-           const auto target = shape_from_tensor(c.input(2), c.op_name());
-           const Dims sg = a.shape();
-           const kernels::ProductOf<T> products{a.data(), b.data()};
-           if (target != sg) return sum_to_shape<T>(c, products, sg, target);
-           auto& y = c.allocate_output<T>(0, target);
-           for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = products[i];
+           sum_to_shape<T>(c, kernels::ProductOf<T>{a.data(), b.data()}, a.shape(), shape_from_tensor(c.input(2), c.op_name()));
          }),
          .not_differentiable = true});
 
@@ -527,33 +564,7 @@ void register_array_ops(OpRegistry& r) {
                return detail::one(c.dtypes[0], Shape(d));
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           const auto& x = c.input_as<T>(0);
-           Dims dims;
-           std::int64_t known = 1, infer = -1;
-           visit_dtype(c.input(1).dtype(), [&]<class I>() {
-             if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
-               const auto& t = c.input_as<I>(1);
-               for (std::size_t i = 0; i < t.size(); ++i) {
-                 const auto v = static_cast<std::int64_t>(t.data()[i]);
-                 if (v < 0) infer = static_cast<std::int64_t>(i);
-                 dims.push_back(v < 0 ? 0 : static_cast<std::size_t>(v));
-               }
-             }
-           });
-           if (!array_size_ok(dtype_of<T>(), dims))
-             check_array_size(dtype_of<T>(), dims, "Input to reshape '" + c.op_name() + "'");
-           for (std::size_t i = 0; i < dims.size(); ++i)  // cannot overflow: checked above
-             if (static_cast<std::int64_t>(i) != infer) known *= static_cast<std::int64_t>(dims[i]);
-           const auto n = static_cast<std::int64_t>(x.size());
-           if (infer >= 0 && known > 0 && n % known == 0)
-             dims[static_cast<std::size_t>(infer)] = static_cast<std::size_t>(n / known);
-           std::int64_t total = 1;
-           for (auto d : dims) total *= static_cast<std::int64_t>(d);
-           if (total != n)
-             throw InvalidArgumentError(
-                 "Input to reshape '" + c.op_name() + "' is a tensor with " + std::to_string(n) +
-                 " values, but the requested shape has " + std::to_string(total));
-           copy_with_dims<T>(c, dims);
+           copy_with_dims<T>(c, reshape_dims(c, c.input(0).size()));
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -954,6 +965,7 @@ void register_array_ops(OpRegistry& r) {
            const auto& idx = c.input_as<I>(0);
            Dims out = dims_of(c.input(0));
            out.push_back(static_cast<std::size_t>(a.depth));
+           if (!array_size_ok(a.dtype, out)) check_array_size(a.dtype, out, "'" + c.op_name() + "'");
            c.set_output(0, visit_dtype(a.dtype, [&]<class T>() {
                           xt::xarray<T> y = xt::zeros<T>(out);
                           for (std::size_t i = 0; i < idx.size(); ++i) {

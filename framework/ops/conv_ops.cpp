@@ -229,8 +229,15 @@ Dims4 input_dims4(const KernelContext& c, int i, const char* what) {
   return {static_cast<i64>(s[0]), static_cast<i64>(s[1]), static_cast<i64>(s[2]), static_cast<i64>(s[3])};
 }
 
-// A sizes input (input_sizes, filter_sizes, orig_input_shape) at run time: 4 entries >= 0.
-Dims4 sizes_input(const KernelContext& c, int i, const char* what) {
+template <class Dims4Like>
+std::array<std::size_t, 4> extents4(const Dims4Like& d) {
+  return {static_cast<std::size_t>(d[0]), static_cast<std::size_t>(d[1]), static_cast<std::size_t>(d[2]),
+          static_cast<std::size_t>(d[3])};
+}
+
+// A sizes input (input_sizes, filter_sizes, orig_input_shape) at run time: 4 entries >= 0 that
+// describe an array of `dtype` that fits (check_array_size: a fed size must not wrap around).
+Dims4 sizes_input(const KernelContext& c, int i, const char* what, DType dtype) {
   const Array& a = c.input(i);
   Dims4 d{};
   bool ok = a.size() == 4;
@@ -244,13 +251,8 @@ Dims4 sizes_input(const KernelContext& c, int i, const char* what) {
     read(a.as<std::int64_t>());
   for (const i64 e : d) ok = ok && e >= 0;
   if (!ok) checked(c, [&] { sizes_at_run_time(a, what); });
+  if (const auto e = extents4(d); !array_size_ok(dtype, e)) check_array_size(dtype, e, "'" + c.op_name() + "': " + what);
   return d;
-}
-
-template <class Dims4Like>
-std::array<std::size_t, 4> extents4(const Dims4Like& d) {
-  return {static_cast<std::size_t>(d[0]), static_cast<std::size_t>(d[1]), static_cast<std::size_t>(d[2]),
-          static_cast<std::size_t>(d[3])};
 }
 
 // A convolution's attributes, parsed once.
@@ -326,7 +328,7 @@ class Conv2DBackpropInputKernel final : public OpKernel {
  public:
   explicit Conv2DBackpropInputKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 x = sizes_input(c, 0, "input_sizes");
+    const Dims4 x = sizes_input(c, 0, "input_sizes", dtype_of<T>());
     const auto g = p_.checked_geometry(c, x, input_dims4<T>(c, 1, "filter"));
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
     auto& dx = c.allocate_output<T>(0, extents4(x));
@@ -343,7 +345,7 @@ class Conv2DBackpropFilterKernel final : public OpKernel {
  public:
   explicit Conv2DBackpropFilterKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 f = sizes_input(c, 1, "filter_sizes");
+    const Dims4 f = sizes_input(c, 1, "filter_sizes", dtype_of<T>());
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), f);
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
     auto& df = c.allocate_output<T>(0, extents4(f));
@@ -456,7 +458,7 @@ class AvgPoolGradKernel final : public OpKernel {
  public:
   explicit AvgPoolGradKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 x = sizes_input(c, 0, "orig_input_shape");
+    const Dims4 x = sizes_input(c, 0, "orig_input_shape", dtype_of<T>());
     const auto g = p_.checked_geometry(c, x);
     p_.expect(c, input_dims4<T>(c, 1, "grad"), p_.output_dims(g), "grad");
     auto& dx = c.allocate_output<T>(0, extents4(x));

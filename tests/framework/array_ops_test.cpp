@@ -6,9 +6,12 @@
 
 #include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::check_grad;
+using kiln::testing::contains;
+using kiln::testing::message_of;
 
 namespace {
 
@@ -59,6 +62,35 @@ TEST_CASE("array.sum_to_shape_needs_a_target_its_input_broadcasts_to") {
     CAPTURE(bad);
     CHECK_THROWS_AS(sess.run(y, {{x, xv}, {target, bad}}), InvalidArgumentError);
   }
+}
+
+TEST_CASE("array.reshape_and_one_hot_reject_fed_shapes_they_cannot_hold") {
+  // Found by probing fed shapes under valgrind: a product that wraps around 2^64 gave a tiny buffer
+  // that later kernels read and wrote past.
+  Graph g;
+  auto guard = g.as_default();
+  Session sess;
+  Tensor x = placeholder(float32, {-1}, "x"), s64 = placeholder(int64, {3}, "s64");
+  Tensor s = placeholder(int32, {-1}, "s"), any = placeholder(int32, Shape::unknown(), "any");
+  const xt::xarray<float> six{1, 2, 3, 4, 5, 6};
+  // 7 * 7905747460161236407 == 1 (mod 2^64): the -1 would be inferred as 6.
+  CHECK_THROWS_AS(sess.run(reshape(x, s64), {{x, six}, {s64, xt::xarray<std::int64_t>{-1, 7, 7905747460161236407LL}}}),
+                  InvalidArgumentError);
+  const auto fails = [&](const Tensor& target, const Array& value) {
+    return message_of<InvalidArgumentError>([&] { sess.run(reshape(x, target), {{x, six}, {target, value}}); });
+  };
+  CHECK(contains(fails(s, xt::xarray<std::int32_t>{-5, 2}), "a negative dimension in the requested shape [-5,2]"));
+  CHECK(contains(fails(s, xt::xarray<std::int32_t>{-1, -1, 6}), "more than one -1"));
+  CHECK(contains(fails(s, xt::xarray<std::int32_t>{0, -1}), "cannot hold"));
+  CHECK(contains(fails(s, xt::xarray<std::int32_t>{4, -1}), "cannot hold"));
+  CHECK(contains(fails(s, xt::xarray<std::int32_t>{2, 2}), "the requested shape has 4"));
+  CHECK(contains(fails(any, xt::xarray<std::int32_t>{{2, 3}}), "must be a vector"));
+  CHECK(sess.run(reshape(x, s), {{x, six}, {s, xt::xarray<std::int32_t>{2, -1, 1}}}).shape() == Shape{2, 3, 1});
+  CHECK(sess.run(reshape(x, any), {{x, six}, {any, xt::xarray<std::int32_t>{-1}}}).shape() == Shape{6});
+  // 4 * 2^62 == 0 (mod 2^64).
+  Tensor i = placeholder(int32, {-1}, "i");
+  CHECK_THROWS_AS(sess.run(one_hot(i, std::int64_t{1} << 62), {{i, xt::xarray<std::int32_t>{0, 0, 0, 0}}}),
+                  InvalidArgumentError);
 }
 
 TEST_CASE("array.transpose") {

@@ -393,6 +393,35 @@ TEST_CASE("conv.backprop_and_run_time_errors") {
                  "Conv2DBackpropInput 'bi'"));
 }
 
+TEST_CASE("conv.fed_sizes_whose_arrays_would_not_fit_are_rejected") {
+  // Found by probing fed shapes under valgrind: 2^30 * 2^30 * 16 elements wrap around 2^64 to 0,
+  // and the kernels wrote through an empty buffer.
+  Graph g;
+  auto guard = g.as_default();
+  Session sess;
+  const std::int64_t S = std::int64_t{1} << 30;
+  const xt::xarray<std::int32_t> huge_input{1, 1 << 30, 1 << 30, 16}, huge_filter{1 << 30, 1 << 30, 16, 1};
+  Tensor sizes = placeholder(int32, {4}, "sizes");
+  Tensor f = placeholder(float32, {-1, -1, -1, -1}, "f"), dy = placeholder(float32, {-1, -1, -1, -1}, "dy");
+  Tensor x = placeholder(float32, {-1, -1, -1, -1}, "x");
+  Tensor dx = nn::conv2d_backprop_input(sizes, f, dy, {1, S, S, 1}, "SAME", {}, "bi");
+  CHECK(contains(message_of<InvalidArgumentError>([&] {
+                   sess.run(dx, {{sizes, huge_input}, {f, xt::xarray<float>(xt::ones<float>({1, 1, 16, 2}))},
+                                 {dy, xt::xarray<float>(xt::ones<float>({1, 1, 1, 2}))}});
+                 }),
+                 "'bi': input_sizes: an array of shape [1,1073741824,1073741824,16] of float would hold"));
+  Tensor df = nn::conv2d_backprop_filter(x, sizes, dy, {1, 1, 1, 1}, "SAME", {}, "bf");
+  CHECK_THROWS_AS(sess.run(df, {{x, xt::xarray<float>(xt::ones<float>({1, 1, 1, 16}))}, {sizes, huge_filter},
+                                {dy, xt::xarray<float>(xt::ones<float>({1, 1, 1, 1}))}}),
+                  InvalidArgumentError);
+  // AvgPoolGrad through the gradient of avg_pool, its orig_input_shape fed.
+  Tensor y = nn::avg_pool(x, {1, 1, 1, 1}, {1, S, S, 1}, "SAME");
+  Tensor gx = *gradients(reduce_sum(y * dy), {x})[0];
+  REQUIRE(gx.op().type() == "AvgPoolGrad");
+  const xt::xarray<float> one16 = xt::ones<float>({1, 1, 1, 16});
+  CHECK_THROWS_AS(sess.run(gx, {{x, one16}, {dy, one16}, {gx.op().inputs()[0], huge_input}}), InvalidArgumentError);
+}
+
 // ---------------------------------------------------------------- pooling values and shapes
 
 TEST_CASE("pool.hand_computed_max_and_average") {
