@@ -1,19 +1,17 @@
 // Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, transpose,
-// expand_dims, squeeze, concat, stack, slice, size, rank, tile, one_hot, the internal gradient
-// ops ConcatGrad and SliceGrad, and _SumOfProducts (SumToShape of a Mul, fused by the plan).
-// Static shapes use -1 for unknown dimensions throughout; kernels copy contiguous rows along the
-// last axis.
-#include <algorithm>
-#include <numeric>
-
-#include "framework/kernels/elementwise.hpp"
+// expand_dims, squeeze, size, rank, tile, one_hot, and _SumOfProducts (SumToShape of a Mul, fused
+// by the plan; framework/simplify.hpp). Concat, stack and slice: concat_slice_ops.cpp. Static
+// shapes use -1 for unknown dimensions throughout; kernels copy contiguous rows along the last
+// axis.
 #include "framework/kernels/reduce.hpp"
+#include "framework/ops/array_layout.hpp"
 #include "framework/ops/common.hpp"
-
 
 namespace kiln {
 
 namespace {
+
+using namespace array_layout;
 
 // The dims an int32/int64 shape vector holds (no allocation up to rank 4).
 kernels::Extents shape_from_tensor(const Array& a, const std::string& op) {
@@ -57,65 +55,6 @@ Tensor shape_constant(const std::vector<std::int64_t>& dims) {
   return constant(Array(std::move(s)), "shape");
 }
 
-/// g reshaped to the shape of x: a constant target when x's shape is fully defined, else shape(x).
-Tensor reshape_like(const Tensor& g, const Tensor& x) {
-  return x.shape().is_fully_defined() ? reshape(g, x.shape()) : reshape(g, shape(x));
-}
-
-using Dims = kernels::Extents;  // inline up to rank 4
-
-template <class V>
-std::string list_text(const V& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i) s += ',';
-    s += std::to_string(v[i]);
-  }
-  s += ']';
-  return s;
-}
-
-Dims dims_of(const Array& a) {
-  return visit_dtype(a.dtype(), [&]<class T>() { return Dims(a.as<T>().shape()); });
-}
-template <class T>
-Dims dims_of(const KernelContext& c, int i) {
-  return c.input_as<T>(i).shape();
-}
-
-// d with v inserted before position `at` (svector::insert trips GCC 12's -Warray-bounds).
-void insert_dim(Dims& d, std::size_t at, std::size_t v) {
-  d.push_back(v);
-  std::rotate(d.begin() + static_cast<std::ptrdiff_t>(at), d.end() - 1, d.end());
-}
-
-std::size_t product(Dims::const_iterator first, Dims::const_iterator last) {
-  return std::accumulate(first, last, std::size_t{1}, std::multiplies<>());
-}
-
-Dims strides_of(const Dims& d) {
-  Dims s(d.size(), 1);
-  for (std::size_t i = d.size(); i-- > 1;) s[i - 1] = s[i] * d[i];
-  return s;
-}
-
-std::size_t dot(const Dims& idx, const Dims& strides) {
-  return std::inner_product(idx.begin(), idx.end(), strides.begin(), std::size_t{0});
-}
-
-/// Calls f(idx) for each multi-index idx over dims[0 .. r-2], in row-major order: each call is one
-/// contiguous row along the last axis. A scalar is one row; an empty array has none.
-template <class F>
-void for_each_row(const Dims& dims, F f) {
-  if (std::find(dims.begin(), dims.end(), std::size_t{0}) != dims.end()) return;
-  Dims idx(dims.empty() ? 0 : dims.size() - 1, 0);
-  for (;;) {
-    f(static_cast<const Dims&>(idx));
-    std::size_t d = idx.size();
-    while (d > 0 && ++idx[d - 1] == dims[d - 1]) idx[--d] = 0;
-    if (d == 0) return;
-  }
-}
 
 /// dst (row-major, dims `out`) gathered from src with per-axis source strides `st` (0 along
 /// broadcast axes): each output row reads src with the stride of the last axis.
@@ -126,18 +65,6 @@ void gather_rows(const T* src, const Dims& out, const Dims& st, T* dst) {
     const T* row = src + dot(idx, st);
     for (std::size_t j = 0; j < len; ++j) *dst++ = row[j * step];
   });
-}
-
-[[noreturn]] void bad_input(const KernelContext& c, const std::string& what) {
-  throw InvalidArgumentError("'" + c.op_name() + "' (op: '" + c.node().def->type + "'): " + what);
-}
-
-/// A possibly negative axis resolved against the run-time rank.
-std::size_t runtime_axis(const KernelContext& c, int axis, std::size_t rank) {
-  const auto r = static_cast<int>(rank);
-  if (axis < -r || axis >= r)
-    bad_input(c, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
-  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
 // Output 0: input 0's elements with other dims (Reshape, ExpandDims, Squeeze).
@@ -151,18 +78,8 @@ void copy_with_dims(KernelContext& c, const Dims& dims) {
 struct TransposeAttrs {
   std::vector<int> perm;  // empty: reverse (only when the rank is unknown at build time)
 };
-struct AxisAttrs {
-  int axis = 0;
-};
 struct SqueezeAttrs {
   std::vector<int> axes;
-};
-struct ConcatGradAttrs {
-  int axis = 0;
-  bool pack = false;  // the xs lack the axis (stack's gradient): each takes one index of it
-};
-struct SliceAttrs {
-  std::vector<std::int64_t> begin, size;
 };
 struct TileAttrs {
   std::vector<std::int64_t> multiples;
@@ -172,124 +89,43 @@ struct OneHotAttrs {
   DType dtype = float32;
 };
 
-const AttrCodec axis_codec = attr_codec<AxisAttrs>([](auto& io, auto& a) { io(a.axis); });
-const AttrCodec slice_codec = attr_codec<SliceAttrs>([](auto& io, auto& a) {
-  io(a.begin);
-  io(a.size);
-});
-
-/// begin/size of a slice resolved against the run-time dims (size -1: to the end).
-Dims slice_window(const KernelContext& c, const SliceAttrs& a, const Dims& full) {
-  if (a.begin.size() != full.size())
-    bad_input(c, "slice of " + std::to_string(a.begin.size()) + " dimensions of a rank " +
-                     std::to_string(full.size()) + " tensor");
-  Dims size(full.size());
-  for (std::size_t d = 0; d < full.size(); ++d) {
-    const auto b = static_cast<std::size_t>(a.begin[d]);
-    size[d] =
-        a.size[d] < 0 ? (b <= full[d] ? full[d] - b : 0) : static_cast<std::size_t>(a.size[d]);
-    if (b + size[d] > full[d])
-      bad_input(c, "slice [" + std::to_string(b) + ", " + std::to_string(b + size[d]) +
-                       ") of dimension " + std::to_string(d) + " exceeds its size " +
-                       std::to_string(full[d]));
-  }
-  return size;
-}
-
-/// Visits the window begin + [0, size) of an array of dims `full`, one contiguous row at a time:
-/// f(offset in full, offset in the window, row length).
-template <class F>
-void for_each_window_row(const Dims& full, const std::vector<std::int64_t>& begin, const Dims& size,
-                         F f) {
-  const Dims st = strides_of(full);
-  Dims b(begin.begin(), begin.end());
-  const std::size_t len = size.empty() ? 1 : size.back(), last = b.empty() ? 0 : b.back();
-  std::size_t w = 0;
-  for_each_row(size, [&](const Dims& idx) {
-    std::size_t off = last;
-    for (std::size_t d = 0; d < idx.size(); ++d) off += (b[d] + idx[d]) * st[d];
-    f(off, w, len);
-    w += len;
-  });
-}
-
-/// Concat / stack viewed as rows: with the inputs' dims (after inserting the stacked axis for
-/// pack) equal except along `axis`, out = [outer, sum_i chunk_i] where input i contributes a
-/// contiguous chunk of dims_i[axis] * inner elements per outer index. Returns the output dims.
-struct ConcatLayout {
-  Dims out;
-  std::size_t outer = 1;
-  std::vector<std::size_t> chunks;
-};
-ConcatLayout concat_layout(const KernelContext& c, const std::vector<Dims>& parts, int axis,
-                           bool pack) {
-  const std::size_t r = parts[0].size() + (pack ? 1 : 0);
-  const std::size_t a = runtime_axis(c, axis, r);
-  ConcatLayout l;
-  for (Dims d : parts) {
-    if (pack) insert_dim(d, a, 1);
-    if (l.out.empty()) l.out = d, l.out[a] = 0;
-    bool same = d.size() == r;
-    for (std::size_t k = 0; same && k < r; ++k) same = k == a || d[k] == l.out[k];
-    if (!same)
-      bad_input(c, "inputs must have equal dimensions except along axis " + std::to_string(a));
-    l.out[a] += d[a];
-    l.chunks.push_back(product(d.begin() + static_cast<std::ptrdiff_t>(a), d.end()));
-  }
-  l.outer = product(l.out.begin(), l.out.begin() + static_cast<std::ptrdiff_t>(a));
-  return l;
-}
-
-template <class T>
-void concat_kernel(KernelContext& c, int axis, bool pack) {
-  std::vector<Dims> parts;
-  for (int i = 0; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
-  const ConcatLayout l = concat_layout(c, parts, axis, pack);
-  T* dst = c.allocate_output<T>(0, l.out).data();
-  for (std::size_t o = 0; o < l.outer; ++o)
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      const T* src = c.input_as<T>(static_cast<int>(i)).data() + o * l.chunks[i];
-      dst = std::copy(src, src + l.chunks[i], dst);
-    }
-}
-
 // Reshape's run-time target for n elements: a vector of dimensions, at most one of them -1 (the
 // one inferred from n). InvalidArgumentError naming the op for anything else, or for a product
 // that does not fit (computed with overflow checks: the dims come from a fed tensor).
 Dims reshape_dims(const KernelContext& c, std::size_t n) {
   const Array& s = c.input(1);
-  const std::string op = "Input to reshape '" + c.op_name() + "'";
-  if (s.shape().rank() != 1)
-    throw InvalidArgumentError(op + ": the shape argument must be a vector, got shape " + s.shape().to_string());
+  // The message is made only when it is needed (a steady-state run allocates nothing).
+  const auto fail = [&](const std::string& what) -> void {
+    throw InvalidArgumentError("Input to reshape '" + c.op_name() + "'" + what);
+  };
   Dims dims;
   std::int64_t infer = -1;
   visit_dtype(s.dtype(), [&]<class I>() {
     if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
       const auto& t = s.as<I>();
+      if (t.dimension() != 1) fail(": the shape argument must be a vector, got shape " + s.shape().to_string());
       for (std::size_t i = 0; i < t.size(); ++i) {
         const auto v = static_cast<std::int64_t>(t.data()[i]);
         if (v < -1 || (v == -1 && infer >= 0))
-          throw InvalidArgumentError(op + ": " + (v < -1 ? "a negative dimension" : "more than one -1") +
-                                     " in the requested shape " + list_text(t));
+          fail(std::string(": ") + (v < -1 ? "a negative dimension" : "more than one -1") + " in the requested shape " +
+               list_text(t));
         if (v == -1) infer = static_cast<std::int64_t>(i);
         dims.push_back(v < 0 ? 1 : static_cast<std::size_t>(v));
       }
     } else {
-      throw InvalidArgumentError(op + ": the shape argument must be int32 or int64");
+      fail(": the shape argument must be int32 or int64");
     }
   });
   std::size_t known = 1;
   for (std::size_t d : dims)
-    if (__builtin_mul_overflow(known, d, &known))
-      throw InvalidArgumentError(op + ": the requested shape " + list_text(dims) + " has more than 2^64 elements");
+    if (__builtin_mul_overflow(known, d, &known)) fail(": the requested shape " + list_text(dims) + " has more than 2^64 elements");
   if (infer >= 0) {
     if (known == 0 || n % known != 0)
-      throw InvalidArgumentError(op + " is a tensor with " + std::to_string(n) + " values, which the requested shape " +
-                                 list_text(dims) + " (-1 at " + std::to_string(infer) + ") cannot hold");
+      fail(" is a tensor with " + std::to_string(n) + " values, which the requested shape " + list_text(dims) + " (-1 at " +
+           std::to_string(infer) + ") cannot hold");
     dims[static_cast<std::size_t>(infer)] = n / known;
   } else if (known != n) {
-    throw InvalidArgumentError(op + " is a tensor with " + std::to_string(n) +
-                               " values, but the requested shape has " + std::to_string(known));
+    fail(" is a tensor with " + std::to_string(n) + " values, but the requested shape has " + std::to_string(known));
   }
   return dims;
 }
@@ -325,50 +161,6 @@ void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Exte
   kernels::Scratch<Acc> acc(y.size());
   kernels::reduce_sum<Acc>(src, sg, mask, acc.data());
   std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
-}
-
-/// The gradients of concat's (stack's) inputs through one ConcatGrad op.
-OptionalTensors concat_grad(const Tensor& g, const std::vector<Tensor>& xs, int axis, bool pack) {
-  std::vector<Tensor> inputs{g};
-  inputs.insert(inputs.end(), xs.begin(), xs.end());
-  const auto outs = build_op("ConcatGrad", inputs, ConcatGradAttrs{axis, pack}).outputs();
-  return OptionalTensors(outs.begin(), outs.end());
-}
-
-/// Static shape of concat along `axis`: dims merged across inputs, the axis summed.
-Shape concat_shape(const InferenceContext& c, int axis) {
-  int r = -1;
-  for (const Shape& s : c.shapes)
-    if (s.has_rank()) {
-      if (r >= 0 && s.rank() != r)
-        throw ValueError("Shape must be rank " + std::to_string(r) + " but is rank " +
-                         std::to_string(s.rank()));
-      r = s.rank();
-    }
-  if (r < 0) return Shape::unknown();
-  if (r == 0) throw ValueError("Can't concatenate scalars (use stack instead)");
-  const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
-  std::vector<std::int64_t> out(static_cast<std::size_t>(r), -1);
-  std::int64_t sum = 0;
-  for (const Shape& s : c.shapes) {
-    if (!s.has_rank()) {
-      sum = -1;
-      continue;
-    }
-    for (std::size_t d = 0; d < out.size(); ++d) {
-      const std::int64_t v = s.dims()[d];
-      if (d == a)
-        sum = (sum < 0 || v < 0) ? -1 : sum + v;
-      else if (out[d] < 0)
-        out[d] = v;
-      else if (v >= 0 && v != out[d])
-        throw ValueError("Dimension " + std::to_string(d) +
-                         " in both shapes must be equal, but are " + std::to_string(out[d]) +
-                         " and " + std::to_string(v));
-    }
-  }
-  out[a] = sum;
-  return Shape(out);
 }
 
 }  // namespace
@@ -407,22 +199,6 @@ Tensor expand_dims(const Tensor& x, int axis, const std::string& name) {
 }
 Tensor squeeze(const Tensor& x, std::vector<int> axes, const std::string& name) {
   return detail::build1("Squeeze", {x}, SqueezeAttrs{std::move(axes)}, name);
-}
-Tensor concat(const std::vector<Tensor>& xs, int axis, const std::string& name) {
-  if (xs.empty())
-    throw ValueError("concat" + (name.empty() ? "" : " '" + name + "'") +
-                     ": needs at least one tensor");
-  return detail::build1("ConcatV2", xs, AxisAttrs{axis}, name);
-}
-Tensor stack(const std::vector<Tensor>& xs, int axis, const std::string& name) {
-  if (xs.empty())
-    throw ValueError("stack" + (name.empty() ? "" : " '" + name + "'") +
-                     ": needs at least one tensor");
-  return detail::build1("Pack", xs, AxisAttrs{axis}, name);
-}
-Tensor slice(const Tensor& x, std::vector<std::int64_t> begin, std::vector<std::int64_t> size,
-             const std::string& name) {
-  return detail::build1("Slice", {x}, SliceAttrs{std::move(begin), std::move(size)}, name);
 }
 Tensor size(const Tensor& x, const std::string& name) {
   return detail::build1("Size", {x}, {}, name);
@@ -568,7 +344,7 @@ void register_array_ops(OpRegistry& r) {
          }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
-               return OptionalTensors{reshape_like(*dy[0], op.inputs()[0]), std::nullopt};
+               return OptionalTensors{detail::reshape_like(*dy[0], op.inputs()[0]), std::nullopt};
              }});
 
   // Transpose: output axis k is input axis perm[k], so its source stride is x's stride of perm[k];
@@ -626,7 +402,7 @@ void register_array_ops(OpRegistry& r) {
   // ExpandDims and Squeeze only change the dims: the data is copied as is and the gradient is dy
   // reshaped back to x's (static or run-time) shape.
   const GradFn reshape_back = [](const Operation& op, const OptionalTensors& dy) {
-    return OptionalTensors{reshape_like(*dy[0], op.inputs()[0])};
+    return OptionalTensors{detail::reshape_like(*dy[0], op.inputs()[0])};
   };
   r.add({.type = "ExpandDims",
          .shape_fn =
@@ -696,176 +472,6 @@ void register_array_ops(OpRegistry& r) {
   // Concat: per index of the axes before `axis`, the inputs' contiguous chunks one after another.
   // The gradient slices dy back into pieces (ConcatGrad when their extents are known only at run
   // time).
-  r.add({.type = "ConcatV2",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_same_dtype(c);
-               return detail::one(c.dtypes[0], concat_shape(c, c.attrs<AxisAttrs>().axis));
-             },
-         .kernels = kernels_with<AxisAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& attrs) {
-           concat_kernel<T>(c, attrs.axis, false);
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               const auto xs = op.inputs();
-               const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
-               const bool static_pieces =
-                   r > 0 && std::all_of(xs.begin(), xs.end(), [&](const Tensor& x) {
-                     return x.shape().has_rank() && x.shape()[axis] >= 0;
-                   });
-               if (!static_pieces) return concat_grad(*dy[0], xs, axis, false);
-               const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
-               std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0),
-                   size(static_cast<std::size_t>(r), -1);
-               OptionalTensors dx;
-               for (const Tensor& x : xs) {
-                 size[a] = x.shape()[axis];
-                 dx.push_back(slice(*dy[0], begin, size));
-                 begin[a] += size[a];
-               }
-               return dx;
-             },
-         .attr_codec = axis_codec});
-  // Pack: concat of the inputs each given a size-1 axis. The gradient unstacks dy: piece i is dy
-  // sliced at index i of the axis, reshaped to x_i's shape.
-  r.add({.type = "Pack",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_same_dtype(c);
-               Shape s = Shape::unknown();
-               for (const Shape& o : c.shapes) s = s.merge_with(o);
-               if (!s.has_rank()) return detail::one(c.dtypes[0], s);
-               auto d = s.dims();
-               d.insert(d.begin() + detail::resolve_axis(c.attrs<AxisAttrs>().axis, s.rank() + 1),
-                        c.num_inputs());
-               return detail::one(c.dtypes[0], Shape(d));
-             },
-         .kernels = kernels_with<AxisAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const AxisAttrs& attrs) {
-           concat_kernel<T>(c, attrs.axis, true);
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               const auto xs = op.inputs();
-               const int r = op.output(0).shape().rank(), axis = op.attrs<AxisAttrs>().axis;
-               if (r < 0) return concat_grad(*dy[0], xs, axis, true);
-               const auto a = static_cast<std::size_t>(detail::resolve_axis(axis, r));
-               std::vector<std::int64_t> begin(static_cast<std::size_t>(r), 0),
-                   size(static_cast<std::size_t>(r), -1);
-               size[a] = 1;
-               OptionalTensors dx;
-               for (const Tensor& x : xs) {
-                 dx.push_back(reshape_like(slice(*dy[0], begin, size), x));
-                 ++begin[a];
-               }
-               return dx;
-             },
-         .attr_codec = axis_codec});
-  // ConcatGrad(g, x_0, ..., x_{n-1}): the inverse of concat (with pack: of stack) along the axis;
-  // output i is g's chunk of x_i's extent, shaped like x_i. Its gradient concatenates (stacks) the
-  // outputs' gradients back.
-  r.add({.type = "ConcatGrad",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               std::vector<TensorSpec> out;
-               for (std::size_t i = 1; i < c.shapes.size(); ++i)
-                 out.push_back({c.dtypes[0], c.shapes[i]});
-               return out;
-             },
-         .kernels = kernels_with<ConcatGradAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const ConcatGradAttrs& a) {
-           std::vector<Dims> parts;
-           for (int i = 1; i < c.num_inputs(); ++i) parts.push_back(dims_of(c.input(i)));
-           const ConcatLayout l = concat_layout(c, parts, a.axis, a.pack);
-           if (l.out != dims_of(c.input(0)))
-             bad_input(c, "the gradient " + c.input(0).shape().to_string() +
-                              " does not match the concatenated pieces");
-           std::vector<T*> ys;
-           for (std::size_t i = 0; i < parts.size(); ++i) ys.push_back(c.allocate_output<T>(static_cast<int>(i), parts[i]).data());
-           const T* src = c.input_as<T>(0).data();
-           for (std::size_t o = 0; o < l.outer; ++o)
-             for (std::size_t i = 0; i < ys.size(); src += l.chunks[i++])
-               std::copy(src, src + l.chunks[i], ys[i] + o * l.chunks[i]);
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               const auto& a = op.attrs<ConcatGradAttrs>();
-               std::vector<Tensor> gs;
-               for (const auto& g : dy) gs.push_back(*g);
-               OptionalTensors dx(op.inputs().size());
-               dx[0] = a.pack ? stack(gs, a.axis) : concat(gs, a.axis);
-               return dx;
-             },
-         .attr_codec = attr_codec<ConcatGradAttrs>([](auto& io, auto& a) {
-           io(a.axis);
-           io(a.pack);
-         })});
-
-  // Slice: the window begin + [0, size) (size -1: to the end), copied row by row. The gradient
-  // pads dy back into zeros of x's run-time shape (SliceGrad), whose own gradient slices again.
-  r.add({.type = "Slice",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_inputs(c, 1);
-               const auto& a = c.attrs<SliceAttrs>();
-               const Shape& s = c.shapes[0];
-               if (a.begin.size() != a.size.size())
-                 throw ValueError("begin " + list_text(a.begin) + " and size " + list_text(a.size) +
-                                  " differ in length");
-               if (s.has_rank() && s.rank() != static_cast<int>(a.begin.size()))
-                 throw ValueError("Shape must be rank " + std::to_string(a.begin.size()) +
-                                  " but is rank " + std::to_string(s.rank()));
-               std::vector<std::int64_t> out;
-               for (std::size_t d = 0; d < a.begin.size(); ++d) {
-                 const std::int64_t b = a.begin[d], n = a.size[d],
-                                    dim = s.has_rank() ? s.dims()[d] : -1;
-                 if (b < 0 || n < -1 || (dim >= 0 && (n < 0 ? b > dim : b + n > dim)))
-                   throw ValueError("slice begin " + list_text(a.begin) + ", size " +
-                                    list_text(a.size) + " is out of bounds in dimension " +
-                                    std::to_string(d));
-                 out.push_back(n >= 0 ? n : dim >= 0 ? dim - b : -1);
-               }
-               return detail::one(c.dtypes[0], Shape(out));
-             },
-         .kernels = kernels_with<SliceAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
-           const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
-           const T* x = c.input_as<T>(0).data();
-           auto& y = c.allocate_output<T>(0, size);
-           for_each_window_row(full, a.begin, size,
-                               [&](std::size_t off, std::size_t w, std::size_t len) {
-                                 std::copy(x + off, x + off + len, y.data() + w);
-                               });
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               return OptionalTensors{detail::build1("SliceGrad", {*dy[0], op.inputs()[0]},
-                                                     op.attrs<SliceAttrs>(), "")};
-             },
-         .attr_codec = slice_codec});
-  r.add({.type = "SliceGrad",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_inputs(c, 2);
-               return detail::one(c.dtypes[0], c.shapes[1]);
-             },
-         .kernels = kernels_with<SliceAttrs, KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
-           const Dims full = dims_of(c.input(1)), size = slice_window(c, a, full);
-           if (dims_of(c.input(0)) != size)
-             bad_input(
-                 c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
-           const T* g = c.input_as<T>(0).data();
-           auto& y = c.allocate_output<T>(0, full);
-           std::fill(y.begin(), y.end(), T(0));
-           for_each_window_row(full, a.begin, size,
-                               [&](std::size_t off, std::size_t w, std::size_t len) {
-                                 std::copy(g + w, g + w + len, y.data() + off);
-                               });
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               const auto& a = op.attrs<SliceAttrs>();
-               return OptionalTensors{slice(*dy[0], a.begin, a.size), std::nullopt};
-             },
-         .attr_codec = slice_codec});
-
   const auto int_scalar = [](const InferenceContext& c) {
     detail::expect_inputs(c, 1);
     return detail::one(int32, Shape{});

@@ -21,6 +21,10 @@ int resolve_axis(int axis, int rank, const char* what) {
   return a;
 }
 
+Tensor reshape_like(const Tensor& g, const Tensor& x) {
+  return x.shape().is_fully_defined() ? reshape(g, x.shape()) : reshape(g, shape(x));
+}
+
 Tensor reduce_to_shape_of(const Tensor& grad, const Tensor& x) {
   if (grad.shape().is_fully_defined() && grad.shape() == x.shape()) return grad;
   if (x.shape().is_fully_defined()) {

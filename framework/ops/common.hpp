@@ -21,6 +21,9 @@ int resolve_axis(int axis, int rank, const char* what = "axis");
 /// Reduces a broadcast gradient back to the static/dynamic shape of `x` (identity when equal).
 Tensor reduce_to_shape_of(const Tensor& grad, const Tensor& x);
 
+/// g reshaped to the shape of x: a constant target when x's shape is fully defined, else shape(x).
+Tensor reshape_like(const Tensor& g, const Tensor& x);
+
 /// Builds the op and returns its only output.
 inline Tensor build1(const std::string& type, const std::vector<Tensor>& inputs, std::any attrs,
                      const std::string& name) {
