@@ -92,11 +92,10 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     PlanStep& s = plan.steps[i];
     Node* node = s.node;
     s.cut = cut[static_cast<std::size_t>(node->id)];
-    s.def = node->def;
+    s.def = s.cut ? node->def : &simplifier.runs(*node);
     s.is_merge = node->def->type == "Merge";
     s.is_variable = node->def->is_variable;
     if (s.cut) continue;
-    s.def = &simplifier.runs(*node);
     if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *node);
     s.inputs = simplifier.inputs(*node);
     for (std::size_t k = 0; k < s.inputs.size(); ++k) {

@@ -236,8 +236,10 @@ std::array<std::size_t, 4> extents4(const Dims4Like& d) {
 }
 
 // A sizes input (input_sizes, filter_sizes, orig_input_shape) at run time: 4 entries >= 0 that
-// describe an array of `dtype` that fits (check_array_size: a fed size must not wrap around).
-Dims4 sizes_input(const KernelContext& c, int i, const char* what, DType dtype) {
+// describe an array of T that fits (check_array_size: a fed size must not wrap around).
+template <class T>
+Dims4 sizes_input(const KernelContext& c, int i, const char* what) {
+  constexpr DType dtype = dtype_of<T>();
   const Array& a = c.input(i);
   Dims4 d{};
   bool ok = a.size() == 4;
@@ -328,7 +330,7 @@ class Conv2DBackpropInputKernel final : public OpKernel {
  public:
   explicit Conv2DBackpropInputKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 x = sizes_input(c, 0, "input_sizes", dtype_of<T>());
+    const Dims4 x = sizes_input<T>(c, 0, "input_sizes");
     const auto g = p_.checked_geometry(c, x, input_dims4<T>(c, 1, "filter"));
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
     auto& dx = c.allocate_output<T>(0, extents4(x));
@@ -345,7 +347,7 @@ class Conv2DBackpropFilterKernel final : public OpKernel {
  public:
   explicit Conv2DBackpropFilterKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 f = sizes_input(c, 1, "filter_sizes", dtype_of<T>());
+    const Dims4 f = sizes_input<T>(c, 1, "filter_sizes");
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), f);
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
     auto& df = c.allocate_output<T>(0, extents4(f));
@@ -458,7 +460,7 @@ class AvgPoolGradKernel final : public OpKernel {
  public:
   explicit AvgPoolGradKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
   void compute(KernelContext& c) const override {
-    const Dims4 x = sizes_input(c, 0, "orig_input_shape", dtype_of<T>());
+    const Dims4 x = sizes_input<T>(c, 0, "orig_input_shape");
     const auto g = p_.checked_geometry(c, x);
     p_.expect(c, input_dims4<T>(c, 1, "grad"), p_.output_dims(g), "grad");
     auto& dx = c.allocate_output<T>(0, extents4(x));

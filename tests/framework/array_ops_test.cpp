@@ -54,6 +54,10 @@ TEST_CASE("array.sum_to_shape_needs_a_target_its_input_broadcasts_to") {
   Session sess;
   CHECK_THROWS_AS(sum_to_shape(placeholder(float32, {6, 5}), constant(xt::xarray<std::int32_t>{4, 5})), ValueError);
   CHECK_THROWS_AS(sum_to_shape(placeholder(float32, {5}), constant(xt::xarray<std::int32_t>{1, 5})), ValueError);
+  const std::string built = message_of<ValueError>(
+      [&] { sum_to_shape(placeholder(float32, {6, 5}), constant(xt::xarray<std::int32_t>{4, 5}), "sts"); });
+  CHECK(contains(built, "'sts' (op: 'SumToShape')"));
+  CHECK(contains(built, "cannot reduce [6,5] to [4,5]"));
   Tensor x = placeholder(float32, {6, -1}, "x"), target = placeholder(int32, {2}, "target");
   Tensor y = sum_to_shape(x, target);
   const xt::xarray<float> xv = xt::ones<float>({6, 5});
@@ -61,6 +65,8 @@ TEST_CASE("array.sum_to_shape_needs_a_target_its_input_broadcasts_to") {
   for (const auto& bad : {xt::xarray<std::int32_t>{4, 5}, xt::xarray<std::int32_t>{6, 2}}) {
     CAPTURE(bad);
     CHECK_THROWS_AS(sess.run(y, {{x, xv}, {target, bad}}), InvalidArgumentError);
+    CHECK(contains(message_of<InvalidArgumentError>([&] { sess.run(y, {{x, xv}, {target, bad}}); }),
+                   "(op: 'SumToShape')"));
   }
 }
 
@@ -91,6 +97,13 @@ TEST_CASE("array.reshape_and_one_hot_reject_fed_shapes_they_cannot_hold") {
   Tensor i = placeholder(int32, {-1}, "i");
   CHECK_THROWS_AS(sess.run(one_hot(i, std::int64_t{1} << 62), {{i, xt::xarray<std::int32_t>{0, 0, 0, 0}}}),
                   InvalidArgumentError);
+  const std::string hot = message_of<InvalidArgumentError>(
+      [&] { sess.run(one_hot(i, std::int64_t{1} << 62, float32, "hot"), {{i, xt::xarray<std::int32_t>{0, 0, 0, 0}}}); });
+  CHECK(contains(hot, "'hot': an array of shape [4,4611686018427387904] of float would hold"));
+  CHECK(contains(message_of<InvalidArgumentError>([&] {
+                   sess.run(reshape(x, s, "r"), {{x, six}, {s, xt::xarray<std::int32_t>{-5, 2}}});
+                 }),
+                 "Input to reshape 'r': a negative dimension"));
 }
 
 TEST_CASE("array.transpose") {

@@ -414,12 +414,20 @@ TEST_CASE("conv.fed_sizes_whose_arrays_would_not_fit_are_rejected") {
   CHECK_THROWS_AS(sess.run(df, {{x, xt::xarray<float>(xt::ones<float>({1, 1, 1, 16}))}, {sizes, huge_filter},
                                 {dy, xt::xarray<float>(xt::ones<float>({1, 1, 1, 1}))}}),
                   InvalidArgumentError);
+  CHECK(contains(message_of<InvalidArgumentError>([&] {
+                   sess.run(df, {{x, xt::xarray<float>(xt::ones<float>({1, 1, 1, 16}))}, {sizes, huge_filter},
+                                 {dy, xt::xarray<float>(xt::ones<float>({1, 1, 1, 1}))}});
+                 }),
+                 "'bf': filter_sizes: an array of shape [1073741824,1073741824,16,1]"));
   // AvgPoolGrad through the gradient of avg_pool, its orig_input_shape fed.
   Tensor y = nn::avg_pool(x, {1, 1, 1, 1}, {1, S, S, 1}, "SAME");
   Tensor gx = *gradients(reduce_sum(y * dy), {x})[0];
   REQUIRE(gx.op().type() == "AvgPoolGrad");
   const xt::xarray<float> one16 = xt::ones<float>({1, 1, 1, 16});
   CHECK_THROWS_AS(sess.run(gx, {{x, one16}, {dy, one16}, {gx.op().inputs()[0], huge_input}}), InvalidArgumentError);
+  CHECK(contains(message_of<InvalidArgumentError>(
+                     [&] { sess.run(gx, {{x, one16}, {dy, one16}, {gx.op().inputs()[0], huge_input}}); }),
+                 "'" + gx.op().name() + "': orig_input_shape: an array of shape"));
 }
 
 // ---------------------------------------------------------------- pooling values and shapes

@@ -11,7 +11,13 @@
 
 #include <kiln.hpp>
 
+#include "framework/op_registry.hpp"
+#include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
+
 using namespace kiln;
+using kiln::testing::contains;
+using kiln::testing::message_of;
 
 namespace {
 
@@ -250,6 +256,26 @@ TEST_CASE("simplify.a_sum_of_products_to_a_fed_target_runs_as_the_graph_says") {
   CHECK(columns.values[0].shape() == Shape{6, 1});
   CHECK_THROWS_AS(sess.run(sum, {{a, av}, {b, bv}, {target, xt::xarray<std::int32_t>{4, 5}}}), InvalidArgumentError);
   CHECK(run_traced(sess, {sum}, {{a, av}, {b, bv}}).count("_SumOfProducts") == 1);  // not fed: fused
+}
+
+TEST_CASE("simplify.the_fused_op_checks_its_factors_and_names_itself") {
+  // _SumOfProducts is the plan's; built by hand (build_op), its checks name it like any op's.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor target = constant(Array(xt::xarray<std::int32_t>{5}));
+  const std::string built = message_of<ValueError>([&] {
+    build_op("_SumOfProducts", {placeholder(float32, {6, 5}), placeholder(float32, {5, 6}), target}, {}, "sop");
+  });
+  CHECK(contains(built, "'sop' (op: '_SumOfProducts')"));
+  CHECK(contains(built, "the factors must have one dtype and shape, got [6,5] and [5,6]"));
+  Tensor a = placeholder(float32, {-1, 5}, "a"), b = placeholder(float32, {-1, 5}, "b");
+  Tensor sum = build_op("_SumOfProducts", {a, b, target}, {}, "sop2").output(0);
+  Session sess;
+  const xt::xarray<float> six = xt::ones<float>({6, 5}), three = xt::ones<float>({3, 5});
+  const std::string run = message_of<InvalidArgumentError>([&] { sess.run(sum, {{a, six}, {b, three}}); });
+  CHECK(contains(run, "'sop2': the factors' shapes [6,5] and [3,5] differ"));
+  CHECK(contains(run, "(op: '_SumOfProducts')"));
+  require_same_bits(sess.run(sum, {{a, six}, {b, six}}).as<float>(), xt::xarray<float>(xt::ones<float>({5}) * 6.f));
 }
 
 TEST_CASE("simplify.the_gradient_of_a_broadcast_factor_sums_the_products_unstored") {
