@@ -173,6 +173,11 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
            !callers[sl] && shape[sl].is_fully_defined() &&
            plan.steps[static_cast<std::size_t>(p)].def->type != "Const";  // shares its attribute's buffer
   };
+  const auto last_reader = [&](const std::vector<int>& slot_readers, int step) {
+    return std::count(slot_readers.begin(), slot_readers.end(), step) == 1 &&
+           std::all_of(slot_readers.begin(), slot_readers.end(),
+                       [&](int r) { return r == step || ancestors.is_ancestor(r, step); });
+  };
   const auto free_for = [&](int buffer, int step) {
     for (int r : holders[static_cast<std::size_t>(buffer)])
       if (r == kNever || !ancestors.is_ancestor(r, step)) return false;
@@ -189,8 +194,10 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       const std::size_t elements = static_cast<std::size_t>(shape[sl].num_elements());
       mp.unshared_bytes += bytes_of(sl);
       int b = MemoryPlan::kDynamic;
-      // In place: the first input of the output's shape and dtype, when this op is its only reader.
-      // An input in one planned buffer hands that buffer on; one whose buffer the plan does not
+      // In place: the first input of the output's shape and dtype, when this op reads it once and
+      // its other readers all finish before this op starts (ancestors: done in any schedule, as
+      // the executor sees at run time, where it hands the buffer over to the last reader). An
+      // input in one planned buffer hands that buffer on; one whose buffer the plan does not
       // know for sure (a Merge's output, a value of unknown shape) may be handed on at run time:
       // the output gets a buffer of its own too, and the input's possible buffers stay held
       // until the output's readers finished.
@@ -199,7 +206,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
         for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
           const int in = s.in_slots[j];
           if (in < 0 || dtype[static_cast<std::size_t>(in)] != dtype[sl] || shape[static_cast<std::size_t>(in)] != shape[sl]) continue;
-          if (readers[static_cast<std::size_t>(in)].size() == 1 && !callers[static_cast<std::size_t>(in)]) {
+          if (last_reader(readers[static_cast<std::size_t>(in)], step) && !callers[static_cast<std::size_t>(in)]) {
             mp.donor[i] = static_cast<int>(j);
             if (mp.slot_buffer[static_cast<std::size_t>(in)] >= 0 && physical[static_cast<std::size_t>(in)].size() == 1)
               b = mp.slot_buffer[static_cast<std::size_t>(in)];

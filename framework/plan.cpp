@@ -96,7 +96,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     s.is_merge = node->def->type == "Merge";
     s.is_variable = node->def->is_variable;
     if (s.cut) continue;
-    if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *node);
+    if (!s.is_variable) s.kernel = prepare_kernel(*s.def, simplifier.attributes(*node));
     s.inputs = simplifier.inputs(*node);
     for (std::size_t k = 0; k < s.inputs.size(); ++k) {
       const TensorRef in = s.inputs[k];

@@ -22,6 +22,7 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
       readers_(reader_counts(graph)),
       resolved_(static_cast<std::size_t>(graph.num_nodes())),
       fused_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
+      attributes_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
       done_(static_cast<std::size_t>(graph.num_nodes()), 0) {
   for (const TensorRef& t : fetched)
     if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
@@ -97,6 +98,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
     }
   }
   if (is(op, "SumToShape") && static_shapes_hold_) fuse_product(op, ins);
+  if (is(op, "AddN") && static_shapes_hold_) fuse_moments_grad(op, ins);
   resolved_[id] = std::move(ins);
   done_[id] = 1;
   return resolved_[id];
@@ -114,12 +116,18 @@ TensorRef Simplifier::without_ones(const TensorRef& t, const Node& reader) {
   return t;
 }
 
+// `t`, an output of a `type` op that only `reader` reads (no other op, control input or fetch),
+// whose work `reader` may take over.
+bool Simplifier::fusable(const TensorRef& t, const Node& reader, const char* type) const {
+  return is(*t.node, type) && looks_through(*t.node, reader) && readers_[static_cast<std::size_t>(t.node->id)] == 1;
+}
+
 // SumToShape(Mul(a, b), shape) -> _SumOfProducts(a, b, shape) (the third rule). `ins`: the
 // SumToShape's inputs as the run reads them.
 void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
   const TensorRef p = ins[0];
   const Node& mul = *p.node;
-  if (!is(mul, "Mul") || !looks_through(mul, op) || readers_[static_cast<std::size_t>(mul.id)] != 1) return;
+  if (!fusable(p, op, "Mul")) return;
   const OpDef& fused = op_registry().get("_SumOfProducts");
   if (!fused.kernels[static_cast<std::size_t>(dtype_of(p))]) return;
   const std::vector<TensorRef>& m = inputs_of(mul);
@@ -131,10 +139,33 @@ void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
   fused_[static_cast<std::size_t>(op.id)] = &fused;
 }
 
+// AddN(MomentsGrad(x, mean, dmean, dvar), a), either order -> _MomentsGradAdd(a, x, mean, dmean,
+// dvar) (the fourth rule). `ins`: the AddN's inputs as the run reads them.
+void Simplifier::fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins) {
+  if (ins.size() != 2) return;
+  for (std::size_t k = 0; k < 2; ++k) {
+    const TensorRef g = ins[k], addend = ins[1 - k];
+    if (!fusable(g, op, "MomentsGrad") || !same_static_shape(g, addend)) continue;
+    const std::vector<TensorRef>& m = inputs_of(*g.node);
+    if (!std::all_of(m.begin(), m.end(), [&](const TensorRef& t) { return readable_instead(t, op); })) continue;
+    ins.assign(1, addend);
+    ins.insert(ins.end(), m.begin(), m.end());
+    fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_MomentsGradAdd");
+    attributes_[static_cast<std::size_t>(op.id)] = g.node;
+    return;
+  }
+}
+
 const OpDef& Simplifier::runs(const Node& op) {
   inputs_of(op);
   const OpDef* fused = fused_[static_cast<std::size_t>(op.id)];
   return fused ? *fused : *op.def;
+}
+
+const Node& Simplifier::attributes(const Node& op) {
+  inputs_of(op);
+  const Node* from = attributes_[static_cast<std::size_t>(op.id)];
+  return from ? *from : op;
 }
 
 TensorRef Simplifier::fetched(TensorRef t) {

@@ -16,6 +16,12 @@
 //   (the gradient of a product with a broadcast factor: batch norm's scale, composed). It sums the
 //   products as it reads them, each rounded as the Mul rounds it, in the same order: the same bits
 //   without writing the product (a pass over memory less, and its buffer).
+// - AddN(MomentsGrad(x, mean, dmean, dvar), a) (either order, two inputs) whose MomentsGrad no
+//   other op, control input or fetch reads, a of x's static shape, runs as one
+//   _MomentsGradAdd(a, x, mean, dmean, dvar) with the MomentsGrad's attributes (the input gradient
+//   of the composed batch norm: the gradient through the statistics plus the direct one). It adds
+//   a to each element as it is written, rounded as the two ops round, in a's buffer when nothing
+//   else needs it: the same bits, two passes over memory and a buffer less.
 //
 // All need shapes known when the graph was built (equal and fully defined; the shapes they move
 // values to given by constants nobody feeds), never look through an op that is fed, has control
@@ -38,6 +44,8 @@ class Simplifier {
   Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched);
   /// The op whose kernel the run runs for `op`: its own, or the fused op that takes its place.
   const OpDef& runs(const Node& op);
+  /// The node whose attributes that kernel reads: `op`, or the op whose work a fused op took over.
+  const Node& attributes(const Node& op);
   /// The inputs the run gives that kernel: the graph's, or equal values from the rules above (and
   /// the fused op's inputs). Ref inputs are kept.
   const std::vector<TensorRef>& inputs(const Node& op) { return inputs_of(op); }
@@ -54,10 +62,13 @@ class Simplifier {
   bool looks_through(const Node& src, const Node& reader) const;
   bool readable_instead(const TensorRef& t, const Node& reader) const;
   void fuse_product(const Node& op, std::vector<TensorRef>& ins);
+  void fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins);
+  bool fusable(const TensorRef& t, const Node& reader, const char* type) const;
   const std::vector<bool>& cut_;
   std::vector<int> readers_;                      // per node id: inputs, control inputs, fetches
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
   std::vector<const OpDef*> fused_;               // per node id: the op run in its place, or null
+  std::vector<const Node*> attributes_;           // per node id: whose attributes the fused op reads
   std::vector<char> done_;
   bool static_shapes_hold_ = true;  // false when a Const is fed: the plan reads the graph as built
 };

@@ -275,13 +275,16 @@ void batch_moments(const T* x, BnLayout l, T* mean, T* variance) {
 }
 
 template <class T>
-void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y) {
+void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y, const T* addend) {
   const int64_t C = l.channels;
   Scratch<T> ks(static_cast<std::size_t>(4 * C));  // map reads 4 coefficients per channel
   T* k = ks.data();
   std::copy(a, a + C, k), std::copy(m, m + C, k + C), std::copy(b, b + C, k + 2 * C);
   std::fill(k + 3 * C, k + 4 * C, T(0));
-  map(l, x, x, k, y, kAffine);
+  if (addend)
+    map(l, x, addend, k, y, [](auto xv, auto add, auto kj) { return kAffine(xv, add, kj) + add; });
+  else
+    map(l, x, x, k, y, kAffine);
 }
 
 template <class T>
@@ -360,7 +363,7 @@ void fused_batch_norm_backward_inference(const T* dy, const T* x, const T* gamma
 
 #define KILN_BN_INSTANTIATE(T)                                                                 \
   template void batch_moments<T>(const T*, BnLayout, T*, T*);                                  \
-  template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*);       \
+  template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*, const T*); \
   template void fused_batch_norm_forward_training<T>(const T*, const T*, const T*, BnLayout,   \
                                                      double, T*, T*, T*, T*);                  \
   template void fused_batch_norm_forward_inference<T>(const T*, const T*, const T*, const T*,  \

@@ -1,5 +1,6 @@
 // Reductions: Sum, Mean, Max, Min over a set of axes (empty: all; negative from the end) with
-// keepdims, Moments (nn::moments' mean and variance in one op) and its MomentsGrad, ArgMax, and the
+// keepdims, Moments (nn::moments' mean and variance in one op) and its MomentsGrad (and
+// _MomentsGradAdd, MomentsGrad fused with the AddN that reads it by the plan), ArgMax, and the
 // internal ReducedShape (x's run-time shape with the reduced axes set to 1, for gradients of
 // tensors whose shape is not fully defined).
 #include <cmath>
@@ -180,14 +181,40 @@ struct MomentsGeometry {
   Dims stat_dims;
 };
 template <class T>
-MomentsGeometry moments_geometry(const KernelContext& c, const ReduceAttrs& a) {
-  const auto& s = c.input_as<T>(0).shape();
+MomentsGeometry moments_geometry(const KernelContext& c, const ReduceAttrs& a, int x_input = 0) {
+  const auto& s = c.input_as<T>(x_input).shape();
   const Dims dims(s.begin(), s.end());
   const auto mask = runtime_axis_mask(c, a.axes, dims.size());
   MomentsGeometry g{moments_layout(dims, mask), {}};
   for (std::size_t k = 0; k < dims.size(); ++k)
     if (!mask[k] || a.keepdims) g.stat_dims.push_back(mask[k] ? 1 : dims[k]);
   return g;
+}
+
+// MomentsGrad's kernel on inputs x, mean, dmean, dvar from `first` on. first == 1:
+// _MomentsGradAdd, whose input 0 (of x's shape) is added to dx as an AddN of the two adds them,
+// dx taking over that input's buffer when the memory plan allows it.
+template <class T>
+void moments_grad(KernelContext& c, const ReduceAttrs& a, int first) {
+  const MomentsGeometry g = moments_geometry<T>(c, a, first);
+  const auto C = static_cast<std::size_t>(g.layout.channels);
+  const auto& x = c.input_as<T>(first);
+  for (int i = first + 1; i < first + 4; ++i)
+    if (c.input_as<T>(i).size() != C)
+      throw InvalidArgumentError("'" + c.op_name() + "': input " + std::to_string(i) + " has shape " +
+                                 c.input(i).shape().to_string() + ", expected " + std::to_string(C) +
+                                 " statistics for x of shape " + c.input(first).shape().to_string());
+  if (first == 1 && c.input_as<T>(0).shape() != x.shape())
+    throw InvalidArgumentError("'" + c.op_name() + "': the addend's shape " + c.input(0).shape().to_string() +
+                               " is not x's " + c.input(1).shape().to_string());
+  const double M = double(g.layout.outer) * double(g.layout.inner);
+  kernels::Scratch<T> k(2 * C);
+  const T *dmean = c.input_as<T>(first + 2).data(), *dvar = c.input_as<T>(first + 3).data();
+  for (std::size_t j = 0; j < C; ++j) k.data()[j] = T(2 * double(dvar[j]) / M), k.data()[C + j] = T(dmean[j] / M);
+  const T* addend = first == 1 ? c.input_as<T>(0).data() : nullptr;
+  auto& dx = first == 1 ? c.forward_input_or_allocate<T>(0, 0) : c.allocate_output_like<T>(0, first);
+  kernels::channel_affine(x.data(), k.data(), c.input_as<T>(first + 1).data(), k.data() + C, g.layout, dx.data(),
+                          addend);
 }
 
 }  // namespace
@@ -321,22 +348,8 @@ void register_reduction_ops(OpRegistry& r) {
                detail::expect_inputs(c, 4);
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
-           const MomentsGeometry g = moments_geometry<T>(c, a);
-           const auto C = static_cast<std::size_t>(g.layout.channels);
-           for (int i = 1; i < 4; ++i)
-             if (c.input_as<T>(i).size() != C)
-               throw InvalidArgumentError("'" + c.op_name() + "' (op: 'MomentsGrad'): input " + std::to_string(i) +
-                                          " has shape " + c.input(i).shape().to_string() + ", expected " +
-                                          std::to_string(C) + " statistics for x of shape " + c.input(0).shape().to_string());
-           const double M = double(g.layout.outer) * double(g.layout.inner);
-           kernels::Scratch<T> k(2 * C);
-           const T *dmean = c.input_as<T>(2).data(), *dvar = c.input_as<T>(3).data();
-           for (std::size_t j = 0; j < C; ++j) k.data()[j] = T(2 * double(dvar[j]) / M), k.data()[C + j] = T(dmean[j] / M);
-           auto& dx = c.allocate_output_like<T>(0, 0);
-           kernels::channel_affine(c.input_as<T>(0).data(), k.data(), c.input_as<T>(1).data(), k.data() + C, g.layout,
-                                   dx.data());
-         }),
+         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { moments_grad<T>(c, a, 0); }),
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
                const auto& a = op.attrs<ReduceAttrs>();
@@ -354,6 +367,26 @@ void register_reduction_ops(OpRegistry& r) {
                                       reshape(reduce_sum(g * (x - reshape(mean, kept)), a.axes, true) * 2.0 / count,
                                               stats)};
              },
+         .attr_codec = reduce_codec});
+
+  // _MomentsGradAdd(addend, x, mean, dmean, dvar): AddN(MomentsGrad(x, mean, dmean, dvar), addend)
+  // in one op (either order), which the plan runs in place of the pair when nothing else reads
+  // the MomentsGrad (framework/simplify.hpp), with its attributes: dx is added to the addend as it
+  // is written, never stored alone, in the addend's buffer when it is free; bit for bit the pair's
+  // result. Never built by gradients, so not differentiable.
+  r.add({.type = "_MomentsGradAdd",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 5);
+               if (c.dtypes[0] != c.dtypes[1] || !c.shapes[0].is_compatible_with(c.shapes[1]))
+                 throw ValueError("the addend must have x's dtype and shape, got " + c.shapes[0].to_string() +
+                                  " for x of shape " + c.shapes[1].to_string());
+               return detail::one(c.dtypes[1], c.shapes[1].merge_with(c.shapes[0]));
+             },
+         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { moments_grad<T>(c, a, 1); }),
+         .not_differentiable = true,
+         .forwards_input = true,
          .attr_codec = reduce_codec});
 
   r.add({.type = "ReducedShape",

@@ -77,6 +77,30 @@ TEST_CASE("memory_plan.elementwise_ops_write_in_place_of_their_only_reader") {
   CHECK(p.buffer(c.op().inputs()[0]) != p.buffer(b));
 }
 
+TEST_CASE("memory_plan.an_elementwise_op_writes_in_place_of_a_value_whose_other_readers_finished") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 4}, "x");
+  Tensor a = matmul(x, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));
+  Tensor c = a * reduce_sum(a);  // a's other reader, the Sum, is an ancestor of the Mul: in place
+  Tensor b = matmul(x, constant(xt::xarray<float>(xt::ones<float>({4, 4}))));
+  Tensor d = b * 2.f;  // b's other reader (the Sum below) may run after the Mul: a buffer of its own
+  Tensor y = reduce_sum(c) + reduce_sum(d) + reduce_sum(b);
+  const xt::xarray<float> xv{{1.f, 2.f, 3.f, 4.f}, {-1.f, 0.5f, 0.f, 2.f}, {3.f, 3.f, -3.f, 1.f}};
+  Planned p(g, {y}, {{x, xv}});
+  CHECK(p.buffer(c) == p.buffer(a));
+  CHECK(p.buffer(d) != p.buffer(b));
+  // A run hands a's buffer over as planned: a steady-state run of the Sum-then-Mul chain places
+  // every output but the fetched one (the Mul's planned buffer is a's, free only if handed over).
+  Tensor z = reduce_sum(c);
+  Session s;
+  const float expected = s.run(z, {{x, xv}}).as<float>()();
+  CHECK(s.run(z, {{x, xv}}).as<float>()() == expected);
+  CHECK(s.last_run_memory().unplanned_outputs == 1);
+  // a's rows are x's row sums (10, 1.5, 4) four times: sum(a) = 62, sum(a * 62) = 62 * 62.
+  CHECK(expected == doctest::Approx(62.0 * 62.0));
+}
+
 TEST_CASE("memory_plan.shapes_computed_from_shapes_are_known_before_the_run") {
   // A gradient's Reshape to Shape(x) and a Tile by a constant: known from the feed's shape.
   Graph g;

@@ -37,7 +37,8 @@ Traced run_traced(Session& sess, const std::vector<GraphElement>& fetches, const
   return t;
 }
 
-void require_same_bits(const xt::xarray<float>& a, const xt::xarray<float>& b) {
+template <class T>
+void require_same_bits(const xt::xarray<T>& a, const xt::xarray<T>& b) {
   REQUIRE(a.shape() == b.shape());
   for (std::size_t i = 0; i < a.size(); ++i) {
     CAPTURE(i);
@@ -348,4 +349,124 @@ TEST_CASE("simplify.a_product_is_not_fused_where_it_would_change_the_run") {
     CHECK(t.count("Mul") == 1);
     CHECK(t.count("_SumOfProducts") == 0);
   }
+}
+
+namespace {
+
+// The MomentsGrad among the inputs of the gradient's AddN (the pair the plan fuses).
+Tensor moments_grad_of(const Tensor& dx) {
+  REQUIRE(dx.op().type() == "AddN");
+  for (const Tensor& in : dx.op().inputs())
+    if (in.op().type() == "MomentsGrad") return in;
+  FAIL("no MomentsGrad reaches the AddN");
+  return dx;
+}
+
+// d/dx of sum(mean * wm) + sum(var * wv) + sum(x * a): AddN(a, MomentsGrad(x, mean, dmean, dvar))
+// (the composed batch norm's input gradient has this form).
+template <class T>
+void check_moments_grad_fusion(const std::vector<std::size_t>& shape, const std::vector<int>& axes) {
+  Graph g;
+  auto as_default = g.as_default();
+  const DType dt = dtype_of<T>();
+  const Shape s(std::vector<std::int64_t>(shape.begin(), shape.end()));
+  Tensor x = placeholder(dt, s, "x"), a = placeholder(dt, s, "a");
+  const auto [mean, var] = nn::moments(x, axes);
+  const Shape stats = mean.shape();
+  Tensor wm = placeholder(dt, stats, "wm"), wv = placeholder(dt, stats, "wv");
+  Tensor dx = *gradients(reduce_sum(mean * wm) + reduce_sum(var * wv) + reduce_sum(x * a), {x})[0];
+  const Tensor pair_output = moments_grad_of(dx);
+  const std::vector<std::size_t> stat_dims(stats.dims().begin(), stats.dims().end());
+  xt::xarray<T> xv(mixed(shape, 1)), av(mixed(shape, 2));
+  xv.data()[3] = kNaN;  // a NaN channel, an infinite addend
+  av.data()[av.size() - 1] = kInf;  // in another channel
+  const FeedDict feeds{{x, xv}, {a, av}, {wm, xt::xarray<T>(mixed(stat_dims, 3))}, {wv, xt::xarray<T>(mixed(stat_dims, 4))}};
+  Session sess;
+  const Traced fused = run_traced(sess, {dx}, feeds);
+  CHECK(fused.count("_MomentsGradAdd") == 1);
+  CHECK(fused.count("MomentsGrad") == 0);
+  CHECK(fused.count("AddN") == 0);
+  // Fetching the MomentsGrad's value as well keeps the pair.
+  const Traced pair = run_traced(sess, {dx, pair_output}, feeds);
+  CHECK(pair.count("_MomentsGradAdd") == 0);
+  CHECK(pair.count("AddN") == 1);
+  require_same_bits(fused.values[0].as<T>(), pair.values[0].as<T>());
+  const auto& v = fused.values[0].as<T>();
+  CHECK(std::count_if(v.begin(), v.end(), [](T e) { return std::isnan(e); }) >= 1);
+  CHECK(std::count_if(v.begin(), v.end(), [](T e) { return std::isinf(e); }) >= 1);
+}
+
+}  // namespace
+
+TEST_CASE("simplify.a_moments_gradient_added_to_another_runs_as_one_op_with_the_same_bits") {
+  // Rows (NHWC: the channels last; long enough for the threads), planes (NCHW), a kept middle
+  // axis with reduced axes on both sides; float32 and float64.
+  SUBCASE("rows") { check_moments_grad_fusion<float>({3000, 64}, {0}); }
+  SUBCASE("planes") { check_moments_grad_fusion<float>({4, 3, 200}, {0, 2}); }
+  SUBCASE("rank 4, NHWC") { check_moments_grad_fusion<float>({2, 5, 6, 3}, {0, 1, 2}); }
+  SUBCASE("float64") { check_moments_grad_fusion<double>({40, 3, 7}, {0, 2}); }
+}
+
+TEST_CASE("simplify.a_moments_gradient_is_not_fused_where_it_would_change_the_run") {
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  Tensor x = placeholder(float32, {6, 5}, "x"), a = placeholder(float32, {6, 5}, "a");
+  const FeedDict feeds{{x, mixed({6, 5}, 1)}, {a, mixed({6, 5}, 2)}};
+  const auto [mean, var] = nn::moments(x, {0});
+  SUBCASE("another op reads the moments gradient") {
+    Tensor dx = *gradients(reduce_sum(var) + reduce_sum(x * a), {x})[0];
+    const Tensor mg = moments_grad_of(dx);
+    const Traced t = run_traced(sess, {dx, reduce_max(mg)}, feeds);
+    CHECK(t.count("MomentsGrad") == 1);
+    CHECK(t.count("_MomentsGradAdd") == 0);
+  }
+  SUBCASE("an op waits for the moments gradient") {
+    Tensor dx = *gradients(reduce_sum(var) + reduce_sum(x * a), {x})[0];
+    Tensor after;
+    {
+      control_dependencies deps({moments_grad_of(dx).op()});
+      after = identity(a);
+    }
+    const Traced t = run_traced(sess, {dx, after}, feeds);
+    CHECK(t.count("MomentsGrad") == 1);
+    CHECK(t.count("_MomentsGradAdd") == 0);
+  }
+  SUBCASE("three terms") {
+    Tensor dx = *gradients(reduce_sum(var) + reduce_sum(x * a) + reduce_sum(x * x), {x})[0];
+    const Traced t = run_traced(sess, {dx}, feeds);
+    CHECK(t.count("MomentsGrad") == 1);
+    CHECK(t.count("AddN") == 1);
+    CHECK(t.count("_MomentsGradAdd") == 0);
+  }
+  SUBCASE("the moments gradient is fed") {
+    Tensor dx = *gradients(reduce_sum(var) + reduce_sum(x * a), {x})[0];
+    const Tensor mg = moments_grad_of(dx);
+    FeedDict fed = feeds;
+    fed.emplace_back(mg, xt::xarray<float>(xt::ones<float>({6, 5})));
+    const Traced t = run_traced(sess, {dx}, fed);
+    CHECK(t.count("_MomentsGradAdd") == 0);
+    require_same_bits(t.values[0].as<float>(), xt::xarray<float>(mixed({6, 5}, 2) + 1.f));
+  }
+}
+
+TEST_CASE("simplify.the_fused_moments_gradient_checks_its_addend_and_names_itself") {
+  // Built by hand with a MomentsGrad's attributes (a gradient op, then build_op from its attributes).
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {-1, 5}, "x"), a = placeholder(float32, {-1, 5}, "a");
+  const auto [mean, var] = nn::moments(x, {0});
+  const Operation mg = moments_grad_of(*gradients(reduce_sum(var) + reduce_sum(x * a), {x})[0]).op();
+  std::vector<Tensor> ins{placeholder(float32, {6, 4})};
+  for (const Tensor& in : mg.inputs()) ins.push_back(in);
+  const std::string built = message_of<ValueError>([&] { build_op("_MomentsGradAdd", ins, mg.node()->attrs, "mga"); });
+  CHECK(contains(built, "'mga' (op: '_MomentsGradAdd')"));
+  CHECK(contains(built, "the addend must have x's dtype and shape, got [6,4] for x of shape [?,5]"));
+  ins[0] = a;
+  Tensor dx = build_op("_MomentsGradAdd", ins, mg.node()->attrs, "mga2").output(0);
+  Session sess;
+  const std::string run = message_of<InvalidArgumentError>(
+      [&] { sess.run(dx, {{x, xt::xarray<float>(xt::ones<float>({6, 5}))}, {a, xt::xarray<float>(xt::ones<float>({3, 5}))}}); });
+  CHECK(contains(run, "'mga2': the addend's shape [3,5] is not x's [6,5]"));
+  CHECK(contains(run, "(op: '_MomentsGradAdd')"));
 }
