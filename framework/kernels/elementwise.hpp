@@ -238,6 +238,9 @@ struct BroadcastLoops {
 };
 BroadcastLoops broadcast_loops(const Extents& sa, const Extents& sb, const Extents& out);
 
+/// Elements of the stack tile of a repeated short row (broadcast_binary).
+inline constexpr std::size_t kRowTile = 512;
+
 /// y = f(a, b) over the broadcast shape `out`. After broadcast_loops, rows along the innermost
 /// merged dimension run through map_binary_serial (same shape, a scalar, a vector along the last
 /// axes, a per-channel value over NCHW planes: all vectorised), in chunks of rows on the pool.
@@ -251,7 +254,35 @@ void broadcast_binary(const T* a, const Extents& sa, const T* b, const Extents& 
   const std::size_t r = l.dims.size();
   if (r <= 1) return map_binary(a, r ? l.st_a[0] : 0, b, r ? l.st_b[0] : 0, y, total, f);
   const std::size_t inner = l.dims[r - 1], rows = total / inner;
-  const auto run_rows = [&](std::size_t lo, std::size_t hi) {
+  const std::size_t grain = std::max<std::size_t>(1, kChunkElements / inner);
+  const auto in_parallel = [&](const auto& run) {
+    if (total < kParallelElements) return run(0, rows);
+    parallel_for(static_cast<std::int64_t>(rows), static_cast<std::int64_t>(grain),
+                 [&](std::int64_t lo, std::int64_t hi) { run(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)); });
+  };
+  // Short rows of one operand against one row the other repeats (a per-channel value over NHWC
+  // rows): a call and an index update for every few vectors cost as much as the work (64x28x28x32
+  // times [32]: 0.34 against 0.17 ms for equal shapes). That row tiled on the stack lets one call
+  // cover kRowTile / inner rows.
+  const bool a_repeats = l.st_a[0] == 0 && l.st_b[0] == inner, b_repeats = l.st_b[0] == 0 && l.st_a[0] == inner;
+  if (r == 2 && inner * 4 <= kRowTile && l.st_a[1] == 1 && l.st_b[1] == 1 && (a_repeats || b_repeats)) {
+    const T* row = a_repeats ? a : b;
+    const T* full = a_repeats ? b : a;
+    const std::size_t per_call = kRowTile / inner;
+    return in_parallel([&](std::size_t lo, std::size_t hi) {
+      T tile[kRowTile];
+      for (std::size_t j = 0; j < per_call; ++j) std::copy(row, row + inner, tile + j * inner);
+      for (std::size_t first = lo; first < hi; first += per_call) {
+        const std::size_t n = std::min(per_call, hi - first) * inner;
+        const T* part = full + first * inner;
+        if (a_repeats)
+          map_binary_serial<T>(tile, 1, part, 1, y + first * inner, n, f);
+        else
+          map_binary_serial<T>(part, 1, tile, 1, y + first * inner, n, f);
+      }
+    });
+  }
+  in_parallel([&](std::size_t lo, std::size_t hi) {
     Extents idx(r - 1, 0);  // the multi-index of row lo over the outer dimensions
     std::size_t off_a = 0, off_b = 0;
     for (std::size_t d = r - 1, rest = lo; d-- > 0;) {
@@ -266,10 +297,7 @@ void broadcast_binary(const T* a, const Extents& sa, const T* b, const Extents& 
         off_a -= l.st_a[d] * l.dims[d], off_b -= l.st_b[d] * l.dims[d], idx[d] = 0;
       }
     }
-  };
-  if (total < kParallelElements) return run_rows(0, rows);
-  parallel_for(static_cast<std::int64_t>(rows), static_cast<std::int64_t>(std::max<std::size_t>(1, kChunkElements / inner)),
-               [&](std::int64_t lo, std::int64_t hi) { run_rows(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)); });
+  });
 }
 
 }  // namespace kiln::kernels

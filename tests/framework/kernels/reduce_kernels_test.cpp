@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -30,6 +31,30 @@ TEST_CASE("reduce_kernels.pairwise_sum_matches_exact_sums") {
     // that holds the 1 (within one block of 128: about 16 + 7), naive loses all n - 1.
     const float pw = kernels::pairwise_sum<float>(y.data(), n);
     CHECK(std::abs(static_cast<double>(pw) - exact) <= 32 * 0x1.0p-24);
+  }
+}
+
+TEST_CASE("reduce_kernels.sums_of_products_are_the_sums_of_the_stored_products_bit_for_bit") {
+  // A ProductOf<float> source (the plan's _SumOfProducts) has its own vectorised leaves: each
+  // product rounded to float, then the same additions in the same order as the generic code on
+  // the stored products, for every length around the leaf and split boundaries; NaN, infinities,
+  // -0 and denormal products too.
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal(0.f, 100.f);
+  for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 15u, 16u, 17u, 127u, 128u, 129u, 200u, 263u, 1000u, 4099u}) {
+    CAPTURE(n);
+    std::vector<float> a(n), b(n), p(n);
+    for (std::size_t i = 0; i < n; ++i) a[i] = normal(gen), b[i] = normal(gen);
+    if (n > 20) a[3] = 1e-30f, b[3] = 1e-10f, a[11] = -0.f, b[17] = 3e38f, a[17] = 10.f;  // denormal, -0, overflow
+    for (std::size_t i = 0; i < n; ++i) p[i] = a[i] * b[i];
+    const double fused = kernels::pairwise_sum<double>(kernels::ProductOf<float>{a.data(), b.data()}, n);
+    const double stored = kernels::pairwise_sum<double>(p.data(), n);
+    if (std::isnan(stored)) CHECK(std::isnan(fused));
+    else CHECK(fused == stored);
+    if (n > 20) {
+      b[5] = std::numeric_limits<float>::quiet_NaN();
+      CHECK(std::isnan(kernels::pairwise_sum<double>(kernels::ProductOf<float>{a.data(), b.data()}, n)));
+    }
   }
 }
 
