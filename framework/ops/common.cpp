@@ -2,6 +2,35 @@
 
 namespace kiln::detail {
 
+std::string where_in(const KernelContext& c) { return c.node().def->type + " '" + c.op_name() + "': "; }
+
+OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNumDTypes> kernels, GradFn gradient,
+               int dispatch_input) {
+  OpDef d;
+  d.type = type;
+  d.shape_fn = std::move(shape_fn);
+  d.kernels = std::move(kernels);
+  d.gradient = std::move(gradient);
+  d.dispatch_input = dispatch_input;
+  return d;
+}
+OpDef forwards_input(OpDef d) {
+  d.forwards_input = true;
+  return d;
+}
+OpDef not_differentiable(OpDef d) {
+  d.not_differentiable = true;
+  return d;
+}
+OpDef accepting_missing_grads(OpDef d) {
+  d.accepts_missing_output_grads = true;
+  return d;
+}
+OpDef with_codec(OpDef d, AttrCodec codec) {
+  d.attr_codec = std::move(codec);
+  return d;
+}
+
 void expect_inputs(const InferenceContext& c, int n) {
   if (c.num_inputs() != n)
     throw ValueError("expected " + std::to_string(n) + " inputs, got " + std::to_string(c.num_inputs()));

@@ -24,6 +24,20 @@ Tensor reduce_to_shape_of(const Tensor& grad, const Tensor& x);
 /// g reshaped to the shape of x: a constant target when x's shape is fully defined, else shape(x).
 Tensor reshape_like(const Tensor& g, const Tensor& x);
 
+/// Input i of an op (gradient functions).
+inline Tensor in(const Operation& op, int i = 0) { return op.inputs()[static_cast<std::size_t>(i)]; }
+
+/// "Type 'name': ", the prefix of a kernel's run-time errors.
+std::string where_in(const KernelContext& c);
+
+/// An OpDef by assignment (g++ 12 flags designated initializers that skip members), and its flags.
+OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNumDTypes> kernels, GradFn gradient,
+               int dispatch_input = 0);
+OpDef forwards_input(OpDef d);
+OpDef not_differentiable(OpDef d);
+OpDef accepting_missing_grads(OpDef d);
+OpDef with_codec(OpDef d, AttrCodec codec);
+
 /// Builds the op and returns its only output.
 inline Tensor build1(const std::string& type, const std::vector<Tensor>& inputs, std::any attrs,
                      const std::string& name) {

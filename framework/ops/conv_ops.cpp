@@ -199,10 +199,7 @@ Dims sizes_at_run_time(const Array& a, const char* what) {
 // the actual shapes re-runs the build-time checks on them, so the message is the shape function's,
 // as InvalidArgumentError prefixed by the op's type and name.
 
-// "Type 'name': ", the prefix of a kernel's run-time errors.
-std::string where_in(const KernelContext& c) {
-  return c.node().def->type + " '" + c.op_name() + "': ";
-}
+using detail::where_in;
 
 // Runs the shape checks on the actual shapes; their errors become InvalidArgumentError.
 template <class F>
@@ -572,7 +569,7 @@ std::vector<TensorSpec> avg_pool_grad_shape(const InferenceContext& c) {
 
 // ---------------------------------------------------------------- gradients
 
-Tensor in(const Operation& op, int i) { return op.inputs()[static_cast<std::size_t>(i)]; }
+using detail::in;
 
 // A constant int32 vector (sizes fit: larger values would not fit a tensor anyway).
 Tensor int32_vector(const Dims& d, const std::string& name) {
@@ -621,16 +618,7 @@ const AttrCodec pool_codec = attr_codec<PoolAttrs>([](auto& io, auto& a) {
   io(a.output_hint);
 });
 
-OpDef make_def(const char* type, ShapeFn shape_fn, std::array<KernelFactory, kNumDTypes> kernels,
-               GradFn gradient, int dispatch_input = 0) {
-  OpDef d;
-  d.type = type;
-  d.shape_fn = std::move(shape_fn);
-  d.kernels = std::move(kernels);
-  d.gradient = std::move(gradient);
-  d.dispatch_input = dispatch_input;
-  return d;
-}
+using detail::make_def;
 // The convolution ops share Conv2DAttrs, the pooling ops PoolAttrs: their defs carry its codec.
 template <class... Args>
 OpDef conv_def(Args&&... args) {

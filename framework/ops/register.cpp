@@ -12,6 +12,7 @@ void register_all_ops(OpRegistry& r) {
   register_reduction_ops(r);
   register_linalg_ops(r);
   register_nn_ops(r);
+  register_softmax_ops(r);
   register_batch_norm_ops(r);
   register_conv_ops(r);
   register_state_ops(r);

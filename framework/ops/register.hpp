@@ -11,6 +11,7 @@ void register_concat_slice_ops(OpRegistry& r);
 void register_reduction_ops(OpRegistry& r);
 void register_linalg_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
+void register_softmax_ops(OpRegistry& r);
 void register_batch_norm_ops(OpRegistry& r);
 void register_conv_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
