@@ -13,6 +13,7 @@
 #include "distributed/synchronized_moments.hpp"
 #include "framework/array.hpp"
 #include "framework/errors.hpp"
+#include "framework/ops/common.hpp"
 #include "framework/nn_batch_norm.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
@@ -318,7 +319,7 @@ Tensor BatchNormalization::call(const Tensor& original_inputs, const Training& t
       inputs = reshape(inputs, Shape(expanded), "Reshape");
     } else {
       const Tensor tail = slice(shape(original_inputs), {1}, {-1});
-      inputs = reshape(inputs, concat({detail::int32_vector({v, -1}, "shape"), tail}, 0), "Reshape");
+      inputs = reshape(inputs, concat({kiln::detail::int32_vector({v, -1}, "shape"), tail}, 0), "Reshape");
     }
   }
   if (use_fused_) return fused_call(inputs, training);

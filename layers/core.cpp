@@ -7,6 +7,7 @@
 
 #include "framework/array.hpp"
 #include "framework/errors.hpp"
+#include "framework/ops/common.hpp"
 #include "framework/nn_ops.hpp"
 #include "framework/ops.hpp"
 
@@ -46,20 +47,7 @@ void check_training(const Training& training, const std::string& layer) {
 
 }  // namespace detail
 
-namespace {
-
-std::string at(const std::string& layer, const Shape& s) {
-  return " (layer '" + layer + "', input shape " + s.to_string() + ")";
-}
-
-Tensor int32_vector(const std::vector<std::int64_t>& d, const std::string& name) {
-  auto v = xt::xarray<std::int32_t>::from_shape({d.size()});
-  std::transform(d.begin(), d.end(), v.begin(),
-                 [](std::int64_t e) { return static_cast<std::int32_t>(e); });
-  return constant(Array(std::move(v)), name);
-}
-
-}  // namespace
+using detail::at;
 
 // ---------------------------------------------------------------- Flatten
 
@@ -91,7 +79,7 @@ Tensor Flatten::operator()(const Tensor& inputs) {
       if (rest > 0) return reshape(x, Shape{-1, rest});
     }
     // A non-batch dimension unknown until run time (or zero): [shape(x)[0], -1].
-    return reshape(x, concat({slice(shape(x), {0}, {1}), int32_vector({-1}, "Const")}, 0));
+    return reshape(x, concat({slice(shape(x), {0}, {1}), kiln::detail::int32_vector({-1}, "Const")}, 0));
   });
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "framework/errors.hpp"
+#include "framework/ops/common.hpp"
 #include "framework/ops.hpp"
 #include "framework/variable.hpp"
 
@@ -80,7 +81,7 @@ Tensor Dense::call(const Tensor& inputs) {
       y = reshape(flat, Shape(out));
     } else {
       y = reshape(flat, concat({slice(shape(inputs), {0}, {s.rank() - 1}),
-                                detail::int32_vector({units_}, "units")},
+                                kiln::detail::int32_vector({units_}, "units")},
                                0));
     }
   }

@@ -20,12 +20,6 @@ void expect_positive(const IntPair& p, const char* what, const std::string& laye
                      std::to_string(p.w) + ") (layer '" + layer + "')");
 }
 
-Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name) {
-  auto v = xt::xarray<std::int32_t>::from_shape({values.size()});
-  std::transform(values.begin(), values.end(), v.begin(),
-                 [](std::int64_t e) { return static_cast<std::int32_t>(e); });
-  return constant(Array(std::move(v)), name);
-}
 }  // namespace detail
 
 Layer::Layer(std::string name, std::string base_name, bool trainable, Reuse reuse, bool name_is_scope)

@@ -53,8 +53,6 @@ namespace detail {
 std::string at(const std::string& layer, const Shape& input_shape);
 /// ValueError "<what> must be >= 1, got (h, w) (layer '<layer>')" unless both are >= 1.
 void expect_positive(const IntPair& p, const char* what, const std::string& layer);
-/// An int32 vector constant (run-time shapes).
-Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name);
 
 /// The kernel / bias keyword arguments Dense and Conv2D share (TF's names), viewed from either
 /// options struct (the view must not outlive it).

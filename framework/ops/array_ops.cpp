@@ -49,11 +49,6 @@ Shape static_shape_of(const InferenceContext& c, int i) {
   return Shape::unknown();
 }
 
-Tensor shape_constant(const std::vector<std::int64_t>& dims) {
-  xt::xarray<std::int32_t> s = xt::xarray<std::int32_t>::from_shape({dims.size()});
-  for (std::size_t i = 0; i < dims.size(); ++i) s(i) = static_cast<std::int32_t>(dims[i]);
-  return constant(Array(std::move(s)), "shape");
-}
 
 
 /// dst (row-major, dims `out`) gathered from src with per-axis source strides `st` (0 along
@@ -186,7 +181,7 @@ Tensor reshape(const Tensor& x, const Tensor& shape, const std::string& name) {
 Tensor reshape(const Tensor& x, const Shape& shape, const std::string& name) {
   if (!shape.has_rank())
     throw ValueError("reshape of '" + x.name() + "': the target shape must have a known rank");
-  return reshape(x, shape_constant(shape.dims()), name);
+  return reshape(x, detail::int32_vector(shape.dims()), name);
 }
 
 Tensor transpose(const Tensor& x, std::vector<int> perm, const std::string& name) {
@@ -545,7 +540,7 @@ void register_array_ops(OpRegistry& r) {
              const Tensor view =
                  x.shape().is_fully_defined()
                      ? reshape(*dy[0], Shape(split))
-                     : reshape(*dy[0], reshape(stack({shape_constant(m), shape(x)}, 1), Shape{-1}));
+                     : reshape(*dy[0], reshape(stack({detail::int32_vector(m), shape(x)}, 1), Shape{-1}));
              return OptionalTensors{reduce_sum(view, axes)};
            },
          .attr_codec = attr_codec<TileAttrs>([](auto& io, auto& a) { io(a.multiples); })});

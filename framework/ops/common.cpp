@@ -1,5 +1,7 @@
 #include "framework/ops/common.hpp"
 
+#include <algorithm>
+
 namespace kiln::detail {
 
 std::string where_in(const KernelContext& c) { return c.node().def->type + " '" + c.op_name() + "': "; }
@@ -29,6 +31,16 @@ OpDef accepting_missing_grads(OpDef d) {
 OpDef with_codec(OpDef d, AttrCodec codec) {
   d.attr_codec = std::move(codec);
   return d;
+}
+
+Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name) {
+  auto v = xt::xarray<std::int32_t>::from_shape({values.size()});
+  std::transform(values.begin(), values.end(), v.begin(), [](std::int64_t e) { return static_cast<std::int32_t>(e); });
+  return constant(Array(std::move(v)), name);
+}
+
+Tensor shape_of(const Tensor& t) {
+  return t.shape().is_fully_defined() ? int32_vector(t.shape().dims(), "Shape") : shape(t);
 }
 
 void expect_inputs(const InferenceContext& c, int n) {

@@ -38,6 +38,11 @@ OpDef not_differentiable(OpDef d);
 OpDef accepting_missing_grads(OpDef d);
 OpDef with_codec(OpDef d, AttrCodec codec);
 
+/// An int32 vector constant (shapes and sizes that fit in int32).
+Tensor int32_vector(const std::vector<std::int64_t>& values, const std::string& name = "shape");
+/// t's shape as an int32 vector: a constant when fully defined, else a Shape op.
+Tensor shape_of(const Tensor& t);
+
 /// Builds the op and returns its only output.
 inline Tensor build1(const std::string& type, const std::vector<Tensor>& inputs, std::any attrs,
                      const std::string& name) {

@@ -571,17 +571,8 @@ std::vector<TensorSpec> avg_pool_grad_shape(const InferenceContext& c) {
 
 using detail::in;
 
-// A constant int32 vector (sizes fit: larger values would not fit a tensor anyway).
-Tensor int32_vector(const Dims& d, const std::string& name) {
-  auto v = xt::xarray<std::int32_t>::from_shape({d.size()});
-  std::transform(d.begin(), d.end(), v.begin(), [](i64 e) { return static_cast<std::int32_t>(e); });
-  return constant(Array(std::move(v)), name);
-}
-
-// The shape of t as an int32 vector: a constant when static, else a Shape op.
-Tensor shape_of(const Tensor& t) {
-  return t.shape().is_fully_defined() ? int32_vector(t.shape().dims(), "Shape") : shape(t);
-}
+using detail::int32_vector;
+using detail::shape_of;
 
 template <class A>
 A hinted(A a, const Shape& hint) {

@@ -116,17 +116,8 @@ std::vector<TensorSpec> reduce_shape(const InferenceContext& c) {
   return detail::one(c.dtypes[0], Shape(out));
 }
 
-Tensor int32_vector(const std::vector<std::int64_t>& v) {
-  xt::xarray<std::int32_t> a = xt::xarray<std::int32_t>::from_shape({v.size()});
-  std::transform(v.begin(), v.end(), a.begin(),
-                 [](std::int64_t d) { return static_cast<std::int32_t>(d); });
-  return constant(Array(std::move(a)), "shape");
-}
-
-/// x's shape: a constant when fully defined, else shape(x).
-Tensor shape_of(const Tensor& x) {
-  return x.shape().is_fully_defined() ? int32_vector(x.shape().dims()) : shape(x);
-}
+using detail::int32_vector;
+using detail::shape_of;
 
 /// The shape of the reduction's output with keepdims: x's shape with the reduced axes set to 1.
 Tensor keepdims_shape(const Operation& op) {
