@@ -15,6 +15,7 @@ void register_all_ops(OpRegistry& r) {
   register_softmax_ops(r);
   register_batch_norm_ops(r);
   register_conv_ops(r);
+  register_pooling_ops(r);
   register_state_ops(r);
   register_training_ops(r);
   register_control_flow_ops(r);

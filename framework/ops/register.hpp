@@ -14,6 +14,7 @@ void register_nn_ops(OpRegistry& r);
 void register_softmax_ops(OpRegistry& r);
 void register_batch_norm_ops(OpRegistry& r);
 void register_conv_ops(OpRegistry& r);
+void register_pooling_ops(OpRegistry& r);
 void register_state_ops(OpRegistry& r);
 void register_training_ops(OpRegistry& r);
 void register_control_flow_ops(OpRegistry& r);
