@@ -27,9 +27,10 @@ std::vector<char> reachable_backward(const Graph& g, const std::vector<const Nod
   return seen;
 }
 
-std::vector<int> reader_counts(const Graph& g) {
+std::vector<int> reader_counts(const Graph& g, const std::vector<char>* among) {
   std::vector<int> readers(static_cast<std::size_t>(g.num_nodes()), 0);
   for (int id = 0; id < g.num_nodes(); ++id) {
+    if (among && !(*among)[static_cast<std::size_t>(id)]) continue;
     const Node& v = *g.node(id);
     for (const TensorRef& in : v.inputs) ++readers[static_cast<std::size_t>(in.node->id)];
     for (const Node* c : v.control_inputs) ++readers[static_cast<std::size_t>(c->id)];

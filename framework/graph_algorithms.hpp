@@ -20,8 +20,9 @@ std::vector<char> reachable_backward(const Graph& g, const std::vector<const Nod
 /// gradients flow through), one flag per node id.
 std::vector<char> ops_between(const Graph& g, const std::vector<const Node*>& from, const std::vector<const Node*>& to);
 
-/// Per node id: how many data and control inputs of the graph's ops name one of its outputs.
-std::vector<int> reader_counts(const Graph& g);
+/// Per node id: how many data and control inputs of the graph's ops (those flagged in `among`,
+/// one flag per node id, when given) name one of its outputs.
+std::vector<int> reader_counts(const Graph& g, const std::vector<char>* among = nullptr);
 
 std::vector<Node*> execution_order(const Graph& g, const std::vector<Node*>& targets,
                                    const std::vector<bool>& cut);

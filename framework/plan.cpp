@@ -61,9 +61,12 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
   }
   // The ops the fetches need, reading the simplified inputs (framework/simplify.hpp).
   std::vector<TensorRef> fetched_refs;
-  for (auto& f : fetches)
+  std::vector<const Node*> fetched_ops;
+  for (auto& f : fetches) {
     if (!f.is_operation()) fetched_refs.push_back(f.as_tensor().ref());
-  Simplifier simplifier(graph, cut, fetched_refs);
+    fetched_ops.push_back(f.op().node());
+  }
+  Simplifier simplifier(graph, cut, fetched_refs, fetched_ops);
   std::vector<TensorRef> fetched;  // per fetch: the value returned (null node for Operations)
   std::vector<Node*> targets;
   for (auto& f : fetches) {

@@ -17,13 +17,16 @@ bool same_static_shape(const TensorRef& a, const TensorRef& b) {
 bool is(const Node& n, const char* type) { return n.def->type == type; }
 }  // namespace
 
-Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched)
+Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched,
+                       const std::vector<const Node*>& targets)
     : cut_(cut),
-      readers_(reader_counts(graph)),
       resolved_(static_cast<std::size_t>(graph.num_nodes())),
       fused_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
       attributes_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
       done_(static_cast<std::size_t>(graph.num_nodes()), 0) {
+  const std::vector<char> needed =
+      reachable_backward(graph, targets, true, [&](const Node* v) { return static_cast<bool>(cut_[static_cast<std::size_t>(v->id)]); });
+  readers_ = reader_counts(graph, &needed);
   for (const TensorRef& t : fetched)
     if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
   // Shape functions read constants' values (a Reshape's target); a fed constant can make the
@@ -135,6 +138,18 @@ void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
     if (!readable_instead(factor, op) || !same_static_shape(factor, p)) return;
   const Shape& out = op.output_shapes[0];
   if (!out.is_fully_defined() || out.num_elements() >= shape_of(p).num_elements()) return;
+  // A factor x - mean (a Sub only this Mul reads, x of the product's shape, the mean broadcast to
+  // it, shapes known): _SumOfCenteredProducts(x, mean, other factor, shape).
+  for (std::size_t k = 0; k < 2; ++k) {
+    if (!fusable(m[k], mul, "Sub")) continue;
+    const std::vector<TensorRef>& d = inputs_of(*m[k].node);
+    if (!readable_instead(d[0], op) || !readable_instead(d[1], op) || !same_static_shape(d[0], p) ||
+        !shape_of(d[1]).is_fully_defined() || broadcast_shapes(shape_of(d[1]), shape_of(p)) != shape_of(p))
+      continue;
+    ins = {d[0], d[1], m[1 - k], ins[1]};
+    fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_SumOfCenteredProducts");
+    return;
+  }
   ins = {m[0], m[1], ins[1]};
   fused_[static_cast<std::size_t>(op.id)] = &fused;
 }

@@ -15,7 +15,10 @@
 //   of the product's shape and an output smaller than it, runs as one _SumOfProducts(a, b, shape)
 //   (the gradient of a product with a broadcast factor: batch norm's scale, composed). It sums the
 //   products as it reads them, each rounded as the Mul rounds it, in the same order: the same bits
-//   without writing the product (a pass over memory less, and its buffer).
+//   without writing the product (a pass over memory less, and its buffer). When a factor is
+//   Sub(x, m) that only this Mul reads, x of the product's shape and m broadcast to it (the
+//   composed batch norm's x - mean), the three run as one _SumOfCenteredProducts(x, m, b, shape):
+//   the difference is not stored either (another pass and buffer less).
 // - AddN(MomentsGrad(x, mean, dmean, dvar), a) (either order, two inputs) whose MomentsGrad no
 //   other op, control input or fetch reads, a of x's static shape, runs as one
 //   _MomentsGradAdd(a, x, mean, dmean, dvar) with the MomentsGrad's attributes (the input gradient
@@ -40,8 +43,11 @@ namespace kiln::detail {
 /// through). Not thread-safe (a plan is compiled on one thread).
 class Simplifier {
  public:
-  /// `fetched`: the tensors the run returns (a fused op never takes a value someone reads).
-  Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched);
+  /// `fetched`: the tensors the run returns (a fused op never takes a value someone reads);
+  /// `targets`: the ops of every fetch. Readers are counted among the ops the targets need (the
+  /// run's ops are among them; an op no fetch needs never runs, so it reads nothing).
+  Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched,
+             const std::vector<const Node*>& targets);
   /// The op whose kernel the run runs for `op`: its own, or the fused op that takes its place.
   const OpDef& runs(const Node& op);
   /// The node whose attributes that kernel reads: `op`, or the op whose work a fused op took over.

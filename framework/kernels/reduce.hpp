@@ -8,7 +8,8 @@
 // vectorizable and the recursion costs nothing per element. Callers accumulate float32 in double
 // (Acc = double), so float32 sums are exact to float32 precision for any practical n.
 // The sums read their values from a source `x`: a pointer, or any value type with x[i] and x + k
-// (ProductOf: the products of two arrays, formed as they are read).
+// (ProductOf: the products of two arrays, formed as they are read; a FillsBlocks source forms a
+// block of values at a time).
 // Thread safety: pure functions of their arguments; large sums split across kiln's pool with
 // results independent of the thread count.
 #include <algorithm>
@@ -98,11 +99,73 @@ inline double pairwise_product_sum(const float* a, const float* b, std::size_t n
 }
 #endif
 
+/// A source whose values are (a[i] - m[j]) * b[i], each step rounded to T as a Sub and a Mul
+/// kernel store it, where m[j] is the element of m that broadcasting puts at i: x - mean times
+/// dy, summed per channel, without storing the difference or the product. `dims` are the
+/// product's dimensions (adjacent ones merged where m's strides allow, kernels/elementwise.hpp's
+/// broadcast_loops), `m_strides` m's element strides along them (0 where m repeats).
+template <class T>
+struct CenteredProducts {
+  const T* a;
+  const T* b;
+  const T* m;
+  const Dims* dims;
+  const Dims* m_strides;
+  std::size_t offset = 0;
+  friend CenteredProducts operator+(CenteredProducts p, std::size_t k) {
+    p.offset += k;
+    return p;
+  }
+  T operator[](std::size_t i) const {
+    T v;
+    fill_from(offset + i, &v, 1);
+    return v;
+  }
+  void fill(T* out, std::size_t n) const { fill_from(offset, out, n); }
+
+ private:
+  // Elements [e, e + n): m's index found once, then runs along the innermost dimension.
+  void fill_from(std::size_t e, T* out, std::size_t n) const {
+    const std::size_t r = dims->size();
+    Dims idx(r, 0);
+    for (std::size_t k = r, rest = e; k-- > 0;) idx[k] = rest % (*dims)[k], rest /= (*dims)[k];
+    const std::size_t inner = (*dims)[r - 1], step = (*m_strides)[r - 1];
+    while (n > 0) {
+      std::size_t mo = 0;
+      for (std::size_t k = 0; k < r; ++k) mo += idx[k] * (*m_strides)[k];
+      const std::size_t len = std::min(n, inner - idx[r - 1]);
+      const T *ar = a + e, *br = b + e, *mr = m + mo;
+      if (step == 0) {
+        const T mv = *mr;
+        for (std::size_t j = 0; j < len; ++j) out[j] = T(ar[j] - mv) * br[j];
+      } else {
+        for (std::size_t j = 0; j < len; ++j) out[j] = T(ar[j] - mr[j * step]) * br[j];
+      }
+      e += len, out += len, n -= len;
+      idx[r - 1] += len;
+      for (std::size_t k = r - 1; k > 0 && idx[k] == (*dims)[k]; --k) idx[k] = 0, ++idx[k - 1];
+    }
+  }
+};
+
+/// A source that writes its next n values into a buffer (fill): its values cost more to form one
+/// at a time than in a loop (CenteredProducts: a per-channel value subtracted). The sums form each
+/// leaf block's values into a buffer and sum that, in the same order: the same result.
+template <class Src>
+concept FillsBlocks = requires(const Src& s, std::remove_cvref_t<decltype(s[0])>* out, std::size_t n) { s.fill(out, n); };
+
 /// Sum of f(x[i]) for i < n, pairwise: up to 128 values with eight interleaved accumulators
 /// (combined as a balanced tree), more by halves split at a multiple of 8. f maps a value of x to
 /// an Acc.
 template <class Acc, class Src, class F>
 Acc pairwise_sum(Src x, std::size_t n, F f) {
+  if constexpr (FillsBlocks<Src>)
+    if (n <= kPairwiseBlock) {
+      using V = std::remove_cvref_t<decltype(x[0])>;
+      V block[kPairwiseBlock];
+      x.fill(block, n);
+      return pairwise_sum<Acc>(static_cast<const V*>(block), n, f);
+    }
 #ifdef __AVX__
   if constexpr (std::is_same_v<Src, ProductOf<float>> && std::is_same_v<F, CastTo<double>>)
     return pairwise_product_sum(x.a, x.b, n);
@@ -152,6 +215,13 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
     return;
   }
   if (n <= kPairwiseBlock) {
+    if constexpr (FillsBlocks<Src>) {  // the block's values in a buffer of this thread's, kept
+      using V = std::remove_cvref_t<decltype(x[0])>;
+      thread_local std::vector<V> block;
+      if (block.size() < n * inner) block.resize(n * inner);
+      x.fill(block.data(), n * inner);
+      return sum_rows(static_cast<const V*>(block.data()), n, inner, y, work);
+    }
     // Each y[i] adds rows 0..n-1 in order, from zero. Wide rows stream: in column chunks whose
     // sums stay in L1 (16 KB of Acc), each row's chunk is added in turn, so x is read in
     // contiguous runs. (Groups of columns walked down the rows would read x with a stride of a

@@ -1,5 +1,5 @@
 #pragma once
-// Helpers of the array op families (array_ops.cpp, concat_slice_ops.cpp): dimensions as xtensor
+// Helpers of the array op families (array_ops.cpp, concat_slice_ops.cpp, sum_to_shape_ops.cpp): dimensions as xtensor
 // keeps them, row walks over row-major arrays, run-time axis checks, and the Axis attribute.
 #include <algorithm>
 #include <functional>
@@ -89,5 +89,42 @@ struct AxisAttrs {
   int axis = 0;
 };
 inline const AttrCodec axis_codec = attr_codec<AxisAttrs>([](auto& io, auto& a) { io(a.axis); });
+
+/// The dims an int32/int64 shape vector holds (no allocation up to rank 4); InvalidArgumentError
+/// naming the op for anything else.
+inline kernels::Extents shape_from_tensor(const Array& a, const std::string& op) {
+  return visit_dtype(a.dtype(), [&]<class I>() {
+    kernels::Extents dims;
+    if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
+      const auto& v = a.as<I>();
+      if (v.dimension() != 1) throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
+      for (const I d : v) {
+        if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");
+        dims.push_back(static_cast<std::size_t>(d));
+      }
+    } else {
+      throw InvalidArgumentError("'" + op + "': the shape argument must be int32 or int64");
+    }
+    return dims;
+  });
+}
+
+/// The static shape a shape input (input i) describes: known when it is a constant, else unknown
+/// dims of its length.
+inline Shape static_shape_of(const InferenceContext& c, int i) {
+  if (c.dtypes[static_cast<std::size_t>(i)] != int32 &&
+      c.dtypes[static_cast<std::size_t>(i)] != int64)
+    throw TypeError("the shape argument must be int32 or int64");
+  const Shape& s = c.shapes[static_cast<std::size_t>(i)];
+  if (s.rank() > 1) throw ValueError("the shape argument must be a vector, got " + s.to_string());
+  if (const Array* v = c.constant_values[static_cast<std::size_t>(i)]) {
+    const auto d = v->to_double();
+    std::vector<std::int64_t> dims;
+    for (double x : d) dims.push_back(static_cast<std::int64_t>(x));
+    return Shape(dims);
+  }
+  if (s.rank() == 1 && s[0] >= 0) return Shape::unknown_of_rank(static_cast<int>(s[0]));
+  return Shape::unknown();
+}
 
 }  // namespace kiln::array_layout

@@ -1,9 +1,7 @@
-// Array ops: identity, stop_gradient, shape, broadcast_to / sum_to_shape, reshape, transpose,
-// expand_dims, squeeze, size, rank, tile, one_hot, and _SumOfProducts (SumToShape of a Mul, fused
-// by the plan; framework/simplify.hpp). Concat, stack and slice: concat_slice_ops.cpp. Static
-// shapes use -1 for unknown dimensions throughout; kernels copy contiguous rows along the last
-// axis.
-#include "framework/kernels/reduce.hpp"
+// Array ops: identity, stop_gradient, shape, broadcast_to, reshape, transpose, expand_dims,
+// squeeze, size, rank, tile, one_hot. SumToShape (BroadcastTo's adjoint) and its fused forms:
+// sum_to_shape_ops.cpp; concat, stack and slice: concat_slice_ops.cpp. Static shapes use -1 for
+// unknown dimensions throughout; kernels copy contiguous rows along the last axis.
 #include "framework/ops/array_layout.hpp"
 #include "framework/ops/common.hpp"
 
@@ -12,43 +10,6 @@ namespace kiln {
 namespace {
 
 using namespace array_layout;
-
-// The dims an int32/int64 shape vector holds (no allocation up to rank 4).
-kernels::Extents shape_from_tensor(const Array& a, const std::string& op) {
-  return visit_dtype(a.dtype(), [&]<class I>() {
-    kernels::Extents dims;
-    if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
-      const auto& v = a.as<I>();
-      if (v.dimension() != 1) throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
-      for (const I d : v) {
-        if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");
-        dims.push_back(static_cast<std::size_t>(d));
-      }
-    } else {
-      throw InvalidArgumentError("'" + op + "': the shape argument must be int32 or int64");
-    }
-    return dims;
-  });
-}
-
-// The static shape described by a shape tensor: known when it is a constant, else unknown dims
-// of its length.
-Shape static_shape_of(const InferenceContext& c, int i) {
-  if (c.dtypes[static_cast<std::size_t>(i)] != int32 &&
-      c.dtypes[static_cast<std::size_t>(i)] != int64)
-    throw TypeError("the shape argument must be int32 or int64");
-  const Shape& s = c.shapes[static_cast<std::size_t>(i)];
-  if (s.rank() > 1) throw ValueError("the shape argument must be a vector, got " + s.to_string());
-  if (const Array* v = c.constant_values[static_cast<std::size_t>(i)]) {
-    const auto d = v->to_double();
-    std::vector<std::int64_t> dims;
-    for (double x : d) dims.push_back(static_cast<std::int64_t>(x));
-    return Shape(dims);
-  }
-  if (s.rank() == 1 && s[0] >= 0) return Shape::unknown_of_rank(static_cast<int>(s[0]));
-  return Shape::unknown();
-}
-
 
 
 /// dst (row-major, dims `out`) gathered from src with per-axis source strides `st` (0 along
@@ -125,39 +86,6 @@ Dims reshape_dims(const KernelContext& c, std::size_t n) {
   return dims;
 }
 
-// SumToShape's static output: the target (input i), which must broadcast to the input shape `in`
-// where both are known.
-Shape sum_to_shape_target(const InferenceContext& c, const Shape& in, int i) {
-  const Shape target = static_shape_of(c, i);
-  if (!target.has_rank() || !in.has_rank()) return target;
-  bool ok = target.rank() <= in.rank();
-  for (int k = 0; ok && k < target.rank(); ++k) {
-    const std::int64_t t = target[k], x = in[in.rank() - target.rank() + k];
-    ok = t < 0 || x < 0 || t == 1 || t == x;
-  }
-  if (!ok) throw ValueError("cannot reduce " + in.to_string() + " to " + target.to_string() + ": it does not broadcast to it");
-  return target;
-}
-
-// SumToShape's reduction of g (dims sg), whose values `src` gives (g's buffer, or the products
-// of _SumOfProducts), to `target`: each output element sums the elements that broadcasting maps
-// onto it, over g's leading axes and the axes where the target has 1, pairwise in double (floats)
-// or int64 (kernels/reduce.hpp); the kept axes are in the target's order (target == sg: a copy).
-template <class T, class Src>
-void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Extents& target) {
-  if (target.size() > sg.size() || kernels::broadcast_shape(target, sg) != sg)  // target broadcasts to sg
-    throw InvalidArgumentError("'" + c.op_name() + "': cannot reduce " + c.input(0).shape().to_string() +
-                               " to the requested shape");
-  const std::size_t lead = sg.size() - target.size();
-  kernels::AxisMask mask(sg.size(), 1);
-  for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
-  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-  auto& y = c.allocate_output<T>(0, target);
-  kernels::Scratch<Acc> acc(y.size());
-  kernels::reduce_sum<Acc>(src, sg, mask, acc.data());
-  std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
-}
-
 }  // namespace
 
 Tensor identity(const Tensor& x, const std::string& name) {
@@ -171,9 +99,6 @@ Tensor shape(const Tensor& x, const std::string& name) {
 }
 Tensor broadcast_to(const Tensor& x, const Tensor& shape, const std::string& name) {
   return detail::build1("BroadcastTo", {x, shape}, {}, name);
-}
-Tensor sum_to_shape(const Tensor& x, const Tensor& shape, const std::string& name) {
-  return detail::build1("SumToShape", {x, shape}, {}, name);
 }
 Tensor reshape(const Tensor& x, const Tensor& shape, const std::string& name) {
   return detail::build1("Reshape", {x, shape}, {}, name);
@@ -236,7 +161,8 @@ void register_array_ops(OpRegistry& r) {
          }),
          .not_differentiable = true});
 
-  // BroadcastTo(x, shape) and its adjoint SumToShape(g, shape): the gradient of one is the other.
+  // BroadcastTo(x, shape) and its adjoint SumToShape(g, shape) (sum_to_shape_ops.cpp): the
+  // gradient of one is the other.
   r.add({.type = "BroadcastTo",
          .shape_fn =
              [](const InferenceContext& c) {
@@ -261,47 +187,6 @@ void register_array_ops(OpRegistry& r) {
                return OptionalTensors{detail::reduce_to_shape_of(*dy[0], op.inputs()[0]),
                                       std::nullopt};
              }});
-  r.add({.type = "SumToShape",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_inputs(c, 2);
-               return detail::one(c.dtypes[0], sum_to_shape_target(c, c.shapes[0], 1));
-             },
-         .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           const auto& g = c.input_as<T>(0);
-           const auto target = shape_from_tensor(c.input(1), c.op_name());
-           const Dims sg = g.shape();
-           if (target == sg) return c.set_output(0, c.input(0));
-           sum_to_shape<T>(c, g.data(), sg, target);
-         }),
-         .gradient =
-             [](const Operation& op, const OptionalTensors& dy) {
-               return OptionalTensors{broadcast_to(*dy[0], shape(op.inputs()[0])), std::nullopt};
-             },
-         .passes_inputs_through = true});  // g itself when it has the target shape
-  // SumToShape(Mul(a, b), shape) in one op, which the plan runs in place of the pair when nothing
-  // else reads the product (framework/simplify.hpp): a and b of one shape, their products summed
-  // as they are read (kernels::ProductOf), never stored; bit for bit the pair's result. float32
-  // only: a float64 product added to a double sum could be contracted into an FMA, which would
-  // skip the product's rounding. Never built by gradients, so not differentiable.
-  r.add({.type = "_SumOfProducts",
-         .shape_fn =
-             [](const InferenceContext& c) {
-               detail::expect_inputs(c, 3);
-               if (c.dtypes[1] != c.dtypes[0] || !c.shapes[0].is_compatible_with(c.shapes[1]))
-                 throw ValueError("the factors must have one dtype and shape, got " + c.shapes[0].to_string() +
-                                  " and " + c.shapes[1].to_string());
-               return detail::one(c.dtypes[0], sum_to_shape_target(c, c.shapes[0], 2));
-             },
-         .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
-           const auto &a = c.input_as<T>(0), &b = c.input_as<T>(1);
-           if (a.shape() != b.shape())
-             throw InvalidArgumentError("'" + c.op_name() + "': the factors' shapes " + c.input(0).shape().to_string() +
-                                        " and " + c.input(1).shape().to_string() + " differ");
-           sum_to_shape<T>(c, kernels::ProductOf<T>{a.data(), b.data()}, a.shape(), shape_from_tensor(c.input(2), c.op_name()));
-         }),
-         .not_differentiable = true});
-
   r.add({.type = "Reshape",
          .shape_fn =
              [](const InferenceContext& c) {

@@ -8,6 +8,7 @@ void register_all_ops(OpRegistry& r) {
   register_random_ops(r);
   register_math_ops(r);
   register_array_ops(r);
+  register_sum_to_shape_ops(r);
   register_concat_slice_ops(r);
   register_reduction_ops(r);
   register_linalg_ops(r);

@@ -7,6 +7,7 @@ void register_constant_ops(OpRegistry& r);
 void register_random_ops(OpRegistry& r);
 void register_math_ops(OpRegistry& r);
 void register_array_ops(OpRegistry& r);
+void register_sum_to_shape_ops(OpRegistry& r);
 void register_concat_slice_ops(OpRegistry& r);
 void register_reduction_ops(OpRegistry& r);
 void register_linalg_ops(OpRegistry& r);

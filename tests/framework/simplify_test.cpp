@@ -470,3 +470,130 @@ TEST_CASE("simplify.the_fused_moments_gradient_checks_its_addend_and_names_itsel
   CHECK(contains(run, "'mga2': the addend's shape [3,5] is not x's [6,5]"));
   CHECK(contains(run, "(op: '_MomentsGradAdd')"));
 }
+
+TEST_CASE("simplify.a_sum_of_centered_products_runs_as_one_op_with_the_same_bits") {
+  // sum_to_shape((x - m) * b): the fused op's result against the three ops' in the same run
+  // (fetching the product as well keeps all three).
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  struct Case {
+    std::vector<std::size_t> x, m;
+    std::vector<std::int32_t> target;
+  };
+  // NHWC rows (long enough for the threads), NCHW planes (a [C, 1] mean), rank 4 NHWC, a mean per
+  // element, a scalar mean to a scalar.
+  const std::vector<Case> cases{{{3000, 64}, {64}, {64}},           {{4, 3, 200}, {3, 1}, {1, 3, 1}},
+                                {{2, 5, 6, 3}, {3}, {3}},            {{5, 7}, {5, 7}, {1, 7}},
+                                {{33, 9}, {}, {}}};
+  for (const Case& c : cases) {
+    CAPTURE(c.x.size());
+    CAPTURE(c.m.size());
+    const Shape sx(std::vector<std::int64_t>(c.x.begin(), c.x.end())), sm(std::vector<std::int64_t>(c.m.begin(), c.m.end()));
+    Tensor x = placeholder(float32, sx, "x"), b = placeholder(float32, sx, "b"), m = placeholder(float32, sm, "m");
+    xt::xarray<std::int32_t> target_dims = xt::xarray<std::int32_t>::from_shape({c.target.size()});
+    std::copy(c.target.begin(), c.target.end(), target_dims.begin());
+    Tensor product = (x - m) * b;
+    Tensor sum = sum_to_shape(product, constant(Array(target_dims)));
+    xt::xarray<float> xv = mixed(c.x, 1), bv = mixed(c.x, 2), mv = mixed(c.m, 4);
+    xv.data()[3] = kNaN;  // a NaN, and an infinity times 0
+    xv.data()[10] = kInf;
+    bv.data()[10] = 0.f;
+    const FeedDict feeds{{x, xv}, {b, bv}, {m, mv}};
+    const Traced fused = run_traced(sess, {sum}, feeds);
+    CHECK(fused.count("_SumOfCenteredProducts") == 1);
+    CHECK(fused.count("Sub") == 0);
+    CHECK(fused.count("Mul") == 0);
+    const Traced three = run_traced(sess, {sum, product}, feeds);
+    CHECK(three.count("Sub") == 1);
+    CHECK(three.count("SumToShape") == 1);
+    require_same_bits(fused.values[0].as<float>(), three.values[0].as<float>());
+  }
+}
+
+TEST_CASE("simplify.the_composed_batch_norm_gradient_sums_centered_products_unstored") {
+  // Gradients only (no y fetched): the scale gradient sum((x - mean) * dy) reads x and dy. With y
+  // fetched as well, x - mean is read by y's Mul: stored once, summed as _SumOfProducts.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {64, 6, 6, 8}, "x"), dy = placeholder(float32, {64, 6, 6, 8}, "dy");
+  Tensor y = layers::batch_normalization(x, {.training = true, .fused = false});
+  const std::vector<Variable> gamma_beta = trainable_variables();
+  const auto grads = gradients(reduce_sum(y * dy), {x, gamma_beta.at(0), gamma_beta.at(1)});
+  Session sess;
+  sess.run(global_variables_initializer());
+  const FeedDict feeds{{x, mixed({64, 6, 6, 8}, 1)}, {dy, mixed({64, 6, 6, 8}, 2)}};
+  const Traced only = run_traced(sess, {*grads[0], *grads[1], *grads[2]}, feeds);
+  CHECK(only.count("_SumOfCenteredProducts") == 1);
+  CHECK(only.count("_MomentsGradAdd") == 1);
+  CHECK(only.count("Sub") == 0);
+  const Traced with_y = run_traced(sess, {*grads[0], *grads[1], *grads[2], y}, feeds);
+  CHECK(with_y.count("_SumOfCenteredProducts") == 0);
+  CHECK(with_y.count("_SumOfProducts") == 1);
+  for (std::size_t k = 0; k < 3; ++k) require_same_bits(only.values[k].as<float>(), with_y.values[k].as<float>());
+}
+
+TEST_CASE("simplify.a_centered_product_is_not_fused_where_it_would_change_the_run") {
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  Tensor x = placeholder(float32, {6, 5}, "x"), b = placeholder(float32, {6, 5}, "b"), m = placeholder(float32, {5}, "m");
+  Tensor row = constant(Array(xt::xarray<std::int32_t>{5}));
+  const FeedDict feeds{{x, mixed({6, 5}, 1)}, {b, mixed({6, 5}, 2)}, {m, mixed({5}, 3)}};
+  SUBCASE("another op reads the difference") {
+    Tensor d = x - m;
+    const Traced t = run_traced(sess, {sum_to_shape(d * b, row), reduce_max(d)}, feeds);
+    CHECK(t.count("_SumOfCenteredProducts") == 0);
+    CHECK(t.count("_SumOfProducts") == 1);
+  }
+  SUBCASE("the difference is fed") {
+    Tensor d = x - m;
+    FeedDict fed = feeds;
+    fed.emplace_back(d, xt::xarray<float>(xt::ones<float>({6, 5})));
+    const Traced t = run_traced(sess, {sum_to_shape(d * b, row)}, fed);
+    CHECK(t.count("_SumOfCenteredProducts") == 0);
+  }
+  SUBCASE("a mean of unknown shape") {
+    Tensor u = placeholder(float32, Shape::unknown(), "u");
+    FeedDict fed = feeds;
+    fed.emplace_back(u, xt::xarray<float>(mixed({5}, 3)));
+    const Traced t = run_traced(sess, {sum_to_shape((x - u) * b, row)}, fed);
+    CHECK(t.count("_SumOfCenteredProducts") == 0);
+  }
+  SUBCASE("x broadcasts against the mean") {
+    Tensor r = placeholder(float32, {1, 5}, "r");
+    FeedDict fed = feeds;
+    fed.emplace_back(r, xt::xarray<float>(mixed({1, 5}, 3)));
+    const Traced t = run_traced(sess, {sum_to_shape((r - x) * b, row)}, fed);
+    CHECK(t.count("_SumOfCenteredProducts") == 0);
+  }
+}
+
+TEST_CASE("simplify.the_fused_centered_product_checks_its_inputs_and_names_itself") {
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor target = constant(Array(xt::xarray<std::int32_t>{5}));
+  const std::string built = message_of<ValueError>([&] {
+    build_op("_SumOfCenteredProducts", {placeholder(float32, {6, 5}), placeholder(float32, {4}), placeholder(float32, {6, 5}), target},
+             {}, "scp");
+  });
+  CHECK(contains(built, "'scp' (op: '_SumOfCenteredProducts')"));
+  CHECK(contains(built, "the mean of shape [4] does not broadcast to x's [6,5]"));
+  Tensor x = placeholder(float32, {-1, 5}, "x"), m = placeholder(float32, {-1}, "m"), b = placeholder(float32, {-1, 5}, "b");
+  Tensor sum = build_op("_SumOfCenteredProducts", {x, m, b, target}, {}, "scp2").output(0);
+  Session sess;
+  const xt::xarray<float> six = xt::ones<float>({6, 5});
+  const std::string run = message_of<InvalidArgumentError>(
+      [&] { sess.run(sum, {{x, six}, {b, six}, {m, xt::xarray<float>(xt::ones<float>({4}))}}); });
+  CHECK(contains(run, "'scp2': x [6,5], the mean [4] and the other factor [6,5] do not fit together"));
+  CHECK(contains(run, "(op: '_SumOfCenteredProducts')"));
+  // (x - 0.5) * 1 summed over 6 rows: 3 per column.
+  require_same_bits(sess.run(sum, {{x, six}, {b, six}, {m, xt::xarray<float>(xt::ones<float>({5}) * 0.5f)}}).as<float>(),
+                    xt::xarray<float>(xt::ones<float>({5}) * 3.f));
+  // One element (no dimension left once the size-1 ones are dropped): (3 - 1) * 2.
+  Tensor one = placeholder(float32, {1, 1}, "one");
+  Tensor single = build_op("_SumOfCenteredProducts", {one * 3.f, constant(1.f), one * 2.f, constant(Array(xt::xarray<std::int32_t>{1}))},
+                           {}, "scp3").output(0);
+  const xt::xarray<float> one_value = xt::ones<float>({1, 1}), four = xt::ones<float>({1}) * 4.f;
+  require_same_bits(sess.run(single, {{one, one_value}}).as<float>(), four);
+}
