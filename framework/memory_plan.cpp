@@ -115,7 +115,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
     for (std::size_t k = 0; k < outputs; ++k) known = known && shape[out + k].is_fully_defined();
     if (!known) {
       InferenceContext ic;
-      ic.attrs_ = &node.attrs;
+      ic.attrs_ = &s.attrs->attrs;  // the fused op's shape function reads what its kernel reads
       for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
         const TensorRef& in = s.inputs[j];
         const int sl = s.in_slots[j];

@@ -96,10 +96,11 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     Node* node = s.node;
     s.cut = cut[static_cast<std::size_t>(node->id)];
     s.def = s.cut ? node->def : &simplifier.runs(*node);
+    s.attrs = s.cut ? node : &simplifier.attributes(*node);
     s.is_merge = node->def->type == "Merge";
     s.is_variable = node->def->is_variable;
     if (s.cut) continue;
-    if (!s.is_variable) s.kernel = prepare_kernel(*s.def, simplifier.attributes(*node));
+    if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *s.attrs);
     s.inputs = simplifier.inputs(*node);
     for (std::size_t k = 0; k < s.inputs.size(); ++k) {
       const TensorRef in = s.inputs[k];

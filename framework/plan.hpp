@@ -28,8 +28,10 @@ namespace kiln::detail {
 
 struct PlanStep {
   Node* node = nullptr;
-  /// What the step runs for the node: its op, or a fused op in its place (framework/simplify.hpp).
+  /// What the step runs for the node: its op, or a fused op in its place (framework/simplify.hpp),
+  /// and the node whose attributes it reads (the node, or the op whose work the fused op took).
   const OpDef* def = nullptr;
+  const Node* attrs = nullptr;
   std::shared_ptr<const OpKernel> kernel;  // def's, prepared once per plan; null for cut steps and variables
   int out_base = 0;     // first value slot of the node's outputs
   int num_outputs = 0;  // value slots it owns (at least 1, so that an op's deadness has a slot)
