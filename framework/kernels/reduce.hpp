@@ -134,27 +134,28 @@ struct CenteredProducts {
     const std::size_t r = dims->size(), inner = (*dims)[r - 1];
     if ((*m_strides)[r - 1] != 0 || offset % inner + n > inner) return nullptr;
     Dims idx(r, 0);
-    return m + m_index(offset, idx);
+    index_of(offset, idx);
+    return m + m_offset(idx);
   }
 
  private:
-  // The multi-index of element e over dims (into idx), and m's element there.
-  std::size_t m_index(std::size_t e, Dims& idx) const {
+  // The multi-index of element e over dims, and m's element at a multi-index.
+  void index_of(std::size_t e, Dims& idx) const {
+    for (std::size_t k = dims->size(); k-- > 0;) idx[k] = e % (*dims)[k], e /= (*dims)[k];
+  }
+  std::size_t m_offset(const Dims& idx) const {
     std::size_t mo = 0;
-    for (std::size_t k = dims->size(); k-- > 0;) idx[k] = e % (*dims)[k], e /= (*dims)[k], mo += idx[k] * (*m_strides)[k];
+    for (std::size_t k = 0; k < idx.size(); ++k) mo += idx[k] * (*m_strides)[k];
     return mo;
   }
-  // Elements [e, e + n): m's index found once, then runs along the innermost dimension.
+  // Elements [e, e + n): the multi-index found once, then runs along the innermost dimension.
   void fill_from(std::size_t e, T* out, std::size_t n) const {
-    const std::size_t r = dims->size();
+    const std::size_t r = dims->size(), inner = (*dims)[r - 1], step = (*m_strides)[r - 1];
     Dims idx(r, 0);
-    m_index(e, idx);
-    const std::size_t inner = (*dims)[r - 1], step = (*m_strides)[r - 1];
+    index_of(e, idx);
     while (n > 0) {
-      std::size_t mo = 0;
-      for (std::size_t k = 0; k < r; ++k) mo += idx[k] * (*m_strides)[k];
       const std::size_t len = std::min(n, inner - idx[r - 1]);
-      const T *ar = a + e, *br = b + e, *mr = m + mo;
+      const T *ar = a + e, *br = b + e, *mr = m + m_offset(idx);
       if (step == 0) {
         const T mv = *mr;
         for (std::size_t j = 0; j < len; ++j) out[j] = T(ar[j] - mv) * br[j];

@@ -469,6 +469,16 @@ TEST_CASE("simplify.the_fused_moments_gradient_checks_its_addend_and_names_itsel
       [&] { sess.run(dx, {{x, xt::xarray<float>(xt::ones<float>({6, 5}))}, {a, xt::xarray<float>(xt::ones<float>({3, 5}))}}); });
   CHECK(contains(run, "'mga2': the addend's shape [3,5] is not x's [6,5]"));
   CHECK(contains(run, "(op: '_MomentsGradAdd')"));
+  // Statistics of another size than x's channels (a mean of 4 values for 5 channels).
+  Tensor m = placeholder(float32, Shape::unknown(), "m");
+  std::vector<Tensor> with_m = ins;
+  with_m[2] = m;
+  Tensor dx3 = build_op("_MomentsGradAdd", with_m, mg.node()->attrs, "mga3").output(0);
+  const xt::xarray<float> six = xt::ones<float>({6, 5});
+  const std::string stats = message_of<InvalidArgumentError>(
+      [&] { sess.run(dx3, {{x, six}, {a, six}, {m, xt::xarray<float>(xt::ones<float>({4}))}}); });
+  CHECK(contains(stats, "'mga3': input 2 has shape [4], expected 5 statistics for x of shape [6,5]"));
+  CHECK(contains(stats, "(op: '_MomentsGradAdd')"));
 }
 
 TEST_CASE("simplify.a_sum_of_centered_products_runs_as_one_op_with_the_same_bits") {
@@ -579,6 +589,12 @@ TEST_CASE("simplify.the_fused_centered_product_checks_its_inputs_and_names_itsel
   });
   CHECK(contains(built, "'scp' (op: '_SumOfCenteredProducts')"));
   CHECK(contains(built, "the mean of shape [4] does not broadcast to x's [6,5]"));
+  const std::string typed = message_of<TypeError>([&] {
+    build_op("_SumOfCenteredProducts", {placeholder(float32, {6, 5}), placeholder(float64, {5}), placeholder(float32, {6, 5}), target},
+             {}, "scp4");
+  });
+  CHECK(contains(typed, "'scp4' (op: '_SumOfCenteredProducts')"));
+  CHECK(contains(typed, "x, the mean and the other factor must have one dtype"));
   Tensor x = placeholder(float32, {-1, 5}, "x"), m = placeholder(float32, {-1}, "m"), b = placeholder(float32, {-1, 5}, "b");
   Tensor sum = build_op("_SumOfCenteredProducts", {x, m, b, target}, {}, "scp2").output(0);
   Session sess;
