@@ -3,6 +3,7 @@
 #include "distributed/collective_ops.hpp"
 
 #include <cstring>
+#include <type_traits>
 
 #include "distributed/communicator.hpp"
 #include "framework/ops/common.hpp"
@@ -68,7 +69,17 @@ void register_collective_ops(OpRegistry& r) {
              [](const Operation& op, const OptionalTensors& dy) {
                return OptionalTensors{dist::all_reduce(*dy[0], op.attrs<dist::AllReduceAttrs>().reduction)};
              },
-         .is_collective = true});
+         .is_collective = true,
+         // The reduction as one bool (mean) in the file.
+         .attr_codec = attr_codec<dist::AllReduceAttrs>([](auto& io, auto& a) {
+           if constexpr (std::is_const_v<std::remove_reference_t<decltype(a)>>) {
+             io(a.reduction == dist::Reduction::mean);
+           } else {
+             bool mean = false;
+             io(mean);
+             a.reduction = mean ? dist::Reduction::mean : dist::Reduction::sum;
+           }
+         })});
 
   r.add({.type = "Broadcast",
          .shape_fn =
@@ -89,7 +100,8 @@ void register_collective_ops(OpRegistry& r) {
                const Tensor on_root = equal(dist::rank_tensor(), scalar(op.attrs<dist::BroadcastAttrs>().root, int32));
                return OptionalTensors{dist::all_reduce(*dy[0]) * cast(on_root, dy[0]->dtype())};
              },
-         .is_collective = true});
+         .is_collective = true,
+         .attr_codec = attr_codec<dist::BroadcastAttrs>([](auto& io, auto& a) { io(a.root); })});
 
   r.add({.type = "AllGather",
          .shape_fn =

@@ -66,8 +66,10 @@ void apply_in_place(KernelContext& c, F update) {
   c.set_output(0, c.variable_ref(0));
 }
 
-OpDef apply_op(const char* type, int refs, int hypers, std::array<KernelFactory, kNumDTypes> kernels) {
+OpDef apply_op(const char* type, int refs, int hypers, std::array<KernelFactory, kNumDTypes> kernels,
+               AttrCodec codec = {}) {
   OpDef d;
+  d.attr_codec = std::move(codec);
   d.type = type;
   d.shape_fn = [refs, hypers](const InferenceContext& c) { return apply_shape(c, refs, hypers); };
   d.kernels = std::move(kernels);
@@ -129,7 +131,8 @@ void register_training_ops(OpRegistry& r) {
                        x[1] = x[1] * momentum + g;
                        x[0] -= x[1] * lr;
                      });
-                 })));
+                 }),
+                 attr_codec<ApplyMomentumAttrs>([](auto& io, auto& a) { io(a.use_nesterov); })));
   // lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t); m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2);
   // var -= lr_t m / (sqrt(v) + epsilon).
   r.add(apply_op("ApplyAdam", 3, 6, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {

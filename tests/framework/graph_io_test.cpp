@@ -16,6 +16,8 @@
 
 #include <kiln.hpp>
 
+#include "distributed/collective_ops.hpp"
+#include "framework/op_registry.hpp"
 #include "framework/graph_io.hpp"
 #include "framework/graph_util.hpp"
 
@@ -189,4 +191,50 @@ TEST_CASE("graph_io.import_into_a_graph_with_the_same_names_fails") {
   import_graph_def(path, g);
   CHECK(contains(message_of<ValueError>([&] { import_graph_def(path, g); }), "already used"));
   std::filesystem::remove(path);
+}
+
+namespace {
+// The bytes an op's attribute codec writes for it (throws when it has none).
+std::string attribute_bytes(const Operation& op) {
+  const detail::Node& n = *op.node();
+  REQUIRE(static_cast<bool>(n.def->attr_codec));
+  AttrWriter w;
+  n.def->attr_codec.write(n.attrs, w);
+  return w.bytes();
+}
+}  // namespace
+
+TEST_CASE("graph_io.collective_and_momentum_attributes_survive_the_file") {
+  // AllReduce's reduction and Broadcast's root through write_graph / import_graph_def; ApplyMomentum
+  // (whose graph holds variables, so it is not written whole) through its codec: read back, the
+  // attributes write the same bytes, and Nesterov or not write different ones.
+  Graph g;
+  auto guard = g.as_default();
+  const Tensor x = placeholder(float32, {3}, "x");
+  const Tensor mean = distributed::all_reduce(x, distributed::Reduction::mean, "mean");
+  const Tensor sum = distributed::all_reduce(x, distributed::Reduction::sum, "sum");
+  distributed::broadcast(x, 1, "root");
+  const std::string path = temp_path("collectives.kgraph");
+  write_graph(g, path);
+  auto loaded = import_graph_def(path);
+  std::filesystem::remove(path);
+  for (const char* name : {"mean", "sum", "root"}) {
+    CAPTURE(name);
+    CHECK(attribute_bytes(loaded->get_operation_by_name(name)) == attribute_bytes(g.get_operation_by_name(name)));
+  }
+  CHECK(attribute_bytes(mean.op()) != attribute_bytes(sum.op()));
+
+  Variable v = get_variable("v", {3}), accum = get_variable("accum", {3});
+  const Tensor lr = constant(0.1f), momentum = constant(0.9f);
+  const Operation plain = apply_momentum(v, accum, lr, x, momentum, false).op();
+  const Operation nesterov = apply_momentum(v, accum, lr, x, momentum, true).op();
+  for (const Operation& op : {plain, nesterov}) {
+    const std::string bytes = attribute_bytes(op);
+    AttrReader r(bytes, &g);
+    const std::any back = op.node()->def->attr_codec.read(r);
+    AttrWriter w;
+    op.node()->def->attr_codec.write(back, w);
+    CHECK(w.bytes() == bytes);
+  }
+  CHECK(attribute_bytes(plain) != attribute_bytes(nesterov));
 }
