@@ -1,6 +1,8 @@
 #include "framework/simplify.hpp"
 
 #include <algorithm>
+#include <array>
+#include <optional>
 
 #include "framework/array.hpp"
 #include "framework/graph_algorithms.hpp"
@@ -29,6 +31,13 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
   readers_ = reader_counts(graph, &needed);
   for (const TensorRef& t : fetched)
     if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
+  // The readers that can take over a product with a broadcast factor (the fifth rule).
+  absorbing_.assign(static_cast<std::size_t>(graph.num_nodes()), 0);
+  for (int id = 0; id < graph.num_nodes(); ++id) {
+    const Node& v = *graph.node(id);
+    if (needed[static_cast<std::size_t>(id)] && (is(v, "SumToShape") || (is(v, "AddN") && v.inputs.size() == 2)))
+      for (const TensorRef& in : v.inputs) ++absorbing_[static_cast<std::size_t>(in.node->id)];
+  }
   // Shape functions read constants' values (a Reshape's target); a fed constant can make the
   // static shapes built from it wrong, and the rules rely on them.
   for (int id = 0; id < graph.num_nodes(); ++id)
@@ -125,19 +134,46 @@ bool Simplifier::fusable(const TensorRef& t, const Node& reader, const char* typ
   return is(*t.node, type) && looks_through(*t.node, reader) && readers_[static_cast<std::size_t>(t.node->id)] == 1;
 }
 
-// SumToShape(Mul(a, b), shape) -> _SumOfProducts(a, b, shape) (the third rule). `ins`: the
-// SumToShape's inputs as the run reads them.
+// `t` = Mul(a, s) (either order), every reader of which is a SumToShape or a two-input AddN (each
+// may take the product over; no other op, control input or fetch needs it stored), a of the
+// product's static shape, s of another (fully defined; the Mul's shape function checked that it
+// broadcasts): {a, s}, else nothing. The fifth rule's product.
+std::optional<std::array<TensorRef, 2>> Simplifier::scaled_product(const TensorRef& t, const Node& reader) {
+  const Node& mul = *t.node;
+  const auto id = static_cast<std::size_t>(mul.id);
+  if (!is(mul, "Mul") || !looks_through(mul, reader) || absorbing_[id] != readers_[id]) return std::nullopt;
+  const std::vector<TensorRef>& m = inputs_of(mul);
+  for (std::size_t k = 0; k < 2; ++k)
+    if (readable_instead(m[k], reader) && readable_instead(m[1 - k], reader) && same_static_shape(m[k], t) &&
+        shape_of(m[1 - k]).is_fully_defined() && !(shape_of(m[1 - k]) == shape_of(t)))
+      return std::array<TensorRef, 2>{m[k], m[1 - k]};
+  return std::nullopt;
+}
+
+// Whether the registered op `type` has a kernel for t's dtype.
+bool Simplifier::has_kernel(const char* type, const TensorRef& t) {
+  return static_cast<bool>(op_registry().get(type).kernels[static_cast<std::size_t>(dtype_of(t))]);
+}
+
+// SumToShape(Mul(a, b), shape) -> _SumOfProducts(a, b, shape) (the third rule), or with a
+// broadcast factor -> _SumOfScaledValues(a, s, shape) (the fifth). `ins`: the SumToShape's inputs
+// as the run reads them.
 void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
   const TensorRef p = ins[0];
   const Node& mul = *p.node;
-  if (!fusable(p, op, "Mul")) return;
-  const OpDef& fused = op_registry().get("_SumOfProducts");
-  if (!fused.kernels[static_cast<std::size_t>(dtype_of(p))]) return;
+  const Shape& out = op.output_shapes[0];
+  if (!is(mul, "Mul") || !out.is_fully_defined() || !shape_of(p).is_fully_defined() ||
+      out.num_elements() >= shape_of(p).num_elements())
+    return;
+  if (const auto f = scaled_product(p, op); f && has_kernel("_SumOfScaledValues", p)) {
+    ins = {(*f)[0], (*f)[1], ins[1]};
+    fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_SumOfScaledValues");
+    return;
+  }
+  if (!fusable(p, op, "Mul") || !has_kernel("_SumOfProducts", p)) return;
   const std::vector<TensorRef>& m = inputs_of(mul);
   for (const TensorRef& factor : m)
     if (!readable_instead(factor, op) || !same_static_shape(factor, p)) return;
-  const Shape& out = op.output_shapes[0];
-  if (!out.is_fully_defined() || out.num_elements() >= shape_of(p).num_elements()) return;
   // A factor x - mean (a Sub only this Mul reads, x of the product's shape, the mean broadcast to
   // it, shapes known): _SumOfCenteredProducts(x, mean, other factor, shape).
   for (std::size_t k = 0; k < 2; ++k) {
@@ -151,11 +187,12 @@ void Simplifier::fuse_product(const Node& op, std::vector<TensorRef>& ins) {
     return;
   }
   ins = {m[0], m[1], ins[1]};
-  fused_[static_cast<std::size_t>(op.id)] = &fused;
+  fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_SumOfProducts");
 }
 
 // AddN(MomentsGrad(x, mean, dmean, dvar), a), either order -> _MomentsGradAdd(a, x, mean, dmean,
-// dvar) (the fourth rule). `ins`: the AddN's inputs as the run reads them.
+// dvar) (the fourth rule), or with a = Mul(b, s), s per channel -> _MomentsGradAddScaled(b, s, x,
+// mean, dmean, dvar) (the fifth). `ins`: the AddN's inputs as the run reads them.
 void Simplifier::fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins) {
   if (ins.size() != 2) return;
   for (std::size_t k = 0; k < 2; ++k) {
@@ -167,6 +204,20 @@ void Simplifier::fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins) 
     ins.insert(ins.end(), m.begin(), m.end());
     fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_MomentsGradAdd");
     attributes_[static_cast<std::size_t>(op.id)] = g.node;
+    if (const auto f = scaled_product(addend, op)) {
+      // The scale must be one value per channel of x: what the fused op's shape function checks.
+      std::vector<TensorRef> scaled{(*f)[0], (*f)[1]};
+      scaled.insert(scaled.end(), m.begin(), m.end());
+      const OpDef& def = op_registry().get("_MomentsGradAddScaled");
+      InferenceContext c{.attrs_ = &g.node->attrs, .constant_values = std::vector<const Array*>(scaled.size(), nullptr)};
+      for (const TensorRef& t : scaled) c.dtypes.push_back(dtype_of(t)), c.shapes.push_back(shape_of(t));
+      try {
+        def.shape_fn(c);
+        ins = std::move(scaled);
+        fused_[static_cast<std::size_t>(op.id)] = &def;
+      } catch (const Error&) {
+      }
+    }
     return;
   }
 }

@@ -25,6 +25,14 @@
 //   of the composed batch norm: the gradient through the statistics plus the direct one). It adds
 //   a to each element as it is written, rounded as the two ops round, in a's buffer when nothing
 //   else needs it: the same bits, two passes over memory and a buffer less.
+// - A Mul(a, s) with s broadcast to a's static shape (a per-channel scale: the composed batch
+//   norm's dy * gamma / sqrt(var + eps)) whose every reader is a SumToShape or a two-input AddN
+//   (no other op, control input or fetch needs it stored) is formed where it is read:
+//   SumToShape(Mul(a, s), shape) runs as _SumOfScaledValues(a, s, shape), and
+//   AddN(MomentsGrad(x, mean, dmean, dvar), Mul(a, s)), s one value per channel of x, as
+//   _MomentsGradAddScaled(a, s, x, mean, dmean, dvar); each product rounded as the Mul rounds it.
+//   The product is never stored (a pass that writes it, and its buffer, less); where an AddN
+//   cannot take it over, the Mul still runs for it and the sum reads a instead of the product.
 //
 // All need shapes known when the graph was built (equal and fully defined; the shapes they move
 // values to given by constants nobody feeds), never look through an op that is fed, has control
@@ -32,7 +40,9 @@
 // (it would read it at another time), so a rewritten run computes bit for bit what the graph
 // says, with the same deadness. None applies in a run that feeds a Const: shape functions read
 // constants (a Reshape's target), so a fed one can make the static shapes the rules rely on wrong.
+#include <array>
 #include <cstddef>
+#include <optional>
 #include <vector>
 
 #include "framework/graph.hpp"
@@ -70,8 +80,11 @@ class Simplifier {
   void fuse_product(const Node& op, std::vector<TensorRef>& ins);
   void fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins);
   bool fusable(const TensorRef& t, const Node& reader, const char* type) const;
+  std::optional<std::array<TensorRef, 2>> scaled_product(const TensorRef& t, const Node& reader);
+  static bool has_kernel(const char* type, const TensorRef& t);
   const std::vector<bool>& cut_;
   std::vector<int> readers_;                      // per node id: inputs, control inputs, fetches
+  std::vector<int> absorbing_;                    // per node id: readers that are SumToShape or AddN
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
   std::vector<const OpDef*> fused_;               // per node id: the op run in its place, or null
   std::vector<const Node*> attributes_;           // per node id: whose attributes the fused op reads

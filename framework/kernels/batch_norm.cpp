@@ -257,6 +257,21 @@ void map(BnLayout l, const T* u, const T* v, const T* k, T* out, F&& f) {
   });
 }
 
+// v as an op stores it: an opaque copy, so that the compiler cannot contract the multiply that
+// made v and the add that reads it into one FMA (which skips the product's rounding: the result
+// would no longer be a Mul's followed by an Add's).
+template <class V>
+V stored(V v) {
+  if constexpr (std::is_arithmetic_v<V>) {
+    asm("" : "+v"(v));
+    return v;
+  } else {
+    typename V::register_type r = v;
+    asm("" : "+v"(r));
+    return V(r);
+  }
+}
+
 // y = k0 * (x - k1) + k2: subtracting first keeps full precision when |mean| >> std.
 constexpr auto kAffine = [](auto x, auto, auto k) { return xsimd::fma(k(0), x - k(1), k(2)); };
 }  // namespace
@@ -275,13 +290,19 @@ void batch_moments(const T* x, BnLayout l, T* mean, T* variance) {
 }
 
 template <class T>
-void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y, const T* addend) {
+void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout l, T* y, const T* addend,
+                    const T* addend_scale) {
   const int64_t C = l.channels;
   Scratch<T> ks(static_cast<std::size_t>(4 * C));  // map reads 4 coefficients per channel
   T* k = ks.data();
   std::copy(a, a + C, k), std::copy(m, m + C, k + C), std::copy(b, b + C, k + 2 * C);
-  std::fill(k + 3 * C, k + 4 * C, T(0));
-  if (addend)
+  if (addend_scale)
+    std::copy(addend_scale, addend_scale + C, k + 3 * C);
+  else
+    std::fill(k + 3 * C, k + 4 * C, T(0));
+  if (addend && addend_scale)
+    map(l, x, addend, k, y, [](auto xv, auto add, auto kj) { return kAffine(xv, add, kj) + stored(add * kj(3)); });
+  else if (addend)
     map(l, x, addend, k, y, [](auto xv, auto add, auto kj) { return kAffine(xv, add, kj) + add; });
   else
     map(l, x, x, k, y, kAffine);
@@ -363,7 +384,7 @@ void fused_batch_norm_backward_inference(const T* dy, const T* x, const T* gamma
 
 #define KILN_BN_INSTANTIATE(T)                                                                 \
   template void batch_moments<T>(const T*, BnLayout, T*, T*);                                  \
-  template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*, const T*); \
+  template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*, const T*, const T*); \
   template void fused_batch_norm_forward_training<T>(const T*, const T*, const T*, BnLayout,   \
                                                      double, T*, T*, T*, T*);                  \
   template void fused_batch_norm_forward_inference<T>(const T*, const T*, const T*, const T*,  \

@@ -24,10 +24,12 @@ template <class T>
 void batch_moments(const T* x, BnLayout layout, T* mean, T* variance);
 
 /// y = a * (x - m) + b with per-channel a, m, b ([C]); with an addend (x's layout), y = that
-/// value, rounded to T, + addend (what an Add of the two computes). y may alias x or the addend.
+/// value, rounded to T, + addend (what an Add of the two computes); with an addend and its
+/// per-channel scale s ([C]), that value + addend * s, the product rounded to T (a Mul, then
+/// the Add). y may alias x or the addend.
 template <class T>
 void channel_affine(const T* x, const T* a, const T* m, const T* b, BnLayout layout, T* y,
-                    const T* addend = nullptr);
+                    const T* addend = nullptr, const T* addend_scale = nullptr);
 
 /// y = gamma * (x - mean) * inv + beta with the batch statistics; writes batch_mean, batch_var
 /// (biased) and saved_inv_std = inv = 1 / sqrt(batch_var + epsilon).

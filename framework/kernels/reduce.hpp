@@ -9,7 +9,7 @@
 // (Acc = double), so float32 sums are exact to float32 precision for any practical n.
 // The sums read their values from a source `x`: a pointer, or any value type with x[i] and x + k
 // (ProductOf: the products of two arrays, formed as they are read; a FillsBlocks source forms a
-// block of values at a time).
+// block of values at a time: BroadcastSource).
 // Thread safety: pure functions of their arguments; large sums split across kiln's pool with
 // results independent of the thread count.
 #include <algorithm>
@@ -67,26 +67,42 @@ struct CastTo {
   }
 };
 
+/// How a leaf forms each value from a[i], b[i] and a broadcast value m, rounding every step to
+/// the element type as the ops it replaces round it: a * b (a Mul), (a - m) * b (a Sub, then a
+/// Mul), a * m (a Mul by a broadcast factor).
+enum class Form { product, centered, scaled };
+
+/// Value i of the form kForm: a[i] * b[i], (a[i] - m) * b[i] or a[i] * m (b unread), each step
+/// rounded to T.
+template <Form kForm, class T>
+T form_value(const T* a, const T* b, std::size_t i, T m) {
+  if constexpr (kForm == Form::product) return a[i] * b[i];
+  if constexpr (kForm == Form::centered) return T(a[i] - m) * b[i];
+  if constexpr (kForm == Form::scaled) return a[i] * m;
+}
+
 #ifdef __AVX__
-/// pairwise_sum of float products (a[i] - m) * b[i] (kCentered; else a[i] * b[i]) in double, each
-/// step rounded to float: a ProductOf<float> source, or a CenteredProducts<float> one whose mean
-/// is one value over the range. The leaves' eight accumulators sit in two AVX registers; the same
-/// roundings and additions in the same order as the generic code, which GCC compiles to half the
-/// speed (12.8 MB of NCHW planes in 0.45 against 0.23 ms on one core).
-template <bool kCentered>
+/// pairwise_sum of float values of the form kForm in double, m one value over the range: a
+/// ProductOf<float> source, or a BroadcastSource<float> whose broadcast value is one over the
+/// range. The leaves' eight accumulators sit in two AVX registers; the same roundings and
+/// additions in the same order as the generic code, which GCC compiles to half the speed (12.8 MB
+/// of NCHW planes in 0.45 against 0.23 ms on one core). b is unread (may be null) when scaled.
+template <Form kForm>
 double pairwise_product_sum(const float* a, const float* b, std::size_t n, float m = 0.f) {
-  const auto product = [&](std::size_t i) { return kCentered ? float(a[i] - m) * b[i] : a[i] * b[i]; };
+  const auto value = [&](std::size_t i) { return form_value<kForm>(a, b, i, m); };
   if (n < 8) {
     double s = 0;
-    for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(product(i));
+    for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(value(i));
     return s;
   }
   if (n <= kPairwiseBlock) {
     const __m256 mv = _mm256_set1_ps(m);
     const auto widened = [&](std::size_t i, __m256d& lo, __m256d& hi) {
-      __m256 x = _mm256_loadu_ps(a + i);
-      if constexpr (kCentered) x = _mm256_sub_ps(x, mv);
-      const __m256 p = _mm256_mul_ps(x, _mm256_loadu_ps(b + i));
+      const __m256 x = _mm256_loadu_ps(a + i);
+      __m256 p;
+      if constexpr (kForm == Form::product) p = _mm256_mul_ps(x, _mm256_loadu_ps(b + i));
+      if constexpr (kForm == Form::centered) p = _mm256_mul_ps(_mm256_sub_ps(x, mv), _mm256_loadu_ps(b + i));
+      if constexpr (kForm == Form::scaled) p = _mm256_mul_ps(x, mv);
       lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1));
     };
     __m256d r0, r1, lo, hi;
@@ -96,29 +112,63 @@ double pairwise_product_sum(const float* a, const float* b, std::size_t n, float
     alignas(32) double r[8];
     _mm256_store_pd(r, r0), _mm256_store_pd(r + 4, r1);
     double s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) s += static_cast<double>(product(i));
+    for (; i < n; ++i) s += static_cast<double>(value(i));
     return s;
   }
   std::size_t half = n / 2;
   half -= half % 8;
-  return pairwise_product_sum<kCentered>(a, b, half, m) + pairwise_product_sum<kCentered>(a + half, b + half, n - half, m);
+  const float* b_half = kForm == Form::scaled ? b : b + half;  // b is null for the scaled form
+  return pairwise_product_sum<kForm>(a, b, half, m) + pairwise_product_sum<kForm>(a + half, b_half, n - half, m);
 }
 #endif
 
-/// A source whose values are (a[i] - m[j]) * b[i], each step rounded to T as a Sub and a Mul
-/// kernel store it, where m[j] is the element of m that broadcasting puts at i: x - mean times
-/// dy, summed per channel, without storing the difference or the product. `dims` are the
-/// product's dimensions (adjacent ones merged where m's strides allow, kernels/elementwise.hpp's
-/// broadcast_loops), `m_strides` m's element strides along them (0 where m repeats).
-template <class T>
-struct CenteredProducts {
+/// A run of values of the form kForm (centered or scaled) with one broadcast value m: a light
+/// source (a BroadcastSource's values along an NCHW plane), summed in AVX registers for floats.
+template <class T, Form kForm>
+struct ConstantRun {
+  const T* a;
+  const T* b;  // null for the scaled form
+  T m;
+  T operator[](std::size_t i) const { return form_value<kForm>(a, b, i, m); }
+  friend ConstantRun operator+(const ConstantRun& p, std::size_t k) {
+    return {p.a + k, kForm == Form::scaled ? p.b : p.b + k, p.m};
+  }
+};
+
+/// Rows of `inner` values of the form kForm whose broadcast value depends on the column only,
+/// m[col] (NHWC's per-channel mean or scale): the value at (row, col), formed as it is read.
+template <class T, Form kForm>
+struct ColumnRows {
+  const T* a;
+  const T* b;  // null for the scaled form
+  const T* m;
+  std::size_t inner;
+  T at(std::size_t row, std::size_t col) const { return form_value<kForm>(a, b, row * inner + col, m[col]); }
+  /// The rows from (row, col) on: at(r, c) of the result is at(row + r, col + c).
+  ColumnRows from(std::size_t row, std::size_t col) const {
+    const std::size_t e = row * inner + col;
+    return {a + e, kForm == Form::scaled ? b : b + e, m + col, inner};
+  }
+};
+
+/// A source whose values are formed (kForm: centered or scaled) from a[i], b[i] and m[j], where
+/// m[j] is the element of m that broadcasting puts at i: (x - mean) * dy or dy * scale, summed
+/// per channel, without storing the difference or the product. `dims` are the values'
+/// dimensions (adjacent ones merged where m's strides allow, kernels/elementwise.hpp's
+/// broadcast_loops), `m_strides` m's element strides along them (0 where m repeats). The scaled
+/// form reads no b (null).
+template <class T, Form kForm>
+struct BroadcastSource {
+  static_assert(kForm != Form::product);
+  static constexpr Form form = kForm;
+  using value_type = T;
   const T* a;
   const T* b;
   const T* m;
   const Dims* dims;
   const Dims* m_strides;
   std::size_t offset = 0;
-  friend CenteredProducts operator+(CenteredProducts p, std::size_t k) {
+  friend BroadcastSource operator+(BroadcastSource p, std::size_t k) {
     p.offset += k;
     return p;
   }
@@ -128,14 +178,44 @@ struct CenteredProducts {
     return v;
   }
   void fill(T* out, std::size_t n) const { fill_from(offset, out, n); }
-  /// The mean of the next n values when it is one element of m (they lie in one run along the
-  /// innermost dimension, where m repeats: an NCHW plane), else null.
-  const T* constant_mean(std::size_t n) const {
+  /// The next n values as a ConstantRun when their broadcast value is one element of m (they lie
+  /// in one run along the innermost dimension, where m repeats: an NCHW plane), else false.
+  bool constant_run(std::size_t n, ConstantRun<T, kForm>& run) const {
     const std::size_t r = dims->size(), inner = (*dims)[r - 1];
-    if ((*m_strides)[r - 1] != 0 || offset % inner + n > inner) return nullptr;
+    if ((*m_strides)[r - 1] != 0 || offset % inner + n > inner) return false;
     Dims idx(r, 0);
     index_of(offset, idx);
-    return m + m_offset(idx);
+    run = run_at(offset, m[m_offset(idx)]);
+    return true;
+  }
+  /// The values as ColumnRows of `inner` values from here on, when m is one value per column of
+  /// them (m varies along the innermost dimension only, `inner` long, contiguously) and a row
+  /// starts here; else false.
+  bool column_rows(std::size_t inner, ColumnRows<T, kForm>& rows) const {
+    const std::size_t r = dims->size();
+    if ((*dims)[r - 1] != inner || (*m_strides)[r - 1] != 1 || offset % inner != 0) return false;
+    for (std::size_t k = 0; k + 1 < r; ++k)
+      if ((*m_strides)[k] != 0) return false;
+    rows = {a + offset, kForm == Form::scaled ? nullptr : b + offset, m, inner};
+    return true;
+  }
+  /// f(o, run) for the rows o in [lo, hi) of n values each (row o: the values from offset + o n
+  /// on), each as a ConstantRun, when every row lies in one run along the innermost dimension
+  /// where m repeats (n divides it: NCHW planes): m's element found once for row lo, then stepped
+  /// row by row (the division per row costs as much as summing a 14x14 plane). False, calling
+  /// nothing, otherwise.
+  template <class F>
+  bool for_constant_rows(std::size_t lo, std::size_t hi, std::size_t n, F&& f) const {
+    const std::size_t r = dims->size(), inner = (*dims)[r - 1];
+    if ((*m_strides)[r - 1] != 0 || n == 0 || inner % n != 0 || offset % n != 0) return false;
+    Dims idx(r, 0);
+    index_of(offset + lo * n, idx);
+    for (std::size_t o = lo; o < hi; ++o) {
+      f(o, run_at(offset + o * n, m[m_offset(idx)]));
+      idx[r - 1] += n;
+      for (std::size_t k = r - 1; k > 0 && idx[k] == (*dims)[k]; --k) idx[k] = 0, ++idx[k - 1];
+    }
+    return true;
   }
 
  private:
@@ -148,6 +228,24 @@ struct CenteredProducts {
     for (std::size_t k = 0; k < idx.size(); ++k) mo += idx[k] * (*m_strides)[k];
     return mo;
   }
+  ConstantRun<T, kForm> run_at(std::size_t e, T mv) const {
+    return {a + e, kForm == Form::scaled ? nullptr : b + e, mv};
+  }
+  // The values of run [0, len) from a, b (at element e) and m (mr, stride `step`; step 0 or 1 is
+  // a loop the compiler vectorizes).
+  static void form_run(const T* ar, const T* br, const T* mr, std::size_t step, T* out, std::size_t len) {
+    const auto run = [&](auto m_at) {
+      for (std::size_t j = 0; j < len; ++j) out[j] = form_value<kForm>(ar, br, j, m_at(j));
+    };
+    if (step == 0) {
+      const T mv = *mr;
+      run([mv](std::size_t) { return mv; });
+    } else if (step == 1) {
+      run([mr](std::size_t j) { return mr[j]; });
+    } else {
+      run([mr, step](std::size_t j) { return mr[j * step]; });
+    }
+  }
   // Elements [e, e + n): the multi-index found once, then runs along the innermost dimension.
   void fill_from(std::size_t e, T* out, std::size_t n) const {
     const std::size_t r = dims->size(), inner = (*dims)[r - 1], step = (*m_strides)[r - 1];
@@ -155,19 +253,17 @@ struct CenteredProducts {
     index_of(e, idx);
     while (n > 0) {
       const std::size_t len = std::min(n, inner - idx[r - 1]);
-      const T *ar = a + e, *br = b + e, *mr = m + m_offset(idx);
-      if (step == 0) {
-        const T mv = *mr;
-        for (std::size_t j = 0; j < len; ++j) out[j] = T(ar[j] - mv) * br[j];
-      } else {
-        for (std::size_t j = 0; j < len; ++j) out[j] = T(ar[j] - mr[j * step]) * br[j];
-      }
+      form_run(a + e, kForm == Form::centered ? b + e : nullptr, m + m_offset(idx), step, out, len);
       e += len, out += len, n -= len;
       idx[r - 1] += len;
       for (std::size_t k = r - 1; k > 0 && idx[k] == (*dims)[k]; --k) idx[k] = 0, ++idx[k - 1];
     }
   }
 };
+template <class T>
+using CenteredProducts = BroadcastSource<T, Form::centered>;
+template <class T>
+using ScaledValues = BroadcastSource<T, Form::scaled>;
 
 /// A source that writes its next n values into a buffer (fill): its values cost more to form one
 /// at a time than in a loop (CenteredProducts: a per-channel value subtracted). The sums form each
@@ -182,10 +278,16 @@ template <class Acc, class Src, class F>
 Acc pairwise_sum(Src x, std::size_t n, F f) {
 #ifdef __AVX__
   if constexpr (std::is_same_v<Src, ProductOf<float>> && std::is_same_v<F, CastTo<double>>)
-    return pairwise_product_sum<false>(x.a, x.b, n);
-  if constexpr (std::is_same_v<Src, CenteredProducts<float>> && std::is_same_v<F, CastTo<double>>)
-    if (const float* m = x.constant_mean(n)) return pairwise_product_sum<true>(x.a + x.offset, x.b + x.offset, n, *m);
+    return pairwise_product_sum<Form::product>(x.a, x.b, n);
+  if constexpr (std::is_same_v<Src, ConstantRun<float, Form::centered>> && std::is_same_v<F, CastTo<double>>)
+    return pairwise_product_sum<Form::centered>(x.a, x.b, n, x.m);
+  if constexpr (std::is_same_v<Src, ConstantRun<float, Form::scaled>> && std::is_same_v<F, CastTo<double>>)
+    return pairwise_product_sum<Form::scaled>(x.a, x.b, n, x.m);
 #endif
+  if constexpr (requires(ConstantRun<std::remove_cvref_t<decltype(x[0])>, Src::form> run) { x.constant_run(n, run); }) {
+    ConstantRun<std::remove_cvref_t<decltype(x[0])>, Src::form> run;
+    if (x.constant_run(n, run)) return pairwise_sum<Acc>(run, n, f);
+  }
   if constexpr (FillsBlocks<Src>)
     if (n <= kPairwiseBlock) {
       using V = std::remove_cvref_t<decltype(x[0])>;
@@ -219,6 +321,30 @@ Acc pairwise_sum(Src x, std::size_t n) {
   return pairwise_sum<Acc>(x, n, CastTo<Acc>{});
 }
 
+/// A source that can give its values as ColumnRows, and that type (an empty one for others).
+template <class Src>
+concept HasColumnRows = requires { Src::form; typename Src::value_type; };
+template <class Src>
+struct ColumnRowsOfT {
+  using type = char;
+};
+template <class Src>
+  requires HasColumnRows<Src>
+struct ColumnRowsOfT<Src> {
+  using type = ColumnRows<typename Src::value_type, Src::form>;
+};
+template <class Src>
+using ColumnRowsOf = typename ColumnRowsOfT<Src>::type;
+
+/// A buffer of at least n values of this thread's, kept between calls (a FillsBlocks source's
+/// values; it grows to the largest block, never shrinks).
+template <class V>
+V* thread_buffer(std::size_t n) {
+  thread_local std::vector<V> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 /// The workspace sum_rows(x, n, inner, y, work) needs: a row of partial sums per level of its
 /// recursion (the larger half, n - n/2, is the deeper).
 inline std::size_t sum_rows_work(std::size_t n, std::size_t inner) {
@@ -238,33 +364,52 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
     return;
   }
   if (n <= kPairwiseBlock) {
-    if constexpr (FillsBlocks<Src>) {  // the block's values in a buffer of this thread's, kept
-      using V = std::remove_cvref_t<decltype(x[0])>;
-      thread_local std::vector<V> block;
-      if (block.size() < n * inner) block.resize(n * inner);
-      x.fill(block.data(), n * inner);
-      return sum_rows(static_cast<const V*>(block.data()), n, inner, y, work);
-    }
     // Each y[i] adds rows 0..n-1 in order, from zero. Wide rows stream: in column chunks whose
     // sums stay in L1 (16 KB of Acc), each row's chunk is added in turn, so x is read in
     // contiguous runs. (Groups of columns walked down the rows would read x with a stride of a
     // row: one cache line per row per group, and a new page per row for rows of 4 KB or more;
     // 37 against 25 us for a 256x1024 float sum.) Narrow rows: groups of columns whose accumulators
     // stay in registers for the whole block (independent chains: the adds overlap), then one at
-    // a time.
+    // a time. A source whose broadcast value varies by column only (NHWC's per-channel mean or
+    // scale: ColumnRows) forms each value as it adds it; others (FillsBlocks) form their values
+    // into a buffer of this thread's, kept between calls: wide rows a visit's rows at a time, narrow
+    // ones the whole block. (One core, [50176, 64] dy * scale: 0.72 ms formed a block at a time,
+    // 0.38 as added, 0.28 for a stored tensor; [50176, 32]: 0.40, 0.17, 0.14.)
+    [[maybe_unused]] ColumnRowsOf<Src> formed{};
+    [[maybe_unused]] bool by_column = false;
+    if constexpr (HasColumnRows<Src>) by_column = x.column_rows(inner, formed);
     if (inner >= kStreamColumns) {
       constexpr std::size_t kChunk = 16384 / sizeof(Acc);
       for (std::size_t i0 = 0; i0 < inner; i0 += kChunk) {
         const std::size_t len = std::min(kChunk, inner - i0);
         Acc* __restrict acc = y + i0;
         std::fill(acc, acc + len, Acc(0));
-        // Rows r..r+K-1 per visit of the sums, added in row order.
-        const auto rows = [&]<std::size_t K>(std::size_t r, std::integral_constant<std::size_t, K>) {
-          const Src xr = x + (r * inner + i0);
+        // Rows r..r+K-1 per visit of the sums, added in row order: value(k, i) is row r + k's
+        // value in column i0 + i.
+        const auto add = [&]<std::size_t K>(std::integral_constant<std::size_t, K>, auto value) {
           for (std::size_t i = 0; i < len; ++i) {
             Acc s = acc[i];
-            for (std::size_t k = 0; k < K; ++k) s += static_cast<Acc>(xr[k * inner + i]);
+            for (std::size_t k = 0; k < K; ++k) s += static_cast<Acc>(value(k, i));
             acc[i] = s;
+          }
+        };
+        const auto rows = [&]<std::size_t K>(std::size_t r, std::integral_constant<std::size_t, K> k) {
+          if constexpr (HasColumnRows<Src>)
+            if (by_column) {  // (by value: stores to acc cannot change what it reads)
+              const auto rows_here = formed.from(r, i0);
+              return add(k, [rows_here](std::size_t j, std::size_t i) { return rows_here.at(j, i); });
+            }
+          if constexpr (FillsBlocks<Src>) {
+            using V = std::remove_cvref_t<decltype(x[0])>;
+            V* buf = thread_buffer<V>(K * len);
+            if (len == inner)
+              (x + r * inner).fill(buf, K * len);  // the K rows are contiguous
+            else
+              for (std::size_t j = 0; j < K; ++j) (x + ((r + j) * inner + i0)).fill(buf + j * len, len);
+            add(k, [buf, len](std::size_t j, std::size_t i) { return buf[j * len + i]; });
+          } else {
+            const Src xr = x + (r * inner + i0);
+            add(k, [&](std::size_t j, std::size_t i) { return xr[j * inner + i]; });
           }
         };
         std::size_t r = 0;
@@ -273,13 +418,24 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
       }
       return;
     }
+    if constexpr (FillsBlocks<Src>)
+      if (!by_column) {
+        using V = std::remove_cvref_t<decltype(x[0])>;
+        V* block = thread_buffer<V>(n * inner);
+        x.fill(block, n * inner);
+        return sum_rows(static_cast<const V*>(block), n, inner, y, work);
+      }
     std::size_t i = 0;
     const auto columns = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
       for (; i + K <= inner; i += K) {
         Acc acc[K] = {};
         for (std::size_t r = 0; r < n; ++r) {
-          const Src xr = x + (r * inner + i);
-          for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(xr[j]);
+          if constexpr (HasColumnRows<Src>) {  // by_column (else the block was filled above)
+            for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(formed.at(r, i + j));
+          } else {
+            const Src xr = x + (r * inner + i);
+            for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(xr[j]);
+          }
         }
         std::copy(acc, acc + K, y + i);
       }
@@ -350,7 +506,12 @@ void sum_middle(Src x, std::size_t outer, std::size_t n, std::size_t inner, Acc*
   Scratch<Acc> works(static_cast<std::size_t>(workers) * work);  // one workspace per thread
   parallel_for_workers(static_cast<std::int64_t>(outer), static_cast<std::int64_t>(std::max<std::size_t>(1, kReduceGrain / per)),
                        workers, [&](std::int64_t lo, std::int64_t hi, int w) {
-                         for (auto o = static_cast<std::size_t>(lo); o < static_cast<std::size_t>(hi); ++o)
+                         const auto first = static_cast<std::size_t>(lo), last = static_cast<std::size_t>(hi);
+                         if constexpr (requires { x.for_constant_rows(first, last, n, [](std::size_t, auto) {}); })
+                           if (inner == 1 &&
+                               x.for_constant_rows(first, last, n, [&](std::size_t o, auto run) { y[o] = pairwise_sum<Acc>(run, n); }))
+                             return;
+                         for (std::size_t o = first; o < last; ++o)
                            sum_rows(x + o * n * inner, n, inner, y + o * inner, works.data() + static_cast<std::size_t>(w) * work);
                        });
 }

@@ -1,6 +1,7 @@
 // Reductions: Sum, Mean, Max, Min over a set of axes (empty: all; negative from the end) with
 // keepdims, Moments (nn::moments' mean and variance in one op) and its MomentsGrad (and
-// _MomentsGradAdd, MomentsGrad fused with the AddN that reads it by the plan), ArgMax, and the
+// _MomentsGradAdd / _MomentsGradAddScaled, MomentsGrad fused with the AddN that reads it by the
+// plan), ArgMax, and the
 // internal ReducedShape (x's run-time shape with the reduced axes set to 1, for gradients of
 // tensors whose shape is not fully defined).
 #include <cmath>
@@ -182,9 +183,23 @@ MomentsGeometry moments_geometry(const KernelContext& c, const ReduceAttrs& a, i
   return g;
 }
 
+// A per-channel scale: its shape, right-aligned against x's (`dims`), is 1 on the reduced axes and
+// x's size on the kept ones, so its elements are the channels in order.
+template <class D>
+bool per_channel(const D& s, const D& dims, const AxisMask& mask) {
+  if (s.size() > dims.size()) return false;
+  const std::size_t lead = dims.size() - s.size();
+  for (std::size_t k = 0; k < dims.size(); ++k) {
+    const auto sk = k < lead ? 1 : s[k - lead];
+    if (mask[k] ? sk != 1 : sk != dims[k]) return false;
+  }
+  return true;
+}
+
 // MomentsGrad's kernel on inputs x, mean, dmean, dvar from `first` on. first == 1:
-// _MomentsGradAdd, whose input 0 (of x's shape) is added to dx as an AddN of the two adds them,
-// dx taking over that input's buffer when the memory plan allows it.
+// _MomentsGradAdd, whose input 0 (of x's shape) is added to dx as an AddN of the two adds them;
+// first == 2: _MomentsGradAddScaled, whose input 0 times input 1 (per channel) is, as a Mul and
+// then the AddN compute it. dx takes over input 0's buffer when the memory plan allows it.
 template <class T>
 void moments_grad(KernelContext& c, const ReduceAttrs& a, int first) {
   const MomentsGeometry g = moments_geometry<T>(c, a, first);
@@ -195,17 +210,21 @@ void moments_grad(KernelContext& c, const ReduceAttrs& a, int first) {
       throw InvalidArgumentError("'" + c.op_name() + "': input " + std::to_string(i) + " has shape " +
                                  c.input(i).shape().to_string() + ", expected " + std::to_string(C) +
                                  " statistics for x of shape " + c.input(first).shape().to_string());
-  if (first == 1 && c.input_as<T>(0).shape() != x.shape())
+  if (first >= 1 && c.input_as<T>(0).shape() != x.shape())
     throw InvalidArgumentError("'" + c.op_name() + "': the addend's shape " + c.input(0).shape().to_string() +
-                               " is not x's " + c.input(1).shape().to_string());
+                               " is not x's " + c.input(first).shape().to_string());
+  if (first == 2 && !per_channel(c.input_as<T>(1).shape(), x.shape(), runtime_axis_mask(c, a.axes, x.dimension())))
+    throw InvalidArgumentError("'" + c.op_name() + "': the addend's scale of shape " + c.input(1).shape().to_string() +
+                               " is not one value per channel of x's " + c.input(first).shape().to_string());
   const double M = double(g.layout.outer) * double(g.layout.inner);
   kernels::Scratch<T> k(2 * C);
   const T *dmean = c.input_as<T>(first + 2).data(), *dvar = c.input_as<T>(first + 3).data();
   for (std::size_t j = 0; j < C; ++j) k.data()[j] = T(2 * double(dvar[j]) / M), k.data()[C + j] = T(dmean[j] / M);
-  const T* addend = first == 1 ? c.input_as<T>(0).data() : nullptr;
-  auto& dx = first == 1 ? c.forward_input_or_allocate<T>(0, 0) : c.allocate_output_like<T>(0, first);
+  const T* addend = first >= 1 ? c.input_as<T>(0).data() : nullptr;
+  const T* addend_scale = first == 2 ? c.input_as<T>(1).data() : nullptr;
+  auto& dx = first >= 1 ? c.forward_input_or_allocate<T>(0, 0) : c.allocate_output_like<T>(0, first);
   kernels::channel_affine(x.data(), k.data(), c.input_as<T>(first + 1).data(), k.data() + C, g.layout, dx.data(),
-                          addend);
+                          addend, addend_scale);
 }
 
 }  // namespace
@@ -376,6 +395,32 @@ void register_reduction_ops(OpRegistry& r) {
              },
          .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>(
              []<class T>(KernelContext& c, const ReduceAttrs& a) { moments_grad<T>(c, a, 1); }),
+         .not_differentiable = true,
+         .forwards_input = true,
+         .attr_codec = reduce_codec});
+
+  // _MomentsGradAddScaled(a, s, x, mean, dmean, dvar): AddN(MomentsGrad(x, mean, dmean, dvar),
+  // Mul(a, s)) in one op, s one value per channel of x (broadcast over the reduced axes), which
+  // the plan runs in place of the pair when nothing else reads the MomentsGrad and the product is
+  // not otherwise stored (framework/simplify.hpp): a * s is formed and added as dx is written,
+  // each step rounded as the Mul and the AddN round it; bit for bit their result. Never built by
+  // gradients, so not differentiable.
+  r.add({.type = "_MomentsGradAddScaled",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 6);
+               if (c.dtypes[0] != c.dtypes[2] || c.dtypes[1] != c.dtypes[2] || !c.shapes[0].is_compatible_with(c.shapes[2]))
+                 throw ValueError("the addend and its scale must have x's dtype, the addend x's shape, got " +
+                                  c.shapes[0].to_string() + " for x of shape " + c.shapes[2].to_string());
+               const Shape x = c.shapes[2].merge_with(c.shapes[0]);
+               if (x.is_fully_defined() && c.shapes[1].is_fully_defined() &&
+                   !per_channel(c.shapes[1].dims(), x.dims(), axis_mask(c.attrs<ReduceAttrs>().axes, x.rank())))
+                 throw ValueError("the addend's scale of shape " + c.shapes[1].to_string() +
+                                  " is not one value per channel of x's " + x.to_string());
+               return detail::one(c.dtypes[2], x);
+             },
+         .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>(
+             []<class T>(KernelContext& c, const ReduceAttrs& a) { moments_grad<T>(c, a, 2); }),
          .not_differentiable = true,
          .forwards_input = true,
          .attr_codec = reduce_codec});

@@ -46,6 +46,36 @@ void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Exte
   std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
 }
 
+// A fused sum's broadcast operand (of shape `m`, named `what`) must broadcast to `s`, the shape of
+// the values (named `whose`), where both are known.
+void check_broadcasts_to(const Shape& m, const Shape& s, const std::string& what, const std::string& whose) {
+  const auto error = [&] {
+    return ValueError(what + " of shape " + m.to_string() + " does not broadcast to " + whose + " " + s.to_string());
+  };
+  try {
+    if (!s.is_compatible_with(broadcast_shapes(m, s))) throw error();
+  } catch (const ValueError&) {
+    throw error();
+  }
+}
+
+// m broadcasts to x's shape at run time.
+template <class T>
+bool fits_over(const xt::xarray<T>& m, const xt::xarray<T>& x) {
+  const kernels::Extents sx(x.shape().begin(), x.shape().end()), sm(m.shape().begin(), m.shape().end());
+  return kernels::broadcastable(sm, sx) && kernels::broadcast_shape(sm, sx) == sx;
+}
+
+// SumToShape of the values a Src (kernels::BroadcastSource) forms from a, b (a's shape, or null)
+// and m broadcast to a's shape, to the target given by input `target`.
+template <class Src, class T>
+void sum_broadcast_source(KernelContext& c, const xt::xarray<T>& a, const T* b, const xt::xarray<T>& m, int target) {
+  const kernels::Extents sa(a.shape().begin(), a.shape().end()), sm(m.shape().begin(), m.shape().end());
+  kernels::BroadcastLoops l = kernels::broadcast_loops(sm, sa, sa);
+  if (l.dims.empty()) l.dims = {1}, l.st_a = {0};  // one element
+  sum_to_shape<T>(c, Src{a.data(), b, m.data(), &l.dims, &l.st_a}, a.shape(), shape_from_tensor(c.input(target), c.op_name()));
+}
+
 }  // namespace
 
 Tensor sum_to_shape(const Tensor& x, const Tensor& shape, const std::string& name) {
@@ -110,28 +140,38 @@ void register_sum_to_shape_ops(OpRegistry& r) {
                  throw ValueError("x and the other factor must have one shape, got " + c.shapes[0].to_string() +
                                   " and " + c.shapes[2].to_string());
                const Shape s = c.shapes[0].merge_with(c.shapes[2]);
-               const auto mean_error = [&] {
-                 return ValueError("the mean of shape " + c.shapes[1].to_string() + " does not broadcast to x's " +
-                                   s.to_string());
-               };
-               try {
-                 if (!s.is_compatible_with(broadcast_shapes(c.shapes[1], s))) throw mean_error();
-               } catch (const ValueError&) {
-                 throw mean_error();
-               }
+               check_broadcasts_to(c.shapes[1], s, "the mean", "x's");
                return detail::one(c.dtypes[0], sum_to_shape_target(c, s, 3));
              },
          .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
            const auto &x = c.input_as<T>(0), &m = c.input_as<T>(1), &b = c.input_as<T>(2);
-           const kernels::Extents sx(x.shape().begin(), x.shape().end()), sm(m.shape().begin(), m.shape().end());
-           if (x.shape() != b.shape() || !kernels::broadcastable(sm, sx) || kernels::broadcast_shape(sm, sx) != sx)
+           if (x.shape() != b.shape() || !fits_over(m, x))
              throw InvalidArgumentError("'" + c.op_name() + "': x " + c.input(0).shape().to_string() + ", the mean " +
                                         c.input(1).shape().to_string() + " and the other factor " +
                                         c.input(2).shape().to_string() + " do not fit together");
-           kernels::BroadcastLoops l = kernels::broadcast_loops(sm, sx, sx);
-           if (l.dims.empty()) l.dims = {1}, l.st_a = {0};  // one element
-           sum_to_shape<T>(c, kernels::CenteredProducts<T>{x.data(), b.data(), m.data(), &l.dims, &l.st_a},
-                           x.shape(), shape_from_tensor(c.input(3), c.op_name()));
+           sum_broadcast_source<kernels::CenteredProducts<T>>(c, x, b.data(), m, 3);
+         }),
+         .not_differentiable = true});
+
+  // SumToShape(Mul(a, s), shape) in one op where s broadcasts to a's shape (a per-channel scale),
+  // which the plan runs in place of the pair when the product is not otherwise stored
+  // (framework/simplify.hpp): each a * s rounded as the Mul rounds it and summed as SumToShape
+  // sums (kernels::ScaledValues), never stored; bit for bit the pair's result. float32 only, as
+  // _SumOfProducts. Never built by gradients, so not differentiable.
+  r.add({.type = "_SumOfScaledValues",
+         .shape_fn =
+             [](const InferenceContext& c) {
+               detail::expect_inputs(c, 3);
+               if (c.dtypes[1] != c.dtypes[0]) throw TypeError("the values and the scale must have one dtype");
+               check_broadcasts_to(c.shapes[1], c.shapes[0], "the scale", "the values'");
+               return detail::one(c.dtypes[0], sum_to_shape_target(c, c.shapes[0], 2));
+             },
+         .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
+           const auto &a = c.input_as<T>(0), &s = c.input_as<T>(1);
+           if (!fits_over(s, a))
+             throw InvalidArgumentError("'" + c.op_name() + "': the scale of shape " + c.input(1).shape().to_string() +
+                                        " does not broadcast to the values' " + c.input(0).shape().to_string());
+           sum_broadcast_source<kernels::ScaledValues<T>>(c, a, static_cast<const T*>(nullptr), s, 2);
          }),
          .not_differentiable = true});
 }

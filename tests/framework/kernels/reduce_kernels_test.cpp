@@ -11,6 +11,7 @@
 
 #include <kiln.hpp>
 
+#include "framework/kernels/elementwise.hpp"
 #include "framework/kernels/reduce.hpp"
 
 using namespace kiln;
@@ -164,6 +165,61 @@ TEST_CASE("reduce_kernels.split_sums_are_the_sequential_sums_bit_for_bit") {
       std::vector<double> y(outer * inner, -1.0);
       kernels::sum_middle(x.data(), outer, n, inner, y.data());
       CHECK(y == ref);
+    }
+  }
+  set_num_threads(before);
+}
+
+TEST_CASE("reduce_kernels.broadcast_sources_sum_as_their_stored_values_bit_for_bit") {
+  // The plan's _SumOfCenteredProducts and _SumOfScaledValues sum (a - m) * b and a * m, m
+  // broadcast, without storing them: in column rows (m per column: wide rows streamed, chunked,
+  // narrow ones in column groups), in constant runs (m per plane or row: stepped row by row), or
+  // formed a block at a time (m along other axes), on 1 to 3 threads. Each must be the sum of the
+  // stored values bit for bit; the values hold NaN, infinities, -0 and denormals.
+  struct Case {
+    kernels::Dims dims;
+    kernels::AxisMask mask;
+    kernels::Extents m;
+  };
+  const std::vector<Case> cases{{{3000, 64}, {1, 0}, {64}},      {{300, 2500}, {1, 0}, {2500}}, {{2000, 32}, {1, 0}, {32}},
+                                {{50177, 32}, {1, 0}, {32}},     {{4, 3, 200}, {1, 0, 1}, {3, 1}}, {{5, 7}, {0, 1}, {5, 1}},
+                                {{64, 8, 196}, {1, 0, 1}, {8, 1}}, {{4, 6, 5}, {1, 0, 1}, {4, 1, 5}}, {{6, 400}, {1, 1}, {}}};
+  std::mt19937 gen(11);
+  std::normal_distribution<float> normal(0.f, 10.f);
+  const int before = num_threads();
+  for (const Case& c : cases) {
+    CAPTURE(c.dims.size());
+    CAPTURE(c.dims[0]);
+    const kernels::Extents sx(c.dims.begin(), c.dims.end());
+    std::vector<std::size_t> xs(c.dims.begin(), c.dims.end()), ms(c.m.begin(), c.m.end());
+    xt::xarray<float> a = xt::xarray<float>::from_shape(xs), b = xt::xarray<float>::from_shape(xs);
+    xt::xarray<float> m = xt::xarray<float>::from_shape(ms);
+    for (float& v : a) v = normal(gen);
+    for (float& v : b) v = normal(gen);
+    for (float& v : m) v = normal(gen);
+    a.data()[3] = std::numeric_limits<float>::quiet_NaN(), a.data()[10] = std::numeric_limits<float>::infinity();
+    b.data()[10] = 0.f, a.data()[12] = -0.f, b.data()[14] = 1e-40f;
+    const xt::xarray<float> centered = (a - m) * b, scaled = a * m;
+    kernels::BroadcastLoops l = kernels::broadcast_loops(c.m, sx, sx);
+    if (l.dims.empty()) l.dims = {1}, l.st_a = {0};
+    const auto same = [](const std::vector<double>& x, const std::vector<double>& y) {
+      REQUIRE(x.size() == y.size());
+      for (std::size_t i = 0; i < x.size(); ++i)
+        if (std::isnan(y[i])) CHECK(std::isnan(x[i]));
+        else CHECK(x[i] == y[i]);
+    };
+    const std::vector<double> want_centered = kernels::reduce_sum<double>(centered.data(), c.dims, c.mask);
+    const std::vector<double> want_scaled = kernels::reduce_sum<double>(scaled.data(), c.dims, c.mask);
+    const auto sum_of = [&](auto source) {
+      std::vector<double> out(kernels::kept_size(c.dims, c.mask), -1.0);
+      kernels::reduce_sum<double>(source, c.dims, c.mask, out.data());
+      return out;
+    };
+    for (int t : {1, 2, 3}) {
+      CAPTURE(t);
+      set_num_threads(t);
+      same(sum_of(kernels::CenteredProducts<float>{a.data(), b.data(), m.data(), &l.dims, &l.st_a}), want_centered);
+      same(sum_of(kernels::ScaledValues<float>{a.data(), nullptr, m.data(), &l.dims, &l.st_a}), want_scaled);
     }
   }
   set_num_threads(before);
