@@ -119,11 +119,9 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
         const TensorRef& in = s.inputs[j];
         const int sl = s.in_slots[j];
-        ic.dtypes.push_back(in.node->output_dtypes[static_cast<std::size_t>(in.index)]);
-        ic.shapes.push_back(sl >= 0 ? shape[static_cast<std::size_t>(sl)]
-                                    : in.node->output_shapes[static_cast<std::size_t>(in.index)]);
-        ic.constant_values.push_back(sl >= 0 && !value[static_cast<std::size_t>(sl)].empty() ? &value[static_cast<std::size_t>(sl)]
-                                                                                             : nullptr);
+        const auto k = static_cast<std::size_t>(in.index), slot = static_cast<std::size_t>(sl);
+        ic.add_input(in.node->output_dtypes[k], sl >= 0 ? shape[slot] : in.node->output_shapes[k],
+                     sl >= 0 && !value[slot].empty() ? &value[slot] : nullptr);
       }
       try {
         const std::vector<TensorSpec> specs = s.def->shape_fn(ic);

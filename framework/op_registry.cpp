@@ -134,11 +134,8 @@ Operation build_op(const std::string& type, const std::vector<Tensor>& given_inp
   InferenceContext ic;
   ic.attrs_ = &node->attrs;
   for (auto& in : inputs) {
-    ic.dtypes.push_back(in.dtype());
-    ic.shapes.push_back(in.shape());
     const auto* src = in.op().node();
-    const Array* cv = src->def->type == "Const" ? std::any_cast<Array>(&src->attrs) : nullptr;
-    ic.constant_values.push_back(cv);
+    ic.add_input(in.dtype(), in.shape(), src->def->type == "Const" ? std::any_cast<Array>(&src->attrs) : nullptr);
   }
   std::vector<TensorSpec> specs;
   try {

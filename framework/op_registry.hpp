@@ -39,6 +39,12 @@ struct InferenceContext {
     throw InternalError("shape function read attributes of the wrong type");
   }
   int num_inputs() const { return static_cast<int>(dtypes.size()); }
+  /// Appends an input: its dtype, static shape and, for a constant, its value.
+  void add_input(DType dtype, Shape shape, const Array* constant_value = nullptr) {
+    dtypes.push_back(dtype);
+    shapes.push_back(std::move(shape));
+    constant_values.push_back(constant_value);
+  }
 };
 
 namespace detail {

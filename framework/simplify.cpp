@@ -209,8 +209,8 @@ void Simplifier::fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins) 
       std::vector<TensorRef> scaled{(*f)[0], (*f)[1]};
       scaled.insert(scaled.end(), m.begin(), m.end());
       const OpDef& def = op_registry().get("_MomentsGradAddScaled");
-      InferenceContext c{.attrs_ = &g.node->attrs, .constant_values = std::vector<const Array*>(scaled.size(), nullptr)};
-      for (const TensorRef& t : scaled) c.dtypes.push_back(dtype_of(t)), c.shapes.push_back(shape_of(t));
+      InferenceContext c{.attrs_ = &g.node->attrs};
+      for (const TensorRef& t : scaled) c.add_input(dtype_of(t), shape_of(t));
       try {
         def.shape_fn(c);
         ins = std::move(scaled);
