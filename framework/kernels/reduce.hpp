@@ -265,6 +265,11 @@ using CenteredProducts = BroadcastSource<T, Form::centered>;
 template <class T>
 using ScaledValues = BroadcastSource<T, Form::scaled>;
 
+/// A BroadcastSource (its values formed with a broadcast value; they sum as constant runs or
+/// column rows where m allows).
+template <class Src>
+concept BroadcastFormed = requires { Src::form; typename Src::value_type; };
+
 /// A source that writes its next n values into a buffer (fill): its values cost more to form one
 /// at a time than in a loop (CenteredProducts: a per-channel value subtracted). The sums form each
 /// leaf block's values into a buffer and sum that, in the same order: the same result.
@@ -284,8 +289,8 @@ Acc pairwise_sum(Src x, std::size_t n, F f) {
   if constexpr (std::is_same_v<Src, ConstantRun<float, Form::scaled>> && std::is_same_v<F, CastTo<double>>)
     return pairwise_product_sum<Form::scaled>(x.a, x.b, n, x.m);
 #endif
-  if constexpr (requires(ConstantRun<std::remove_cvref_t<decltype(x[0])>, Src::form> run) { x.constant_run(n, run); }) {
-    ConstantRun<std::remove_cvref_t<decltype(x[0])>, Src::form> run;
+  if constexpr (BroadcastFormed<Src>) {
+    ConstantRun<typename Src::value_type, Src::form> run;
     if (x.constant_run(n, run)) return pairwise_sum<Acc>(run, n, f);
   }
   if constexpr (FillsBlocks<Src>)
@@ -321,15 +326,12 @@ Acc pairwise_sum(Src x, std::size_t n) {
   return pairwise_sum<Acc>(x, n, CastTo<Acc>{});
 }
 
-/// A source that can give its values as ColumnRows, and that type (an empty one for others).
-template <class Src>
-concept HasColumnRows = requires { Src::form; typename Src::value_type; };
+/// The ColumnRows a BroadcastFormed source gives (a placeholder type for other sources).
 template <class Src>
 struct ColumnRowsOfT {
   using type = char;
 };
-template <class Src>
-  requires HasColumnRows<Src>
+template <BroadcastFormed Src>
 struct ColumnRowsOfT<Src> {
   using type = ColumnRows<typename Src::value_type, Src::form>;
 };
@@ -377,7 +379,7 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
     // 0.38 as added, 0.28 for a stored tensor; [50176, 32]: 0.40, 0.17, 0.14.)
     [[maybe_unused]] ColumnRowsOf<Src> formed{};
     [[maybe_unused]] bool by_column = false;
-    if constexpr (HasColumnRows<Src>) by_column = x.column_rows(inner, formed);
+    if constexpr (BroadcastFormed<Src>) by_column = x.column_rows(inner, formed);
     if (inner >= kStreamColumns) {
       constexpr std::size_t kChunk = 16384 / sizeof(Acc);
       for (std::size_t i0 = 0; i0 < inner; i0 += kChunk) {
@@ -394,7 +396,7 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
           }
         };
         const auto rows = [&]<std::size_t K>(std::size_t r, std::integral_constant<std::size_t, K> k) {
-          if constexpr (HasColumnRows<Src>)
+          if constexpr (BroadcastFormed<Src>)
             if (by_column) {  // (by value: stores to acc cannot change what it reads)
               const auto rows_here = formed.from(r, i0);
               return add(k, [rows_here](std::size_t j, std::size_t i) { return rows_here.at(j, i); });
@@ -430,7 +432,7 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
       for (; i + K <= inner; i += K) {
         Acc acc[K] = {};
         for (std::size_t r = 0; r < n; ++r) {
-          if constexpr (HasColumnRows<Src>) {  // by_column (else the block was filled above)
+          if constexpr (BroadcastFormed<Src>) {  // by_column (else the block was filled above)
             for (std::size_t j = 0; j < K; ++j) acc[j] += static_cast<Acc>(formed.at(r, i + j));
           } else {
             const Src xr = x + (r * inner + i);
@@ -507,7 +509,7 @@ void sum_middle(Src x, std::size_t outer, std::size_t n, std::size_t inner, Acc*
   parallel_for_workers(static_cast<std::int64_t>(outer), static_cast<std::int64_t>(std::max<std::size_t>(1, kReduceGrain / per)),
                        workers, [&](std::int64_t lo, std::int64_t hi, int w) {
                          const auto first = static_cast<std::size_t>(lo), last = static_cast<std::size_t>(hi);
-                         if constexpr (requires { x.for_constant_rows(first, last, n, [](std::size_t, auto) {}); })
+                         if constexpr (BroadcastFormed<Src>)
                            if (inner == 1 &&
                                x.for_constant_rows(first, last, n, [&](std::size_t o, auto run) { y[o] = pairwise_sum<Acc>(run, n); }))
                              return;
