@@ -260,6 +260,7 @@ void map(BnLayout l, const T* u, const T* v, const T* k, T* out, F&& f) {
 // v as an op stores it: an opaque copy, so that the compiler cannot contract the multiply that
 // made v and the add that reads it into one FMA (which skips the product's rounding: the result
 // would no longer be a Mul's followed by an Add's).
+// ("+v": an x86 vector register, the only ISA kiln builds for, see meson_options.txt.)
 template <class V>
 V stored(V v) {
   if constexpr (std::is_arithmetic_v<V>) {
@@ -382,16 +383,16 @@ void fused_batch_norm_backward_inference(const T* dy, const T* x, const T* gamma
   map(l, dy, dy, k, dx, kAffine);
 }
 
-#define KILN_BN_INSTANTIATE(T)                                                                 \
-  template void batch_moments<T>(const T*, BnLayout, T*, T*);                                  \
+#define KILN_BN_INSTANTIATE(T)                                                                               \
+  template void batch_moments<T>(const T*, BnLayout, T*, T*);                                                \
   template void channel_affine<T>(const T*, const T*, const T*, const T*, BnLayout, T*, const T*, const T*); \
-  template void fused_batch_norm_forward_training<T>(const T*, const T*, const T*, BnLayout,   \
-                                                     double, T*, T*, T*, T*);                  \
-  template void fused_batch_norm_forward_inference<T>(const T*, const T*, const T*, const T*,  \
-                                                      const T*, BnLayout, double, T*);         \
-  template void fused_batch_norm_backward_training<T>(const T*, const T*, const T*, const T*,  \
-                                                      const T*, BnLayout, T*, T*, T*);         \
-  template void fused_batch_norm_backward_inference<T>(const T*, const T*, const T*, const T*, \
+  template void fused_batch_norm_forward_training<T>(const T*, const T*, const T*, BnLayout,                 \
+                                                     double, T*, T*, T*, T*);                                \
+  template void fused_batch_norm_forward_inference<T>(const T*, const T*, const T*, const T*,                \
+                                                      const T*, BnLayout, double, T*);                       \
+  template void fused_batch_norm_backward_training<T>(const T*, const T*, const T*, const T*,                \
+                                                      const T*, BnLayout, T*, T*, T*);                       \
+  template void fused_batch_norm_backward_inference<T>(const T*, const T*, const T*, const T*,               \
                                                        const T*, BnLayout, double, T*, T*, T*);
 KILN_BN_INSTANTIATE(float)
 KILN_BN_INSTANTIATE(double)

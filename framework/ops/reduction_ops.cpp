@@ -1,9 +1,8 @@
 // Reductions: Sum, Mean, Max, Min over a set of axes (empty: all; negative from the end) with
 // keepdims, Moments (nn::moments' mean and variance in one op) and its MomentsGrad (and
 // _MomentsGradAdd / _MomentsGradAddScaled, MomentsGrad fused with the AddN that reads it by the
-// plan), ArgMax, and the
-// internal ReducedShape (x's run-time shape with the reduced axes set to 1, for gradients of
-// tensors whose shape is not fully defined).
+// plan), ArgMax, and the internal ReducedShape (x's run-time shape with the reduced axes set to 1,
+// for gradients of tensors whose shape is not fully defined).
 #include <cmath>
 #include <limits>
 #include <numeric>
