@@ -31,17 +31,17 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
   readers_ = reader_counts(graph, &needed);
   for (const TensorRef& t : fetched)
     if (t.node) ++readers_[static_cast<std::size_t>(t.node->id)];
-  // The readers that can take over a product with a broadcast factor (the fifth rule).
   absorbing_.assign(static_cast<std::size_t>(graph.num_nodes()), 0);
   for (int id = 0; id < graph.num_nodes(); ++id) {
     const Node& v = *graph.node(id);
-    if (needed[static_cast<std::size_t>(id)] && (is(v, "SumToShape") || (is(v, "AddN") && v.inputs.size() == 2)))
+    const auto k = static_cast<std::size_t>(id);
+    // The readers that can take over a product with a broadcast factor (the fifth rule).
+    if (needed[k] && (is(v, "SumToShape") || (is(v, "AddN") && v.inputs.size() == 2)))
       for (const TensorRef& in : v.inputs) ++absorbing_[static_cast<std::size_t>(in.node->id)];
+    // Shape functions read constants' values (a Reshape's target); a fed constant can make the
+    // static shapes built from it wrong, and the rules rely on them.
+    if (cut_[k] && is(v, "Const")) static_shapes_hold_ = false;
   }
-  // Shape functions read constants' values (a Reshape's target); a fed constant can make the
-  // static shapes built from it wrong, and the rules rely on them.
-  for (int id = 0; id < graph.num_nodes(); ++id)
-    if (cut_[static_cast<std::size_t>(id)] && is(*graph.node(id), "Const")) static_shapes_hold_ = false;
 }
 
 // A value may replace another only when it is computed in the same cond branch and nothing but

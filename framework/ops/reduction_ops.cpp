@@ -408,9 +408,11 @@ void register_reduction_ops(OpRegistry& r) {
          .shape_fn =
              [](const InferenceContext& c) {
                detail::expect_inputs(c, 6);
-               if (c.dtypes[0] != c.dtypes[2] || c.dtypes[1] != c.dtypes[2] || !c.shapes[0].is_compatible_with(c.shapes[2]))
-                 throw ValueError("the addend and its scale must have x's dtype, the addend x's shape, got " +
-                                  c.shapes[0].to_string() + " for x of shape " + c.shapes[2].to_string());
+               if (c.dtypes[0] != c.dtypes[2] || c.dtypes[1] != c.dtypes[2])
+                 throw TypeError("the addend and its scale must have x's dtype");
+               if (!c.shapes[0].is_compatible_with(c.shapes[2]))
+                 throw ValueError("the addend must have x's shape, got " + c.shapes[0].to_string() + " for x of shape " +
+                                  c.shapes[2].to_string());
                const Shape x = c.shapes[2].merge_with(c.shapes[0]);
                if (x.is_fully_defined() && c.shapes[1].is_fully_defined() &&
                    !per_channel(c.shapes[1].dims(), x.dims(), axis_mask(c.attrs<ReduceAttrs>().axes, x.rank())))

@@ -414,6 +414,16 @@ TEST_CASE("simplify.the_scaled_fused_ops_check_their_inputs_and_name_themselves"
   const Tensor fixed_x = placeholder(float32, {6, 5}, "fixed_x");
   std::vector<Tensor> fixed = ins;
   fixed[0] = placeholder(float32, {6, 5}), fixed[2] = fixed_x;
+  std::vector<Tensor> other_dtype = fixed;
+  other_dtype[1] = placeholder(float64, {5});
+  const std::string mixed_types = message_of<TypeError>([&] { build_op("_MomentsGradAddScaled", other_dtype, mg.node()->attrs, "mgas3"); });
+  CHECK(contains(mixed_types, "'mgas3' (op: '_MomentsGradAddScaled')"));
+  CHECK(contains(mixed_types, "the addend and its scale must have x's dtype"));
+  std::vector<Tensor> other_shape = fixed;
+  other_shape[0] = placeholder(float32, {6, 4});
+  const std::string shaped = message_of<ValueError>([&] { build_op("_MomentsGradAddScaled", other_shape, mg.node()->attrs, "mgas4"); });
+  CHECK(contains(shaped, "'mgas4' (op: '_MomentsGradAddScaled')"));
+  CHECK(contains(shaped, "the addend must have x's shape, got [6,4] for x of shape [6,5]"));
   const std::string per_row = message_of<ValueError>([&] { build_op("_MomentsGradAddScaled", fixed, mg.node()->attrs, "mgas"); });
   CHECK(contains(per_row, "'mgas' (op: '_MomentsGradAddScaled')"));
   CHECK(contains(per_row, "the addend's scale of shape [6,1] is not one value per channel of x's [6,5]"));
