@@ -315,8 +315,18 @@ struct RunFrame {
   // Whether a ready op is worth a hop to another thread: its largest input holds many elements.
   // Cheap ops run on the thread that made them ready, lowest plan index first, so a run of cheap
   // ops executes in plan order and keeps few values alive.
+  //
+  // A hop moves the op's data between cores, and data shared between cores is slow: on the
+  // 2-vCPU EPYC these benchmarks ran on (2026-12), an Adam update of a 784x100 kernel took 24 us
+  // after its own core had read the kernel and 102-107 us after the other core had (each write
+  // waits for the other core's copy of the line to be dropped); reads of what the other core
+  // wrote ran at a third of the local speed (30 vs 90 GB/s). Below 2^17 elements (512 KB of
+  // float) moving an op's inputs costs about as much as the op; at 2^15 the MLP's first product
+  // and its kernel's update hopped, and its two-thread step took 0.41 ms against 0.29 ms at one
+  // thread (0.28 ms with this bound and gemm's kParallelWork; the CNN step and the epoch did not
+  // change).
   bool worth_a_thread(const PlanStep& s) const {
-    constexpr std::int64_t kElements = 1 << 15;
+    constexpr std::int64_t kElements = 1 << 17;
     for (std::size_t i = 0; i < s.in_slots.size(); ++i) {
       const int sl = s.in_slots[i];
       if (sl >= 0) {  // by reference: a copy would touch the buffer's shared count

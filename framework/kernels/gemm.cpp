@@ -245,10 +245,16 @@ void call(bool ta, bool tb, i64 m, i64 n, i64 k, double alpha, const double* a, 
 
 // ---------------------------------------------------------------- splitting on the pool
 
-// Products below this many multiply-adds run as one call (a pool round trip costs a few
-// microseconds; 2^20 multiply-adds take about 10 us at 100 GFLOP/s); larger ones are split so
-// that each block has at least kBlockWork of them.
-constexpr i64 kParallelWork = i64{1} << 21;
+// Products below this many multiply-adds run as one call; larger ones are split so that each
+// block has at least kBlockWork of them. A pool round trip costs a few microseconds (2^20
+// multiply-adds take about 10 us at 100 GFLOP/s), but a split also leaves the operands in both
+// cores' caches, and a later write to them (the optimizer's update of a weight matrix) then waits
+// for the other core (see RunFrame::worth_a_thread in executor.cpp). Split at 2 threads (from
+// 2^21 on), the MLP benchmark's 60x784x100 product (4.7M) took 85 us against 75 whole, the
+// 784x60x100 gradient of its weights 70 against 56, and the Adam update of those weights that
+// followed 82 against 32. 2^23 (8.4M, about 100 us at one thread) splits where the halves pay
+// for that; the CNN's convolutions are 25-300M.
+constexpr i64 kParallelWork = i64{1} << 23;
 constexpr i64 kBlockWork = i64{1} << 20;
 constexpr i64 kAlign = 16;  // block edges on multiples of 16 rows/columns (whole SIMD tiles)
 

@@ -107,20 +107,21 @@ TEST_CASE("executor.four_threads_share_one_session") {
 
 // A run returns once its last op is counted, and the caller may then destroy the session (its
 // plans and run frames) at once: the thread that ran that op, often a pool worker, must not
-// touch the frame afterwards. Two branches of large ops go to the pool, the fetch sums them; the
-// session dies right after each run. ASan and ThreadSanitizer builds report a late access.
+// touch the frame afterwards. Two branches of large ops (inputs of 2^17 elements: enough to be
+// worth a thread, see RunFrame::worth_a_thread) go to the pool, the fetch sums them; the session
+// dies right after each run. ASan and ThreadSanitizer builds report a late access.
 TEST_CASE("executor.a_session_may_be_destroyed_as_soon_as_a_run_returns") {
   const int saved = num_threads();
   set_num_threads(3);
-  const xt::xarray<float> value = xt::ones<float>({std::size_t{1} << 16});
+  const xt::xarray<float> value = xt::ones<float>({std::size_t{1} << 17});
   for (int i = 0; i < 300; ++i) {
     Graph g;
     auto guard = g.as_default();
-    Tensor x = placeholder(float32, {1 << 16}, "x");
+    Tensor x = placeholder(float32, {1 << 17}, "x");
     Tensor total = reduce_sum(x * 2.0f) + reduce_sum(x * 3.0f);
     Session sess;
     const double got = sess.run(total, {{x, value}}).to_double()();
-    if (got != 5.0 * (1 << 16)) FAIL("run " << i << " returned " << got);
+    if (got != 5.0 * (1 << 17)) FAIL("run " << i << " returned " << got);
   }
   set_num_threads(saved);
 }

@@ -50,8 +50,8 @@ void check_same_for_any_thread_count(F compute) {
 }
 
 TEST_CASE("kernels.threads.gemm_conv_pool_batch_norm_bit_identical_for_any_thread_count") {
-  SUBCASE("gemm, large enough to be split") {
-    const i64 m = 300, n = 70, k = 200;
+  SUBCASE("gemm, large enough to be split") {  // 10.5M multiply-adds: kParallelWork is 2^23
+    const i64 m = 600, n = 70, k = 250;
     const auto a = random_floats(m * k, 1), b = random_floats(k * n, 2);
     check_same_for_any_thread_count([&] {
       std::vector<float> c(static_cast<std::size_t>(m * n));
