@@ -50,9 +50,10 @@ void simd_for(int64_t n, F&& f) {
 // double. Each kind reads only what it needs: one input and one centre per channel, or dy
 // uncentred. (Written as one pair sum(u - m0), sum((u - m0) * (v - m1)), the narrow NHWC loop
 // below kept eight centres beside its eight accumulators: the moments loaded x twice, the
-// gradient sums spilled a centre and subtracted a zero from dy. Old and new side by side in one process, same bits, one thread: forward 2048x32 NHWC 0.80x the
-// time, 1024x64 0.88x, 256x14x14x64 0.94-0.99x, 256x64x14x14 NCHW 0.94x; backward 0.87x,
-// 0.94x, about 1x on the memory-bound shapes.)
+// gradient sums spilled a centre and subtracted a zero from dy. Old and new side by side in one
+// process, same bits, one thread: forward 2048x32 NHWC 0.80x the time, 1024x64 0.88x,
+// 256x14x14x64 0.94-0.99x, 256x64x14x14 NCHW 0.94x; backward 0.87x, 0.94x, about 1x on the
+// memory-bound shapes.)
 enum class Sums { moments, gradients };
 // add(a, du, dv) adds a vector (or a tail scalar) into an accumulator pair.
 constexpr auto add = [](auto& a, auto du, auto dv) { a[0] += du, a[1] = xsimd::fma(du, dv, a[1]); };

@@ -126,6 +126,30 @@ TEST_CASE("executor.a_session_may_be_destroyed_as_soon_as_a_run_returns") {
   set_num_threads(saved);
 }
 
+// Data shared between cores is slow (RunFrame::worth_a_thread): an op whose inputs all hold
+// fewer than 2^17 elements runs on the thread that made it ready, so a run of such ops started
+// by the caller stays on it, though a second thread is idle and the two branches could overlap.
+TEST_CASE("executor.ops_with_small_inputs_stay_on_the_calling_thread") {
+  const int saved = num_threads();
+  set_num_threads(2);
+  Graph g;
+  auto guard = g.as_default();
+  constexpr int n = (1 << 17) - 1;
+  Tensor x = placeholder(float32, {n}, "x");
+  Tensor total = reduce_sum(x * 2.0f) + reduce_sum(x * 3.0f);
+  Session sess;
+  const xt::xarray<float> value = xt::ones<float>({std::size_t{n}});
+  for (int i = 0; i < 20; ++i) {
+    RunMetadata meta;
+    const auto out = sess.run({total}, {{x, value}}, RunOptions{.trace_level = RunOptions::full_trace}, &meta);
+    CHECK(out[0].to_double()() == 5.0 * n);
+    REQUIRE(meta.step_stats.size() >= 5);
+    for (const auto& t : meta.step_stats)
+      CHECK_MESSAGE(t.thread == 0, t.name << " ran on pool thread " << t.thread);
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("executor.results_do_not_depend_on_the_thread_count") {
   const auto train = [](int threads) {
     const int saved = num_threads();
