@@ -175,7 +175,9 @@ TEST_CASE("reduce_kernels.broadcast_sources_sum_as_their_stored_values_bit_for_b
   // broadcast, without storing them: in column rows (m per column: wide rows streamed, chunked,
   // narrow ones in column groups), in constant runs (m per plane or row: stepped row by row), or
   // formed a block at a time (m along other axes), on 1 to 3 threads. Each must be the sum of the
-  // stored values bit for bit; the values hold NaN, infinities, -0 and denormals.
+  // stored values bit for bit; the values hold NaN, infinities, -0 and denormals, and a spans
+  // 2^-40 to 2^40 times its normal draw, so that the double sums round and any change in the
+  // order of the additions shows in the bits.
   struct Case {
     kernels::Dims dims;
     kernels::AxisMask mask;
@@ -194,7 +196,8 @@ TEST_CASE("reduce_kernels.broadcast_sources_sum_as_their_stored_values_bit_for_b
     std::vector<std::size_t> xs(c.dims.begin(), c.dims.end()), ms(c.m.begin(), c.m.end());
     xt::xarray<float> a = xt::xarray<float>::from_shape(xs), b = xt::xarray<float>::from_shape(xs);
     xt::xarray<float> m = xt::xarray<float>::from_shape(ms);
-    for (float& v : a) v = normal(gen);
+    std::uniform_int_distribution<int> exponent(-40, 40);
+    for (float& v : a) v = std::ldexp(normal(gen), exponent(gen));
     for (float& v : b) v = normal(gen);
     for (float& v : m) v = normal(gen);
     a.data()[3] = std::numeric_limits<float>::quiet_NaN(), a.data()[10] = std::numeric_limits<float>::infinity();
