@@ -170,7 +170,7 @@ class FusedBatchNormKernel final : public BnKernel {
       check_param<T>(c, 3, "mean", C);
       check_param<T>(c, 4, "variance", C);
     }
-    auto& y = c.allocate_output_like<T>(0, 0);
+    auto& y = c.forward_input_or_allocate<T>(0, 0);  // in x's buffer when nothing else reads x
     if (a_.is_training) {
       auto& mean = c.allocate_output<T>(1, {channels});
       auto& var = c.allocate_output<T>(2, {channels});
@@ -211,7 +211,7 @@ class FusedBatchNormGradKernel final : public BnKernel {
     check_param<T>(c, 2, "scale", C);
     check_param<T>(c, 3, "reserve_space_1", C);
     check_param<T>(c, 4, "reserve_space_2", C);
-    auto& dx = c.allocate_output_like<T>(0, 1);
+    auto& dx = c.forward_input_or_allocate<T>(0, 0);  // in dy's buffer when nothing else reads dy
     auto& dg = c.allocate_output<T>(1, {static_cast<std::size_t>(C)});
     auto& db = c.allocate_output<T>(2, {static_cast<std::size_t>(C)});
     const T* g = c.input_as<T>(2).data();
@@ -342,6 +342,7 @@ void register_batch_norm_ops(OpRegistry& r) {
          .kernels = prepared_kernels<FusedBatchNormKernel, KILN_FLOAT_TYPES>(),
          .gradient = fused_bn_grad,
          .accepts_missing_output_grads = true,
+         .forwards_input = true,         // y in x's buffer (the kernels allow the alias)
          .passes_inputs_through = true,  // inference: the moving statistics are outputs 1 to 4
          .attr_codec = fused_bn_codec});
   r.add({.type = "FusedBatchNormGrad",
@@ -350,6 +351,7 @@ void register_batch_norm_ops(OpRegistry& r) {
          .dispatch_input = 1,
          .gradient = fused_bn_grad_grad,
          .accepts_missing_output_grads = true,
+         .forwards_input = true,  // dx in dy's buffer (the kernels allow the alias)
          .attr_codec = fused_bn_codec});
 }
 

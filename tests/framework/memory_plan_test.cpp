@@ -101,6 +101,46 @@ TEST_CASE("memory_plan.an_elementwise_op_writes_in_place_of_a_value_whose_other_
   CHECK(expected == doctest::Approx(62.0 * 62.0));
 }
 
+TEST_CASE("memory_plan.batch_norm_writes_dx_over_dy_and_inference_y_over_x") {
+  // The fused batch-norm kernels allow dx to alias dy and y to alias x: dx takes the buffer of
+  // relu's gradient (read by nothing else); in inference y takes x's. A run that forwards gives
+  // the values of one that cannot (dy fetched too, so it has another reader).
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 4, 4, 3}, "x");
+  Tensor h = x * 2.f;  // an op's output (a fed x is the caller's)
+  Tensor gamma = constant(xt::xarray<float>{1.f, 0.5f, 2.f}), beta = constant(xt::xarray<float>{0.f, 1.f, -1.f});
+  Tensor y = nn::fused_batch_norm(h, gamma, beta).y;
+  const Tensor dx = *gradients(reduce_sum(nn::relu(y)), {h})[0];
+  REQUIRE(dx.op().type() == "FusedBatchNormGrad");
+  const Tensor dy = dx.op().inputs()[0];
+  REQUIRE(dy.op().type() == "ReluGrad");
+  xt::xarray<float> xv = xt::xarray<float>::from_shape({2, 4, 4, 3});
+  for (std::size_t i = 0; i < xv.size(); ++i) xv.data()[i] = static_cast<float>((i * 7) % 11) - 5.f;
+  const Tensor sum = reduce_sum(dx);
+  Planned p(g, {sum}, {{x, xv}});
+  REQUIRE(p.buffer(dx) >= 0);
+  CHECK(p.buffer(dx) == p.buffer(dy));
+  // The values: 3 dx (dx planned over dy, which has no other reader) against 3 dx fetched with dy.
+  const Tensor scaled = dx * 3.f;
+  Planned r(g, {scaled}, {{x, xv}});
+  CHECK(r.buffer(dx) == r.buffer(dy));
+  Session s;
+  const xt::xarray<float> forwarded = s.run(scaled, {{x, xv}}).as<float>();
+  CHECK(s.run(scaled, {{x, xv}}).as<float>() == forwarded);
+  CHECK(s.run({scaled, dy}, {{x, xv}})[0].as<float>() == forwarded);
+
+  Tensor inference = nn::fused_batch_norm(h, gamma, beta, constant(xt::xarray<float>{0.f, 1.f, 2.f}),
+                                          constant(xt::xarray<float>{1.f, 2.f, 3.f}), 1e-3, "NHWC", false)
+                         .y;
+  const Tensor total = reduce_sum(inference);
+  Planned q(g, {total}, {{x, xv}});
+  REQUIRE(q.buffer(inference) >= 0);
+  CHECK(q.buffer(inference) == q.buffer(h));
+  const Tensor shifted = inference + 1.f;
+  CHECK(s.run(shifted, {{x, xv}}).as<float>() == s.run({shifted, h}, {{x, xv}})[0].as<float>());
+}
+
 TEST_CASE("memory_plan.shapes_computed_from_shapes_are_known_before_the_run") {
   // A gradient's Reshape to Shape(x) and a Tile by a constant: known from the feed's shape.
   Graph g;
