@@ -97,6 +97,39 @@ double pairwise_product_sum(const float* a, const float* b, std::size_t n, float
 }
 #endif
 
+#ifdef __AVX__
+/// acc[i] += value(k, i) for k < K in row order, i < len: K rows of float values of the form kForm
+/// (ColumnRows: m one value per column) added into double sums, eight columns at a time in AVX
+/// registers with the columns' m loaded once for the K rows. The same roundings and additions
+/// in the same order as the generic loop, which GCC vectorizes as wide as the double sums (four
+/// values a vector) and which loads m again for every row: one core, [50176, 64] (x - m) * dy
+/// summed in 0.77-0.84 against 0.97-1.02 ms, dy * scale in 0.38-0.41 against 0.42-0.45 ms.
+template <std::size_t K, Form kForm>
+void add_column_rows(double* __restrict acc, const ColumnRows<float, kForm>& rows, std::size_t len) {
+  std::size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256 mv = _mm256_loadu_ps(rows.m + i);
+    __m256d lo = _mm256_loadu_pd(acc + i), hi = _mm256_loadu_pd(acc + i + 4);
+    for (std::size_t k = 0; k < K; ++k) {
+      const std::size_t e = k * rows.inner + i;
+      const __m256 x = _mm256_loadu_ps(rows.a + e);
+      __m256 p;
+      if constexpr (kForm == Form::centered) p = _mm256_mul_ps(_mm256_sub_ps(x, mv), _mm256_loadu_ps(rows.b + e));
+      if constexpr (kForm == Form::scaled) p = _mm256_mul_ps(x, mv);
+      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+    }
+    _mm256_storeu_pd(acc + i, lo);
+    _mm256_storeu_pd(acc + i + 4, hi);
+  }
+  for (; i < len; ++i) {
+    double s = acc[i];
+    for (std::size_t k = 0; k < K; ++k) s += static_cast<double>(rows.at(k, i));
+    acc[i] = s;
+  }
+}
+#endif
+
 /// Sum of f(x[i]) for i < n, pairwise: up to 128 values with eight interleaved accumulators
 /// (combined as a balanced tree), more by halves split at a multiple of 8. f maps a value of x to
 /// an Acc.
@@ -220,6 +253,10 @@ void sum_rows(Src x, std::size_t n, std::size_t inner, Acc* y, Acc* work) {
           if constexpr (BroadcastFormed<Src>)
             if (by_column) {  // (by value: stores to acc cannot change what it reads)
               const auto rows_here = formed.from(r, i0);
+#ifdef __AVX__
+              if constexpr (std::is_same_v<Acc, double> && std::is_same_v<typename Src::value_type, float>)
+                return add_column_rows<K>(acc, rows_here, len);
+#endif
               return add(k, [rows_here](std::size_t j, std::size_t i) { return rows_here.at(j, i); });
             }
           if constexpr (FillsBlocks<Src>) {
