@@ -31,7 +31,7 @@
 
 namespace kiln::kernels {
 
-using AxisMask = xt::svector<char, 4>;       // nonzero: the axis is reduced
+using AxisMask = xt::svector<char, 4>;  // nonzero: the axis is reduced
 
 /// Product of d[first .. last).
 inline std::size_t product(const Dims& d, std::size_t first, std::size_t last) {
