@@ -57,6 +57,18 @@ struct CastTo {
 };
 
 #ifdef __AVX__
+/// Eight float values of the form kForm, form_value's at a[0..8), b[0..8) and m (all eight lanes
+/// of mv), each step rounded to float as it rounds it (no FMA), widened to doubles in lo and hi.
+template <Form kForm>
+void widened_values(const float* a, const float* b, __m256 mv, __m256d& lo, __m256d& hi) {
+  const __m256 x = _mm256_loadu_ps(a);
+  __m256 p;
+  if constexpr (kForm == Form::product) p = _mm256_mul_ps(x, _mm256_loadu_ps(b));
+  if constexpr (kForm == Form::centered) p = _mm256_mul_ps(_mm256_sub_ps(x, mv), _mm256_loadu_ps(b));
+  if constexpr (kForm == Form::scaled) p = _mm256_mul_ps(x, mv);
+  lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1));
+}
+
 /// pairwise_sum of float values of the form kForm in double, m one value over the range: a
 /// ProductOf<float> source, or a BroadcastSource<float> whose broadcast value is one over the
 /// range. The leaves' eight accumulators sit in two AVX registers; the same roundings and
@@ -73,12 +85,7 @@ double pairwise_product_sum(const float* a, const float* b, std::size_t n, float
   if (n <= kPairwiseBlock) {
     const __m256 mv = _mm256_set1_ps(m);
     const auto widened = [&](std::size_t i, __m256d& lo, __m256d& hi) {
-      const __m256 x = _mm256_loadu_ps(a + i);
-      __m256 p;
-      if constexpr (kForm == Form::product) p = _mm256_mul_ps(x, _mm256_loadu_ps(b + i));
-      if constexpr (kForm == Form::centered) p = _mm256_mul_ps(_mm256_sub_ps(x, mv), _mm256_loadu_ps(b + i));
-      if constexpr (kForm == Form::scaled) p = _mm256_mul_ps(x, mv);
-      lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1));
+      widened_values<kForm>(a + i, kForm == Form::scaled ? b : b + i, mv, lo, hi);  // b null when scaled
     };
     __m256d r0, r1, lo, hi;
     widened(0, r0, r1);
@@ -109,15 +116,11 @@ void add_column_rows(double* __restrict acc, const ColumnRows<float, kForm>& row
   std::size_t i = 0;
   for (; i + 8 <= len; i += 8) {
     const __m256 mv = _mm256_loadu_ps(rows.m + i);
-    __m256d lo = _mm256_loadu_pd(acc + i), hi = _mm256_loadu_pd(acc + i + 4);
+    __m256d lo = _mm256_loadu_pd(acc + i), hi = _mm256_loadu_pd(acc + i + 4), vlo, vhi;
     for (std::size_t k = 0; k < K; ++k) {
       const std::size_t e = k * rows.inner + i;
-      const __m256 x = _mm256_loadu_ps(rows.a + e);
-      __m256 p;
-      if constexpr (kForm == Form::centered) p = _mm256_mul_ps(_mm256_sub_ps(x, mv), _mm256_loadu_ps(rows.b + e));
-      if constexpr (kForm == Form::scaled) p = _mm256_mul_ps(x, mv);
-      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+      widened_values<kForm>(rows.a + e, kForm == Form::scaled ? rows.b : rows.b + e, mv, vlo, vhi);  // b null when scaled
+      lo = _mm256_add_pd(lo, vlo), hi = _mm256_add_pd(hi, vhi);
     }
     _mm256_storeu_pd(acc + i, lo);
     _mm256_storeu_pd(acc + i + 4, hi);
