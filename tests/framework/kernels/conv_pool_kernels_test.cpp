@@ -497,15 +497,18 @@ std::string describe(const Pool2DGeometry& g) {
   return s.str();
 }
 
+// Rows of 6 and of 37 input columns: the NCHW max pool takes the outputs of a row's full windows
+// a vector at a time (8 float or 4 double lanes along the row), the others one at a time.
 std::vector<Pool2DGeometry> pool_geometries(bool channels_first) {
   std::vector<Pool2DGeometry> out;
-  for (Padding p : {Padding::same, Padding::valid})
-    for (auto [wh, ww] : {std::pair<i64, i64>{3, 2}, {2, 2}, {1, 1}})
-      for (auto [sh, sw] : {std::pair<i64, i64>{1, 1}, {2, 2}, {1, 2}})
-        out.push_back(kk::make_pool2d_geometry(
-            {.batch = 2, .in_h = 7, .in_w = 6, .channels = 3, .window_h = wh, .window_w = ww,
-             .stride_h = sh, .stride_w = sw, .channels_first = channels_first},
-            p));
+  for (i64 in_w : {6, 37})
+    for (Padding p : {Padding::same, Padding::valid})
+      for (auto [wh, ww] : {std::pair<i64, i64>{3, 2}, {2, 2}, {1, 1}, {2, 3}})
+        for (auto [sh, sw] : {std::pair<i64, i64>{1, 1}, {2, 2}, {1, 2}, {1, 3}})
+          out.push_back(kk::make_pool2d_geometry(
+              {.batch = 2, .in_h = 7, .in_w = in_w, .channels = 3, .window_h = wh, .window_w = ww,
+               .stride_h = sh, .stride_w = sw, .channels_first = channels_first},
+              p));
   return out;
 }
 
@@ -593,6 +596,28 @@ TEST_CASE("kernels.pooling.backward_matches_finite_differences") {
         CHECK(rel_error(dx, numeric) <= 1e-8);
       }
     }
+  }
+}
+
+// Float lanes hold pixel indices exactly up to 2^24: the argmax of a float image with more pixels
+// (one row of 2^24 + 5 here, windows of 4 with the maximum last) must still name the exact pixel,
+// whose index past 2^24 a float cannot hold when odd.
+TEST_CASE("kernels.pooling.max_pool_argmax_is_exact_past_2_24_pixels") {
+  for (bool channels_first : {false, true}) {
+    CAPTURE(channels_first);
+    const i64 width = (i64{1} << 24) + 5;
+    const auto g = kk::make_pool2d_geometry({.batch = 1, .in_h = 1, .in_w = width, .channels = 1,
+                                             .window_h = 1, .window_w = 4, .stride_h = 1, .stride_w = 4,
+                                             .channels_first = channels_first},
+                                            Padding::valid);
+    std::vector<float> x(static_cast<std::size_t>(width), 0.0f), y(static_cast<std::size_t>(g.out_w));
+    for (i64 i = 3; i < width; i += 4) x[static_cast<std::size_t>(i)] = 1.0f;
+    std::vector<i64> argmax(y.size());
+    kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
+    const i64 last = g.out_w - 1;
+    CHECK(y[static_cast<std::size_t>(last)] == 1.0f);
+    CHECK(argmax[static_cast<std::size_t>(last)] == 4 * last + 3);  // 2^24 + 3
+    CHECK(argmax[static_cast<std::size_t>(last - 1)] == 4 * last - 1);
   }
 }
 
