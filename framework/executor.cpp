@@ -235,16 +235,21 @@ struct RunFrame {
 
   // Keeps a value's buffer for reuse when no one else holds it (a fed value is the caller's; an
   // Identity's output shares its input's buffer until one of them is let go): back to its place
-  // in the memory plan, or to the free list.
+  // in the memory plan, or to the free list. The last holder keeps it: whether v is the last is
+  // decided under the lock, as is letting go of a shared one, so that of two values sharing a
+  // buffer let go at once on two threads, one sees the other's reference gone. (Checked before
+  // the lock, each could see the other's and let go: the buffer was freed, and its planned
+  // readers found no buffer at home in every later run, allocating once.)
   void recycle(Array& v) {
-    if (v.empty() || !v.unique()) {
+    if (v.empty()) return;
+    std::lock_guard lk(free_mutex_);
+    if (!v.unique()) {
       v = Array();
       return;
     }
     const DType t = v.dtype();
     const auto n = static_cast<std::size_t>(v.size());
     const void* data = data_of(v);
-    std::lock_guard lk(free_mutex_);
     // The address alone could be a new buffer where a planned one was freed (a planned buffer a
     // variable kept): dtype and size must match too.
     const auto home = home_of_.find(data);

@@ -202,6 +202,35 @@ TEST_CASE("executor.outputs_take_over_only_buffers_no_one_else_needs") {
   set_num_threads(saved);
 }
 
+// Two values sharing one planned buffer (two Identity ops of y), each read by a branch of its own
+// on one of two threads: when the branches let them go at the same moment, one of the two must
+// see itself the last holder and give the buffer back to its place in the memory plan. (Each saw
+// the other's reference and dropped its own: the buffer was freed, and from then on every run
+// wrote y to a buffer outside the plan; within 5,000 runs, in each of ten tries.)
+TEST_CASE("executor.a_buffer_two_threads_let_go_at_once_stays_planned") {
+  Graph g;
+  auto guard = g.as_default();
+  const std::int64_t n = std::int64_t{1} << 17;  // enough for the branches to go to the pool
+  Tensor x = placeholder(float32, Shape{n}, "x");
+  Tensor y = x * 2.0f;
+  Tensor a = identity(y), b = identity(y);
+  Variable v = get_variable("v", Shape{});
+  Operation step = assign(v, reduce_sum(a) + reduce_sum(b)).op();  // fetches nothing the plan leaves
+  Session sess;
+  sess.run(global_variables_initializer());
+  const FeedDict feeds{{x, Array(xt::xarray<float>(xt::ones<float>({static_cast<std::size_t>(n)})))}};
+  const int saved = num_threads();
+  set_num_threads(2);
+  int outside = 0;
+  for (int run = 0; run < 5000; ++run) {
+    sess.run({step}, feeds);
+    if (run >= 2 && sess.last_run_memory().unplanned_outputs > 0) ++outside;
+  }
+  set_num_threads(saved);
+  CHECK(outside == 0);
+  CHECK(sess.run(Tensor(v)).to_double()() == 4.0 * static_cast<double>(n));
+}
+
 TEST_CASE("executor.a_fetched_buffer_serves_later_runs_once_the_caller_lets_it_go") {
   Graph g;
   auto guard = g.as_default();
