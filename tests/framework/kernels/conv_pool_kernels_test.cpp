@@ -621,6 +621,31 @@ TEST_CASE("kernels.pooling.max_pool_argmax_is_exact_past_2_24_pixels") {
   }
 }
 
+// max_pool_backward's argmax comes from the graph (MaxPool's second output) or from a caller: -1
+// (an empty window) adds nothing, and an entry outside its own image throws before it could write
+// outside dx or into another chunk's image.
+TEST_CASE("kernels.pooling.max_pool_backward_checks_argmax") {
+  const auto g = kk::make_pool2d_geometry({.batch = 2, .in_h = 2, .in_w = 2, .channels = 1,
+                                           .window_h = 2, .window_w = 2, .stride_h = 2, .stride_w = 2},
+                                          Padding::valid);
+  const std::vector<double> dy = {3, 5};
+  std::vector<double> dx(8, 99.0);
+  std::vector<i64> argmax = {2, -1};  // image 1's window empty
+  kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
+  CHECK(dx == std::vector<double>{0, 0, 3, 0, 0, 0, 0, 0});
+  for (i64 bad : {i64{4}, i64{-2}, i64{8}}) {  // image 0 naming image 1's element; below; past dx
+    CAPTURE(bad);
+    argmax = {bad, 5};
+    CHECK_THROWS_WITH_AS(kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data()),
+                         doctest::Contains("outside its image's input elements [0, 4)"),
+                         kiln::InvalidArgumentError);
+  }
+  argmax = {1, 3};  // image 1 naming image 0's element
+  CHECK_THROWS_WITH_AS(kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data()),
+                       doctest::Contains("argmax[1] = 3 is outside its image's input elements [4, 8)"),
+                       kiln::InvalidArgumentError);
+}
+
 TEST_CASE("kernels.pooling.golden_values_and_ties") {
   SUBCASE("avg SAME divides by the number of valid elements") {
     // x = [[1,2],[3,4]], 2x2 window, stride 1, SAME: pad_total 1 goes to the bottom/right.
