@@ -498,16 +498,17 @@ std::string describe(const Pool2DGeometry& g) {
 }
 
 // Rows of 6 and of 37 input columns: the NCHW max pool takes the outputs of a row's full windows
-// a vector at a time (8 float or 4 double lanes along the row), the others one at a time.
-std::vector<Pool2DGeometry> pool_geometries(bool channels_first) {
+// a vector at a time (8 float or 4 double lanes along the row), the others one at a time, and
+// images of short rows by channels when they have a vector of channels (9: a vector and a tail).
+std::vector<Pool2DGeometry> pool_geometries(bool channels_first, i64 channels = 3) {
   std::vector<Pool2DGeometry> out;
   for (i64 in_w : {6, 37})
     for (Padding p : {Padding::same, Padding::valid})
       for (auto [wh, ww] : {std::pair<i64, i64>{3, 2}, {2, 2}, {1, 1}, {2, 3}})
         for (auto [sh, sw] : {std::pair<i64, i64>{1, 1}, {2, 2}, {1, 2}, {1, 3}})
           out.push_back(kk::make_pool2d_geometry(
-              {.batch = 2, .in_h = 7, .in_w = in_w, .channels = 3, .window_h = wh, .window_w = ww,
-               .stride_h = sh, .stride_w = sw, .channels_first = channels_first},
+              {.batch = 2, .in_h = 7, .in_w = in_w, .channels = channels, .window_h = wh,
+               .window_w = ww, .stride_h = sh, .stride_w = sw, .channels_first = channels_first},
               p));
   return out;
 }
@@ -525,7 +526,9 @@ std::vector<T> distinct_values(i64 n, unsigned seed) {
 template <class T>
 void check_pool_against_naive(bool channels_first) {
   unsigned seed = 200;
-  for (const Pool2DGeometry& g : pool_geometries(channels_first)) {
+  std::vector<Pool2DGeometry> geometries = pool_geometries(channels_first);
+  for (const Pool2DGeometry& g : pool_geometries(channels_first, 9)) geometries.push_back(g);
+  for (const Pool2DGeometry& g : geometries) {
     INFO(describe(g));
     // Small integers make ties common, exercising the first-maximum rule.
     auto x = random_vector<T>(g.input_size(), ++seed);
