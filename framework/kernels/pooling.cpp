@@ -86,8 +86,8 @@ constexpr i64 kMaxSimdPixels = i64{1} << (std::is_same_v<T, float> ? 24 : 53);
 // The maximum over a window, lane by lane, and the pixel p = h * in_w + w of lane 0's window it
 // came from, as a T (exact): the window's rows hs and columns ws are lane 0's, and tap(p) holds the
 // lanes' values at the tap of lane 0's pixel p (lane l's pixel is then p plus the caller's lane
-// offset). Scanned row by row with take. Every caller's lanes are either channels (NHWC), outputs
-// along a row (NCHW) or one output broadcast to all lanes (the rest): branch-free, so a
+// offset). Scanned row by row with take. Every caller's lanes are either channels (either layout),
+// outputs along a row (NCHW) or one output broadcast to all lanes (the rest): branch-free, so a
 // data-dependent compare costs no misprediction (the scalar scan it replaced branched on it:
 // NCHW's 128x32x26x26 max pool took 11.7 ms at one thread, against 1.4 ms in NHWC).
 template <class T>
@@ -312,7 +312,8 @@ void max_pool_backward(const Pool2DGeometry& g, const i64* argmax, const T* dy, 
     std::fill_n(dxn, ii, T(0));
     const i64 lo = n * ii;
     for (i64 o = n * oi; o < (n + 1) * oi; ++o) {
-      const auto e = static_cast<std::uint64_t>(argmax[o] - lo);  // the element in image n
+      // The element in image n; unsigned, so that no entry can overflow the subtraction.
+      const std::uint64_t e = static_cast<std::uint64_t>(argmax[o]) - static_cast<std::uint64_t>(lo);
       if (e >= static_cast<std::uint64_t>(ii)) {
         if (argmax[o] == -1) continue;
         bad_argmax("MaxPoolGrad", o, argmax[o], lo, lo + ii);

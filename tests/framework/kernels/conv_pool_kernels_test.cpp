@@ -636,7 +636,7 @@ TEST_CASE("kernels.pooling.max_pool_backward_checks_argmax") {
   std::vector<i64> argmax = {2, -1};  // image 1's window empty
   kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
   CHECK(dx == std::vector<double>{0, 0, 3, 0, 0, 0, 0, 0});
-  for (i64 bad : {i64{4}, i64{-2}, i64{8}}) {  // image 0 naming image 1's element; below; past dx
+  for (i64 bad : {i64{4}, i64{-2}, i64{8}, std::numeric_limits<i64>::min()}) {  // image 1's; below; past dx
     CAPTURE(bad);
     argmax = {bad, 5};
     CHECK_THROWS_WITH_AS(kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data()),
