@@ -79,6 +79,10 @@ auto take(const B<T>& v, const B<T>& m) {
   return (v > m) | (xsimd::isnan(v) & (m == m));
 }
 
+// The index lanes of a gather of T (as many as T's).
+template <class T>
+using GatherIndex = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+
 // Images up to this many pixels keep a pixel index exactly in a lane of T (2^24 for float).
 template <class T>
 constexpr i64 kMaxSimdPixels = i64{1} << (std::is_same_v<T, float> ? 24 : 53);
@@ -169,7 +173,7 @@ void pool_one(const T* x, i64 pixel_step, i64 in_w, Span hs, Span ws, T& y, i64&
 // same window, so clipped windows go the vector way too.
 template <bool kChannelsFirst, class T>
 void max_pool_image_by_channels(const Pool2DGeometry& g, i64 n, const T* x, T* y, i64* argmax) {
-  using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;  // gather lanes
+  using I = GatherIndex<T>;
   const i64 C = g.channels, in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   // Input pixel p of channel c at xn[p * px + c * cx]; output o of channel c at yn[o * py + c * cy].
   const i64 px = kChannelsFirst ? 1 : C, cx = kChannelsFirst ? in_plane : 1;
@@ -229,7 +233,7 @@ void max_pool_image_by_channels(const Pool2DGeometry& g, i64 n, const T* x, T* y
 // (above) when they have a vector of them, else one output at a time.
 template <class T>
 void max_pool_nchw_image(const Pool2DGeometry& g, i64 n, const T* x, T* y, i64* argmax) {
-  using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;  // gather lanes
+  using I = GatherIndex<T>;
   const i64 in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w, sw = g.stride_w;
   // The full windows: ow * sw - pad_left >= 0 and ow * sw - pad_left + window_w <= in_w.
   const i64 full_lo = std::min(g.out_w, (g.pad_left + sw - 1) / sw);

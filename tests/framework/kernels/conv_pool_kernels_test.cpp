@@ -640,12 +640,13 @@ TEST_CASE("kernels.pooling.max_pool_backward_checks_argmax") {
     CAPTURE(bad);
     argmax = {bad, 5};
     CHECK_THROWS_WITH_AS(kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data()),
-                         doctest::Contains("outside its image's input elements [0, 4)"),
+                         doctest::Contains(("MaxPoolGrad: argmax[0] = " + std::to_string(bad) +
+                                            " is outside its image's input elements [0, 4)").c_str()),
                          kiln::InvalidArgumentError);
   }
   argmax = {1, 3};  // image 1 naming image 0's element
   CHECK_THROWS_WITH_AS(kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data()),
-                       doctest::Contains("argmax[1] = 3 is outside its image's input elements [4, 8)"),
+                       doctest::Contains("MaxPoolGrad: argmax[1] = 3 is outside its image's input elements [4, 8)"),
                        kiln::InvalidArgumentError);
 }
 
