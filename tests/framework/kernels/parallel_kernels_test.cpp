@@ -3,7 +3,9 @@
 // argmax checks, the gemm backend's self-description, and the scratch pools kernels work in.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -224,6 +226,66 @@ TEST_CASE("kernels.pooling.argmax_outside_its_image_throws") {
   const std::vector<i64> good = {3, 4};
   kk::max_pool_backward(g, good.data(), dy.data(), dx.data());
   CHECK(dx == std::vector<float>{0, 0, 0, 1, 2, 0, 0, 0});
+}
+
+// MaxPoolGrad as the scatter it is defined as (pooling.hpp): dx = 0, dx[argmax[o]] += dy[o].
+template <class T>
+std::vector<T> scattered(const std::vector<i64>& argmax, const std::vector<T>& dy, i64 input_size) {
+  std::vector<T> dx(static_cast<std::size_t>(input_size), T(0));
+  for (std::size_t o = 0; o < argmax.size(); ++o)
+    if (argmax[o] != -1) dx[static_cast<std::size_t>(argmax[o])] += dy[o];
+  return dx;
+}
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+TEST_CASE_TEMPLATE("kernels.pooling.backward_of_disjoint_windows_is_the_scatter_bit_for_bit", T, float, double) {
+  // Disjoint windows (NHWC writes each pixel once from its window's outputs, pooling.cpp) and
+  // others: VALID with rows and columns past the last window, SAME with clipped windows, a gap
+  // between windows (stride 3), one window wider than its stride, a padded 3x3/3; channels
+  // with and without full vectors. dy holds -0 (the scatter gives +0), NaN and infinity.
+  struct Case {
+    i64 in_h, in_w, channels, window, stride;
+    Padding padding;
+  };
+  const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
+  for (const Case k : {Case{8, 8, 32, 2, 2, Padding::valid}, Case{9, 7, 9, 2, 2, Padding::valid},
+                       Case{9, 7, 5, 2, 2, Padding::same}, Case{8, 7, 17, 2, 3, Padding::valid},
+                       Case{3, 3, 8, 3, 1, Padding::valid}, Case{7, 8, 4, 3, 3, Padding::same},
+                       Case{6, 6, 1, 2, 2, Padding::valid}})
+    for (bool channels_first : {false, true}) {
+      INFO(k.in_h << "x" << k.in_w << "x" << k.channels << " window " << k.window << " stride " << k.stride);
+      CAPTURE(channels_first);
+      const auto g = kk::make_pool2d_geometry(
+          {.batch = 3, .in_h = k.in_h, .in_w = k.in_w, .channels = k.channels, .window_h = k.window,
+           .window_w = k.window, .stride_h = k.stride, .stride_w = k.stride, .channels_first = channels_first},
+          k.padding);
+      std::mt19937 gen(7);
+      std::normal_distribution<T> normal;
+      std::vector<T> x(static_cast<std::size_t>(g.input_size())), y(static_cast<std::size_t>(g.output_size())),
+          dy(y.size()), dx(x.size());
+      for (T& v : x) v = normal(gen);
+      for (std::size_t o = 0; o < dy.size(); ++o) dy[o] = o % 7 == 0 ? T(-0.0) : o % 11 == 0 ? nan : o % 13 == 0 ? inf : normal(gen);
+      std::vector<i64> argmax(y.size());
+      kk::max_pool_forward(g, x.data(), y.data(), argmax.data());
+      std::fill(dx.begin(), dx.end(), T(7));  // every element is written
+      kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
+      CHECK(same_bits(dx, scattered(argmax, dy, g.input_size())));
+      // Entries the forward would not write: image 1's first output points at the first element of
+      // image 1 outside its window (or -1); image 2's last output -1. The scatter places them.
+      const i64 oi = g.output_size() / 3, ii = g.input_size() / 3;
+      std::vector<i64> odd = argmax;
+      const auto o1 = static_cast<std::size_t>(oi);
+      odd[o1] = odd[o1] == ii ? ii + ii - 1 : ii;
+      odd[static_cast<std::size_t>(3 * oi - 1)] = -1;
+      std::fill(dx.begin(), dx.end(), T(7));
+      kk::max_pool_backward(g, odd.data(), dy.data(), dx.data());
+      CHECK(same_bits(dx, scattered(odd, dy, g.input_size())));
+      odd[o1] = 0;  // into image 0
+      CHECK_THROWS_AS(kk::max_pool_backward(g, odd.data(), dy.data(), dx.data()), kiln::InvalidArgumentError);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
