@@ -216,21 +216,25 @@ struct RunFrame {
   // The RunState a kernel sees: the variables behind this step's ref inputs, the session's rngs.
   class StepState : public RunState {
    public:
-    StepState(const PlanStep& s, SessionResources& res, RunFrame& frame) : s_(s), res_(res), frame_(frame) {}
-    Array& variable_storage(const Node* v) override {
-      for (VariableSlot* slot : s_.writes)
-        if (slot->node == v) return slot->value;
-      throw InternalError("'" + s_.node->name + "' touched variable " + v->name + " that is not its ref input");
-    }
+    StepState(const PlanStep& s, SessionResources& res, RunFrame& frame, const Array* const* before)
+        : s_(s), res_(res), frame_(frame), before_(before) {}
+    Array& variable_storage(const Node* v) override { return s_.writes[write(v)]->value; }
+    const Array& variable_before(const Node* v) override { return *before_[write(v)]; }
     std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) override { return res_.rng(node, hold); }
     Array take_buffer(int output, DType dtype, std::size_t elements) override {
       return frame_.take_buffer(s_, output, dtype, elements);
     }
 
    private:
+    std::size_t write(const Node* v) const {
+      for (std::size_t w = 0; w < s_.writes.size(); ++w)
+        if (s_.writes[w]->node == v) return w;
+      throw InternalError("'" + s_.node->name + "' touched variable " + v->name + " that is not its ref input");
+    }
     const PlanStep& s_;
     SessionResources& res_;
     RunFrame& frame_;
+    const Array* const* before_;  // per write: the value before this step (UndoLog::record)
   };
 
   // Keeps a value's buffer for reuse when no one else holds it (a fed value is the caller's; an
@@ -454,12 +458,13 @@ struct RunFrame {
         }
       }
       SmallBuffer<std::unique_lock<std::mutex>, 4> locks(s.writes.size());
+      SmallBuffer<const Array*, 4> before(s.writes.size());
       for (std::size_t w = 0; w < s.writes.size(); ++w) {
         locks[w] = std::unique_lock(s.writes[w]->mutex);
-        undo_.record(*s.writes[w]);
+        before[w] = &undo_.record(*s.writes[w]);
       }
       if (trace) trace->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
-      StepState state(s, res_, *this);
+      StepState state(s, res_, *this, before.data());
       KernelContext ctx(*s.node, state, inputs.data(), static_cast<int>(n_in), outputs.data(), donors.data());
       const kernels::ScratchScope scratch(&scratch_[static_cast<std::size_t>(index)]);
       s.kernel->compute(ctx);

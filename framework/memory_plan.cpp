@@ -40,6 +40,7 @@ class Ancestors {
 class PlanTimeState final : public RunState {
  public:
   Array& variable_storage(const Node* v) override { throw InternalError("'" + v->name + "' is a variable"); }
+  const Array& variable_before(const Node* v) override { throw InternalError("'" + v->name + "' is a variable"); }
   std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>&) override {
     throw InternalError("'" + node->name + "' is random");
   }

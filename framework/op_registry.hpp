@@ -52,8 +52,14 @@ namespace detail {
 class RunState {
  public:
   virtual ~RunState() = default;
-  /// The storage behind a ref input. The executor holds the variable's lock while the kernel runs.
+  /// The storage behind a ref input, which the kernel writes. The executor holds the variable's
+  /// lock while the kernel runs.
   virtual Array& variable_storage(const Node* variable_node) = 0;
+  /// The value of that variable before the kernel: on the run's first write to it, the value the
+  /// run found (kept for a failed run to put back, and never written: the storage is then another
+  /// buffer of the same dtype and shape, contents unspecified, or empty when the variable was);
+  /// on a later write, the storage itself.
+  virtual const Array& variable_before(const Node* variable_node) = 0;
   /// The op's generator; `hold` keeps it locked until the kernel ends (one session's runs on
   /// several threads draw from one generator per op).
   virtual std::mt19937_64& rng(const Node* node, std::unique_lock<std::mutex>& hold) = 0;
@@ -124,8 +130,13 @@ class KernelContext {
     return allocate_output_like<T>(i, j);
   }
   void set_output(int i, Array value) { outputs_[i] = std::move(value); }
-  /// The session storage of the variable behind ref input i (Assign and friends).
+  /// The session storage of the variable behind ref input i (Assign and friends), to write every
+  /// element of: its contents are the variable's value only when variable_before(i) is the same
+  /// Array; read that for the value before this op.
   Array& variable_ref(int i) { return state_.variable_storage(node_.inputs[static_cast<std::size_t>(i)].node); }
+  const Array& variable_before(int i) {
+    return state_.variable_before(node_.inputs[static_cast<std::size_t>(i)].node);
+  }
   std::mt19937_64& rng() { return state_.rng(&node_, rng_lock_); }
   const Shape& output_shape(int i) const { return node_.output_shapes[static_cast<std::size_t>(i)]; }
 

@@ -35,12 +35,27 @@ Array VariableStore::read(VariableSlot& slot) {
   return snapshot;
 }
 
-void UndoLog::record(VariableSlot& slot) {
+namespace {
+// A buffer of `value`'s dtype and shape for the slot to be written in: `spare` when no one else
+// holds it and it fits, else a new one; empty for an empty (uninitialized) value.
+Array buffer_like(const Array& value, Array spare) {
+  if (value.empty()) return Array();
+  if (!spare.empty() && spare.unique() && spare.dtype() == value.dtype() && spare.same_shape(value)) return spare;
+  std::vector<std::size_t> dims;
+  visit_dtype(value.dtype(), [&]<class T>() {
+    const auto& s = value.as<T>().shape();
+    dims.assign(s.begin(), s.end());
+  });
+  return make_array(value.dtype(), dims);
+}
+}  // namespace
+
+const Array& UndoLog::record(VariableSlot& slot) {
   std::lock_guard lk(mutex_);
   for (std::size_t i = 0; i < used_; ++i)
-    if (entries_[i].slot == &slot) return;
-  // The entry this slot had in an earlier run keeps a buffer of the right size (runs on several
-  // threads record in varying orders).
+    if (entries_[i].slot == &slot) return slot.value;
+  // The entry this slot had in an earlier run holds its other buffer (runs on several threads
+  // record in varying orders). Only entries this run has not used move.
   std::size_t j = used_;
   while (j < entries_.size() && entries_[j].slot != &slot) ++j;
   if (j == entries_.size()) {
@@ -49,14 +64,17 @@ void UndoLog::record(VariableSlot& slot) {
   }
   std::swap(entries_[j], entries_[used_]);
   Entry& e = entries_[used_++];
+  Array spare = e.slot == &slot ? std::move(e.saved) : Array();
   e.slot = &slot;
-  copy_into(e.saved, slot.value);
+  e.saved = std::move(slot.value);
+  slot.value = buffer_like(e.saved, std::move(spare));
+  return e.saved;
 }
 
 void UndoLog::roll_back() {
   // record() locks the log while holding a slot: take the entries out first, so that no slot is
   // locked here while the log is (one lock order).
-  std::vector<Entry> entries;
+  std::deque<Entry> entries;
   std::size_t used = 0;
   {
     std::lock_guard lk(mutex_);

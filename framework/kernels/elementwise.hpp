@@ -158,11 +158,13 @@ V root(const V& v) {
     return std::sqrt(v);
 }
 
-/// update(g, x) for every i < n, with g = g[i] and x[r] = p[r][i] (std::array<V, N>), written back
-/// to p[r][i]: V = a batch of T over whole vectors, T over each chunk's tail. Chunks of at least
-/// `grain` elements on the pool (bounds independent of the thread count).
+/// update(g, x) for every i < n, with g = g[i] and x[r] = from[r][i] (std::array<V, N>), written
+/// to to[r][i] (from[r] == to[r]: in place): V = a batch of T over whole vectors, T over each
+/// chunk's tail. Chunks of at least `grain` elements on the pool (bounds independent of the
+/// thread count).
 template <class T, std::size_t N, class F>
-void update_in_place(const std::array<T*, N>& p, const T* g, std::size_t n, std::size_t grain, F update) {
+void update_elements(const std::array<const T*, N>& from, const std::array<T*, N>& to, const T* g, std::size_t n,
+                     std::size_t grain, F update) {
   const auto step = [&](auto v, std::size_t i) {  // v: the value type (T or a batch of T)
     using V = decltype(v);
     const auto load = [](const T* q) {
@@ -172,13 +174,13 @@ void update_in_place(const std::array<T*, N>& p, const T* g, std::size_t n, std:
         return V::load_unaligned(q);
     };
     std::array<V, N> x;
-    for (std::size_t r = 0; r < N; ++r) x[r] = load(p[r] + i);
+    for (std::size_t r = 0; r < N; ++r) x[r] = load(from[r] + i);
     update(load(g + i), x);
     for (std::size_t r = 0; r < N; ++r) {
       if constexpr (std::is_same_v<V, T>)
-        p[r][i] = x[r];
+        to[r][i] = x[r];
       else
-        x[r].store_unaligned(p[r] + i);
+        x[r].store_unaligned(to[r] + i);
     }
   };
   parallel_for(static_cast<std::int64_t>(n), static_cast<std::int64_t>(grain), [&](std::int64_t lo, std::int64_t hi) {

@@ -18,21 +18,25 @@ std::vector<TensorSpec> assign_shape(const InferenceContext& c) {
   return detail::one(c.dtypes[0], c.shapes[0].merge_with(c.shapes[1]));
 }
 
+// variable = f(variable, delta), element by element: read from the value before the op, written
+// to the variable's storage (the same buffer after the run's first write to it).
 template <class T, class F>
-void update_in_place(KernelContext& c, F f) {
-  Array& storage = c.variable_ref(0);
+void update_variable(KernelContext& c, F f) {
+  const Array& before = c.variable_before(0);
   const auto* var = c.node().inputs[0].node;
-  if (storage.empty())
+  if (before.empty())
     throw FailedPreconditionError("Attempting to use uninitialized value " + var->name + " in '" + c.op_name() + "'");
   const auto& delta = c.input_as<T>(1);
-  if (!storage.same_shape(c.input(1)))
+  if (!before.same_shape(c.input(1)))
     throw InvalidArgumentError("'" + c.op_name() + "': variable " + var->name + " has shape " +
-                               storage.shape().to_string() + " but the update has shape " +
+                               before.shape().to_string() + " but the update has shape " +
                                c.input(1).shape().to_string());
+  const T* from = before.as<T>().data();  // kept alive by the log, or by whoever shares it
+  Array& storage = c.variable_ref(0);
   auto& v = storage.template mutable_as<T>();
   T* p = v.data();
   const T* d = delta.data();
-  for (std::size_t i = 0; i < v.size(); ++i) p[i] = f(p[i], d[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) p[i] = f(from[i], d[i]);
   c.set_output(0, storage);
 }
 
@@ -77,13 +81,13 @@ void register_state_ops(OpRegistry& r) {
   r.add({.type = "AssignAdd",
          .shape_fn = assign_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { update_in_place<T>(c, [](T a, T b) { return static_cast<T>(a + b); }); }),
+             []<class T>(KernelContext& c) { update_variable<T>(c, [](T a, T b) { return static_cast<T>(a + b); }); }),
          .not_differentiable = true,
          .ref_inputs = {0}});
   r.add({.type = "AssignSub",
          .shape_fn = assign_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>(
-             []<class T>(KernelContext& c) { update_in_place<T>(c, [](T a, T b) { return static_cast<T>(a - b); }); }),
+             []<class T>(KernelContext& c) { update_variable<T>(c, [](T a, T b) { return static_cast<T>(a - b); }); }),
          .not_differentiable = true,
          .ref_inputs = {0}});
 }

@@ -44,25 +44,28 @@ T hyper(const KernelContext& c, int i) {
   return c.input(i).scalar<T>();
 }
 
-// Updates the variable and its slots element by element, in their storage (copied first only when
-// a reader still holds the buffer). update(g, x) gets the gradient and x[r] = ref input r's
-// elements (vectors, then scalars: kernels::update_in_place) and updates x.
+// Updates the variable and its slots element by element: update(g, x) gets the gradient and
+// x[r] = ref input r's elements (vectors, then scalars: kernels::update_elements), read from their
+// values before the op, and updates x, written to their storage (the same buffers after the run's
+// first write to them).
 template <class T, std::size_t NRefs, class F>
-void apply_in_place(KernelContext& c, F update) {
+void apply_update(KernelContext& c, F update) {
   const Array& grad = c.input(c.num_inputs() - 1);
-  std::array<T*, NRefs> p{};
+  std::array<const T*, NRefs> from{};
+  std::array<T*, NRefs> to{};
   for (std::size_t r = 0; r < NRefs; ++r) {
-    Array& storage = c.variable_ref(static_cast<int>(r));
+    const Array& before = c.variable_before(static_cast<int>(r));
     const std::string& var = c.node().inputs[r].node->name;
-    if (storage.empty()) throw FailedPreconditionError("Attempting to use uninitialized value " + var);
-    if (!storage.same_shape(grad))
-      throw InvalidArgumentError("Variable " + var + " has shape " + storage.shape().to_string() +
+    if (before.empty()) throw FailedPreconditionError("Attempting to use uninitialized value " + var);
+    if (!before.same_shape(grad))
+      throw InvalidArgumentError("Variable " + var + " has shape " + before.shape().to_string() +
                                  " but the gradient has shape " + grad.shape().to_string());
-    p[r] = storage.template mutable_as<T>().data();
+    from[r] = before.as<T>().data();  // kept alive by the log, or by whoever shares it
+    to[r] = c.variable_ref(static_cast<int>(r)).template mutable_as<T>().data();
   }
   const T* g = grad.as<T>().data();
   // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes.
-  kernels::update_in_place(p, g, static_cast<std::size_t>(grad.size()), std::size_t{1} << 17, update);
+  kernels::update_elements(from, to, g, static_cast<std::size_t>(grad.size()), std::size_t{1} << 17, update);
   c.set_output(0, c.variable_ref(0));
 }
 
@@ -116,18 +119,18 @@ void register_training_ops(OpRegistry& r) {
   // var -= alpha * delta
   r.add(apply_op("ApplyGradientDescent", 1, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T alpha = hyper<T>(c, 1);
-                   apply_in_place<T, 1>(c, [=](auto g, auto& x) { x[0] -= alpha * g; });
+                   apply_update<T, 1>(c, [=](auto g, auto& x) { x[0] -= alpha * g; });
                  })));
   // accum = accum * momentum + g; var -= lr * accum, or with Nesterov var -= lr * g + lr * momentum * accum.
   r.add(apply_op("ApplyMomentum", 2, 2, kernels_with<ApplyMomentumAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ApplyMomentumAttrs& a) {
                    const T lr = hyper<T>(c, 2), momentum = hyper<T>(c, 3);
                    if (a.use_nesterov)
-                     apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                     apply_update<T, 2>(c, [=](auto g, auto& x) {
                        x[1] = x[1] * momentum + g;
                        x[0] -= g * lr + x[1] * momentum * lr;
                      });
                    else
-                     apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                     apply_update<T, 2>(c, [=](auto g, auto& x) {
                        x[1] = x[1] * momentum + g;
                        x[0] -= x[1] * lr;
                      });
@@ -139,7 +142,7 @@ void register_training_ops(OpRegistry& r) {
                    const T b1p = hyper<T>(c, 3), b2p = hyper<T>(c, 4), lr = hyper<T>(c, 5);
                    const T b1 = hyper<T>(c, 6), b2 = hyper<T>(c, 7), eps = hyper<T>(c, 8);
                    const T lr_t = lr * std::sqrt(T(1) - b2p) / (T(1) - b1p);
-                   apply_in_place<T, 3>(c, [=](auto g, auto& x) {
+                   apply_update<T, 3>(c, [=](auto g, auto& x) {
                      x[1] += (g - x[1]) * (T(1) - b1);
                      x[2] += (g * g - x[2]) * (T(1) - b2);
                      x[0] -= lr_t * x[1] / (kernels::root(x[2]) + eps);
@@ -148,7 +151,7 @@ void register_training_ops(OpRegistry& r) {
   // ms += (g^2 - ms)(1 - rho); mom = mom * momentum + lr g / sqrt(ms + epsilon); var -= mom.
   r.add(apply_op("ApplyRMSProp", 3, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 3), rho = hyper<T>(c, 4), momentum = hyper<T>(c, 5), eps = hyper<T>(c, 6);
-                   apply_in_place<T, 3>(c, [=](auto g, auto& x) {
+                   apply_update<T, 3>(c, [=](auto g, auto& x) {
                      x[1] += (g * g - x[1]) * (T(1) - rho);
                      x[2] = x[2] * momentum + lr * g / kernels::root(x[1] + eps);
                      x[0] -= x[2];
@@ -157,7 +160,7 @@ void register_training_ops(OpRegistry& r) {
   // As ApplyRMSProp with mg += (g - mg)(1 - rho) and the denominator sqrt(ms - mg^2 + epsilon).
   r.add(apply_op("ApplyCenteredRMSProp", 4, 4, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 4), rho = hyper<T>(c, 5), momentum = hyper<T>(c, 6), eps = hyper<T>(c, 7);
-                   apply_in_place<T, 4>(c, [=](auto g, auto& x) {
+                   apply_update<T, 4>(c, [=](auto g, auto& x) {
                      x[1] += (g - x[1]) * (T(1) - rho);
                      x[2] += (g * g - x[2]) * (T(1) - rho);
                      x[3] = x[3] * momentum + lr * g / kernels::root(x[2] - x[1] * x[1] + eps);
@@ -167,7 +170,7 @@ void register_training_ops(OpRegistry& r) {
   // accum += g^2; var -= lr g / sqrt(accum).
   r.add(apply_op("ApplyAdagrad", 2, 1, kernels_for<KILN_FLOAT_TYPES>([]<class T>(KernelContext& c) {
                    const T lr = hyper<T>(c, 2);
-                   apply_in_place<T, 2>(c, [=](auto g, auto& x) {
+                   apply_update<T, 2>(c, [=](auto g, auto& x) {
                      x[1] += g * g;
                      x[0] -= lr * g / kernels::root(x[1]);
                    });

@@ -261,7 +261,9 @@ TEST_CASE("executor.a_fetched_buffer_serves_later_runs_once_the_caller_lets_it_g
 
 TEST_CASE("executor.a_fetched_view_of_a_variable_is_not_kept_from_its_updates") {
   // identity(w) passes the variable's buffer through: were the frame to keep a reference to it
-  // after the caller let it go, the next in-place update of w would have to copy w first.
+  // after the caller let it go, the next update of w could not write the buffer the value before
+  // the previous update was in (a variable alternates between two buffers, UndoLog), and would
+  // take a third.
   Graph g;
   auto guard = g.as_default();
   Variable w = get_variable("w", {1000}, {.initializer = initializers::zeros()});
@@ -271,12 +273,39 @@ TEST_CASE("executor.a_fetched_view_of_a_variable_is_not_kept_from_its_updates") 
   sess.run(global_variables_initializer());
   const auto buffer_of_w = [&] { return sess.run(w).as<float>().data(); };
   const float* home = buffer_of_w();
+  const float* other = nullptr;
   for (int run = 0; run < 4; ++run) {
     { const Array seen = sess.run(view); }  // fetched and let go
     sess.run(add);
-    CHECK(buffer_of_w() == home);  // updated in place, not copied
+    const float* now = buffer_of_w();
+    CHECK(now != (run % 2 ? other : home));  // written in the other buffer
+    if (run == 0) other = now;
+    CHECK(now == (run % 2 ? home : other));  // the two, in turn
   }
   CHECK(sess.run(w).as<float>()(0) == 4.0f);
+}
+
+TEST_CASE("executor.updates_read_the_value_before_them_whoever_holds_the_buffers") {
+  // A run's first write to a variable reads the value it found and writes the variable's other
+  // buffer; a second write in the run updates in place; a value the caller holds keeps its
+  // buffer (the next update takes a new one).
+  Graph g;
+  auto guard = g.as_default();
+  Variable w = get_variable("w", {3}, {.initializer = initializers::ones()});
+  Tensor first = assign_add(w, constant(xt::xarray<float>{1, 2, 3}));
+  Operation twice;
+  {
+    control_dependencies after({first});
+    twice = group({assign_sub(w, constant(xt::xarray<float>{0.5f, 0.5f, 0.5f}))});
+  }
+  Session sess;
+  sess.run(global_variables_initializer());
+  const Array held = sess.run(w);  // the caller keeps the initial value
+  for (int run = 1; run <= 3; ++run) {
+    sess.run(twice);
+    CHECK(kiln::testing::allclose(sess.run(w), {1 + 0.5 * run, 1 + 1.5 * run, 1 + 2.5 * run}));
+  }
+  CHECK(kiln::testing::allclose(held, {1, 1, 1}));
 }
 
 TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
