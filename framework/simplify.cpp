@@ -45,9 +45,14 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
 }
 
 // A value may replace another only when it is computed in the same cond branch and nothing but
-// data inputs decide whether (and when) it runs.
+// data inputs, and control inputs the reader waits for too, decide whether (and when) it runs:
+// the reader then runs after everything src would have (gradients built under TF1's
+// control_dependencies(UPDATE_OPS) all wait for the update ops).
 bool Simplifier::looks_through(const Node& src, const Node& reader) const {
-  return !cut_[static_cast<std::size_t>(src.id)] && src.control_inputs.empty() && src.cond_ctx == reader.cond_ctx;
+  const auto& waits = reader.control_inputs;
+  return !cut_[static_cast<std::size_t>(src.id)] && src.cond_ctx == reader.cond_ctx &&
+         std::all_of(src.control_inputs.begin(), src.control_inputs.end(),
+                     [&](const Node* c) { return std::find(waits.begin(), waits.end(), c) != waits.end(); });
 }
 
 // A value `reader` may read in place of the one it was given: computed in the same cond branch, and
@@ -111,6 +116,7 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
   }
   if (is(op, "SumToShape") && static_shapes_hold_) fuse_product(op, ins);
   if (is(op, "AddN") && static_shapes_hold_) fuse_moments_grad(op, ins);
+  if (is(op, "ReluGrad") && static_shapes_hold_) fuse_max_pool_grad(op, ins);
   resolved_[id] = std::move(ins);
   done_[id] = 1;
   return resolved_[id];
@@ -222,6 +228,22 @@ void Simplifier::fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins) 
   }
 }
 
+// ReluGrad(MaxPoolGrad(x, y, dy, argmax), f) -> _MaxPoolGradRelu(x, y, dy, argmax, f) with the
+// MaxPoolGrad's attributes (the sixth rule), f being x (then of its shape whatever the batch) or
+// of the same static shape. `ins`: the ReluGrad's inputs as the run reads them.
+void Simplifier::fuse_max_pool_grad(const Node& op, std::vector<TensorRef>& ins) {
+  const TensorRef g = ins[0];
+  if (!fusable(g, op, "MaxPoolGrad") || !has_kernel("_MaxPoolGradRelu", g)) return;
+  const std::vector<TensorRef>& m = inputs_of(*g.node);
+  if (!(ins[1] == m[0]) && !same_static_shape(g, ins[1])) return;
+  if (!std::all_of(m.begin(), m.end(), [&](const TensorRef& t) { return readable_instead(t, op); })) return;
+  std::vector<TensorRef> fused = m;
+  fused.push_back(ins[1]);
+  ins = std::move(fused);
+  fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_MaxPoolGradRelu");
+  attributes_[static_cast<std::size_t>(op.id)] = g.node;
+}
+
 const OpDef& Simplifier::runs(const Node& op) {
   inputs_of(op);
   const OpDef* fused = fused_[static_cast<std::size_t>(op.id)];
@@ -237,7 +259,12 @@ const Node& Simplifier::attributes(const Node& op) {
 TensorRef Simplifier::fetched(TensorRef t) {
   if (!static_shapes_hold_) return t;
   const Node& reader = *t.node;
-  for (TensorRef next = without_ones(t, reader); !(next == t); next = without_ones(t, reader)) t = next;
+  // A fetch waits for nothing: never past an op with control inputs (they would not run).
+  while (t.node->control_inputs.empty()) {
+    const TensorRef next = without_ones(t, reader);
+    if (next == t) break;
+    t = next;
+  }
   return t;
 }
 

@@ -33,10 +33,15 @@
 //   _MomentsGradAddScaled(a, s, x, mean, dmean, dvar); each product rounded as the Mul rounds it.
 //   The product is never stored (a pass that writes it, and its buffer, less); where an AddN
 //   cannot take it over, the Mul still runs for it and the sum reads a instead of the product.
+// - ReluGrad(MaxPoolGrad(x, y, dy, argmax), f) whose MaxPoolGrad no other op, control input or
+//   fetch reads, f being x (any shapes) or of its static shape, runs as one _MaxPoolGradRelu(x, y, dy, argmax, f) with the
+//   MaxPoolGrad's attributes (relu before max pooling, the CNN's pattern): the scattered gradient
+//   gated as it is written, bit for bit the pair's result; a pass that writes the scattered
+//   gradient and one that reads it back less, and its buffer.
 //
 // All need shapes known when the graph was built (equal and fully defined; the shapes they move
-// values to given by constants nobody feeds), never look through an op that is fed, has control
-// inputs, or was built in another cond branch than its reader, and never hand a reader a variable
+// values to given by constants nobody feeds), never look through an op that is fed, has a control
+// input its reader does not have, or was built in another cond branch than its reader, and never hand a reader a variable
 // (it would read it at another time), so a rewritten run computes bit for bit what the graph
 // says, with the same deadness. None applies in a run that feeds a Const: shape functions read
 // constants (a Reshape's target), so a fed one can make the static shapes the rules rely on wrong.
@@ -78,6 +83,7 @@ class Simplifier {
   bool looks_through(const Node& src, const Node& reader) const;
   bool readable_instead(const TensorRef& t, const Node& reader) const;
   void fuse_product(const Node& op, std::vector<TensorRef>& ins);
+  void fuse_max_pool_grad(const Node& op, std::vector<TensorRef>& ins);
   void fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins);
   bool fusable(const TensorRef& t, const Node& reader, const char* type) const;
   std::optional<std::array<TensorRef, 2>> scaled_product(const TensorRef& t, const Node& reader);

@@ -9,6 +9,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "framework/errors.hpp"
+#include "framework/kernels/elementwise.hpp"
 #include "framework/thread_pool.hpp"
 
 namespace kiln::kernels {
@@ -341,13 +342,23 @@ bool disjoint(const Pool2DGeometry& g) {
          disjoint_stride(g.out_h, g.stride_h, g.window_h) >= g.window_h &&
          disjoint_stride(g.out_w, g.stride_w, g.window_w) >= g.window_w;
 }
+// The gate of ReluGrad(g, f) (kernels::gate), which max_pool_backward_relu applies to its sums.
+template <class V>
+V relu_gate(const V& g, const V& f) {
+  return gate(f > V(0), g, f);
+}
+
+// With a `relu` input (the features of a ReluGrad that reads the result), each element goes out
+// through relu_gate with it.
 template <class T>
-bool max_pool_backward_disjoint_image(const Pool2DGeometry& g, i64 n, const i64* argmax, const T* dy, T* dx) {
+bool max_pool_backward_disjoint_image(const Pool2DGeometry& g, i64 n, const i64* argmax, const T* dy, const T* relu,
+                                      T* dx) {
   const i64 C = g.channels, ii = in_image(g), oi = out_image(g), lo = n * ii;
   const i64 sh = disjoint_stride(g.out_h, g.stride_h, g.window_h), sw = disjoint_stride(g.out_w, g.stride_w, g.window_w);
   const i64* an = argmax + n * oi;
   const T* dyn = dy + n * oi;
   T* dxn = dx + lo;
+  const T* fn = relu ? relu + lo : nullptr;
   const B<T> zero(T(0));
   i64 found = 0;
   for (i64 h = 0; h < g.in_h; ++h) {
@@ -357,7 +368,7 @@ bool max_pool_backward_disjoint_image(const Pool2DGeometry& g, i64 n, const i64*
       const i64 ow = w / sw, p = (h * g.in_w + w) * C;
       T* out = dxn + p;
       if (!row_in || ow >= g.out_w || w - ow * sw >= g.window_w) {  // in no window
-        std::fill_n(out, C, T(0));
+        for (i64 c = 0; c < C; ++c) out[c] = fn ? relu_gate(T(0), fn[p + c]) : T(0);
         continue;
       }
       const i64* a = an + (oh * g.out_w + ow) * C;
@@ -365,18 +376,21 @@ bool max_pool_backward_disjoint_image(const Pool2DGeometry& g, i64 n, const i64*
       i64 c = 0;
       for (; c + kW<T> <= C; c += kW<T>) {
         const auto m = index_mask<T>(a + c, lo + p + c);
-        const B<T> v = B<T>::load_unaligned(d + c) + zero;
+        B<T> v = B<T>::load_unaligned(d + c) + zero;
         if constexpr (std::is_same_v<T, float>) {
-          _mm256_storeu_ps(out + c, _mm256_and_ps(m, v));
+          v = _mm256_and_ps(m, v);
           found += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(m)));
         } else {
-          _mm256_storeu_pd(out + c, _mm256_and_pd(m, v));
+          v = _mm256_and_pd(m, v);
           found += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_pd(m)));
         }
+        if (fn) v = relu_gate(v, B<T>::load_unaligned(fn + p + c));
+        v.store_unaligned(out + c);
       }
       for (; c < C; ++c) {
         const bool hit = a[c] == lo + p + c;
-        out[c] = hit ? T(0) + d[c] : T(0);
+        const T v = hit ? T(0) + d[c] : T(0);
+        out[c] = fn ? relu_gate(v, fn[p + c]) : v;
         found += hit;
       }
     }
@@ -384,29 +398,54 @@ bool max_pool_backward_disjoint_image(const Pool2DGeometry& g, i64 n, const i64*
   return found == oi;
 }
 
+// Image n by the scatter.
 template <class T>
-void max_pool_backward(const Pool2DGeometry& g, const i64* argmax, const T* dy, T* dx) {
-  validate(g);
-  // y[o] = x[argmax[o]], so d sum(y * dy) / dx[p] = sum over o with argmax[o] = p of dy[o]: a
-  // scatter. Outputs of image n point into image n only, so the images are independent.
+void max_pool_backward_scatter_image(const Pool2DGeometry& g, i64 n, const i64* argmax, const T* dy, T* dx) {
   // One unsigned compare per output tells an entry inside the image from -1 and from a bad one.
   const i64 ii = in_image(g), oi = out_image(g);
-  const bool windows_disjoint = disjoint(g);
-  for_images(g, [&](i64 n) {
-    if (windows_disjoint && max_pool_backward_disjoint_image(g, n, argmax, dy, dx)) return;
-    T* dxn = dx + n * ii;
-    std::fill_n(dxn, ii, T(0));
-    const i64 lo = n * ii;
-    for (i64 o = n * oi; o < (n + 1) * oi; ++o) {
-      // The element in image n; unsigned, so that no entry can overflow the subtraction.
-      const std::uint64_t e = static_cast<std::uint64_t>(argmax[o]) - static_cast<std::uint64_t>(lo);
-      if (e >= static_cast<std::uint64_t>(ii)) {
-        if (argmax[o] == -1) continue;
-        bad_argmax("MaxPoolGrad", o, argmax[o], lo, lo + ii);
-      }
-      dxn[e] += dy[o];
+  T* dxn = dx + n * ii;
+  std::fill_n(dxn, ii, T(0));
+  const i64 lo = n * ii;
+  for (i64 o = n * oi; o < (n + 1) * oi; ++o) {
+    // The element in image n; unsigned, so that no entry can overflow the subtraction.
+    const std::uint64_t e = static_cast<std::uint64_t>(argmax[o]) - static_cast<std::uint64_t>(lo);
+    if (e >= static_cast<std::uint64_t>(ii)) {
+      if (argmax[o] == -1) continue;
+      bad_argmax("MaxPoolGrad", o, argmax[o], lo, lo + ii);
     }
+    dxn[e] += dy[o];
+  }
+}
+
+// max_pool_backward, then (relu given) relu_gate with it, image by image.
+template <class T>
+void max_pool_backward_images(const Pool2DGeometry& g, const i64* argmax, const T* dy, const T* relu, T* dx) {
+  validate(g);
+  const bool windows_disjoint = disjoint(g);
+  const i64 ii = in_image(g);
+  for_images(g, [&](i64 n) {
+    if (windows_disjoint && max_pool_backward_disjoint_image(g, n, argmax, dy, relu, dx)) return;
+    max_pool_backward_scatter_image(g, n, argmax, dy, dx);
+    if (!relu) return;
+    T* dxn = dx + n * ii;
+    const T* fn = relu + n * ii;
+    i64 e = 0;
+    for (; e + kW<T> <= ii; e += kW<T>)
+      relu_gate(B<T>::load_unaligned(dxn + e), B<T>::load_unaligned(fn + e)).store_unaligned(dxn + e);
+    for (; e < ii; ++e) dxn[e] = relu_gate(dxn[e], fn[e]);
   });
+}
+
+template <class T>
+void max_pool_backward(const Pool2DGeometry& g, const i64* argmax, const T* dy, T* dx) {
+  // y[o] = x[argmax[o]], so d sum(y * dy) / dx[p] = sum over o with argmax[o] = p of dy[o]: a
+  // scatter. Outputs of image n point into image n only, so the images are independent.
+  max_pool_backward_images<T>(g, argmax, dy, nullptr, dx);
+}
+
+template <class T>
+void max_pool_backward_relu(const Pool2DGeometry& g, const i64* argmax, const T* dy, const T* relu, T* dx) {
+  max_pool_backward_images(g, argmax, dy, relu, dx);
 }
 
 template <class T>
@@ -529,6 +568,7 @@ void avg_pool_backward(const Pool2DGeometry& g, const T* dy, T* dx) {
 #define KILN_POOL_INSTANTIATE(T)                                                               \
   template void max_pool_forward<T>(const Pool2DGeometry&, const T*, T*, i64*);                \
   template void max_pool_backward<T>(const Pool2DGeometry&, const i64*, const T*, T*);         \
+  template void max_pool_backward_relu<T>(const Pool2DGeometry&, const i64*, const T*, const T*, T*); \
   template void max_pool_grad_grad<T>(const Pool2DGeometry&, const i64*, const T*, T*);        \
   template void avg_pool_forward<T>(const Pool2DGeometry&, const T*, T*);                      \
   template void avg_pool_backward<T>(const Pool2DGeometry&, const T*, T*);

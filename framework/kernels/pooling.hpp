@@ -58,6 +58,14 @@ void max_pool_forward(const Pool2DGeometry& g, const T* x, T* y, std::int64_t* a
 template <class T>
 void max_pool_backward(const Pool2DGeometry& g, const std::int64_t* argmax, const T* dy, T* dx);
 
+/// max_pool_backward followed by ReluGrad(dx, relu) (kernels::gate): dx where relu > 0, else 0
+/// (NaN where relu or dx is NaN, or dx infinite), bit for bit the two ops; relu has x's layout.
+/// The plan's fusion of a ReluGrad reading a MaxPoolGrad (framework/simplify.hpp): the sums are
+/// gated as they are written (one pass over dx less).
+template <class T>
+void max_pool_backward_relu(const Pool2DGeometry& g, const std::int64_t* argmax, const T* dy, const T* relu,
+                            T* dx);
+
 /// The gradient of max_pool_backward in dy (TF's MaxPoolGradGrad): out[o] = gg[argmax[o]], 0 for
 /// argmax -1; gg has x's shape, out y's. Same argmax checks as max_pool_backward.
 template <class T>

@@ -112,8 +112,10 @@ using AvgPoolKernel = PoolKernel<T, false>;
 
 // Inputs (orig_input, orig_output, grad, argmax), checked against each other. grad has the pooled
 // shape (MaxPoolGrad: scattered to the elements argmax names) or the input's (MaxPoolGradGrad:
-// out[o] = grad at the element argmax[o] names, 0 for an empty window).
-template <class T, bool kGradIsPooled>
+// out[o] = grad at the element argmax[o] names, 0 for an empty window). kRelu: a fifth input of
+// the input's shape, the features of the ReluGrad that reads the scattered gradient
+// (_MaxPoolGradRelu).
+template <class T, bool kGradIsPooled, bool kRelu = false>
 class MaxPoolGradKernel final : public OpKernel {
  public:
   explicit MaxPoolGradKernel(const detail::Node& n) : p_(detail::node_attrs<PoolAttrs>(n)) {}
@@ -124,11 +126,14 @@ class MaxPoolGradKernel final : public OpKernel {
     p_.expect(c, input_dims4<T>(c, 1, "orig_output"), y, "orig_output");
     p_.expect(c, input_dims4<T>(c, 2, "grad"), kGradIsPooled ? y : x, "grad");
     p_.expect(c, input_dims4<i64>(c, 3, "argmax"), y, "argmax");
+    if constexpr (kRelu) p_.expect(c, input_dims4<T>(c, 4, "features"), x, "features");
     const i64* argmax = c.input_as<i64>(3).data();
     const T* grad = c.input_as<T>(2).data();
     auto& out = c.allocate_output<T>(0, extents4(kGradIsPooled ? x : y));
     checked(c, [&] {
-      if constexpr (kGradIsPooled)
+      if constexpr (kRelu)
+        kernels::max_pool_backward_relu(g, argmax, grad, c.input_as<T>(4).data(), out.data());
+      else if constexpr (kGradIsPooled)
         kernels::max_pool_backward(g, argmax, grad, out.data());
       else
         kernels::max_pool_grad_grad(g, argmax, grad, out.data());
@@ -142,6 +147,8 @@ template <class T>
 using MaxPoolGradOnlyKernel = MaxPoolGradKernel<T, true>;
 template <class T>
 using MaxPoolGradGradKernel = MaxPoolGradKernel<T, false>;
+template <class T>
+using MaxPoolGradReluKernel = MaxPoolGradKernel<T, true, true>;
 
 // Inputs (orig_input_shape, grad).
 template <class T>
@@ -198,6 +205,20 @@ std::pair<Dims, Dims> max_pool_grad_inputs(const InferenceContext& c, bool grad_
 // (orig_input, orig_output, grad, argmax) -> orig_input.
 std::vector<TensorSpec> max_pool_grad_shape(const InferenceContext& c) {
   return detail::one(c.dtypes[0], Shape(max_pool_grad_inputs(c, true).first));
+}
+
+// (orig_input, orig_output, grad, argmax, features of orig_input's shape) -> orig_input.
+std::vector<TensorSpec> max_pool_grad_relu_shape(const InferenceContext& c) {
+  detail::expect_inputs(c, 5);
+  InferenceContext four = c;
+  four.shapes.pop_back(), four.dtypes.pop_back();
+  if (four.constant_values.size() == 5) four.constant_values.pop_back();
+  auto specs = max_pool_grad_shape(four);
+  if (c.dtypes[4] != c.dtypes[0])
+    throw TypeError("features has type " + std::string(dtype_name(c.dtypes[4])) + ", not " + dtype_name(c.dtypes[0]));
+  specs[0].shape = Shape(merge(dims4(c.shapes[4], "features"), dims4(specs[0].shape, "orig_input"), "features",
+                               "orig_input"));
+  return specs;
 }
 
 // (orig_input, orig_output, grad of orig_input's shape, argmax) -> orig_output.
@@ -300,6 +321,12 @@ void register_pooling_ops(OpRegistry& r) {
             detail::build1("MaxPoolGrad", {x, y, *dy[0], argmax}, op.attrs<PoolAttrs>(), ""),
             std::nullopt};
       }));
+
+  // ReluGrad(MaxPoolGrad(x, y, dy, argmax), features) in one op, which the plan runs in place of
+  // the pair when nothing else reads the MaxPoolGrad (framework/simplify.hpp): the scattered
+  // gradient gated as it is written, bit for bit the pair's result. Never built by gradients.
+  r.add(detail::not_differentiable(pool_def("_MaxPoolGradRelu", max_pool_grad_relu_shape,
+                                            prepared_kernels<MaxPoolGradReluKernel, KILN_FLOAT_TYPES>(), nullptr)));
 
   r.add(pool_def(
       "AvgPool", pool_shape,

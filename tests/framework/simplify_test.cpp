@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -158,6 +159,9 @@ TEST_CASE("simplify.does_not_apply_where_it_would_change_the_result") {
     const Traced t = run_traced(sess, {prod + 0.f}, {{x, xt::xarray<float>{1.f, 2.f}}});
     CHECK(t.count("Mul") == 1);
     CHECK(t.count("AssignAdd") == 1);
+    const Traced fetched = run_traced(sess, {prod}, {{x, xt::xarray<float>{1.f, 2.f}}});  // fetched itself
+    CHECK(fetched.count("Mul") == 1);
+    CHECK(fetched.count("AssignAdd") == 1);
   }
 }
 
@@ -312,3 +316,74 @@ TEST_CASE("simplify.a_product_is_not_fused_where_it_would_change_the_run") {
   }
 }
 
+
+TEST_CASE("simplify.relu_gradient_of_a_max_pool_gradient_runs_as_one_op_with_the_same_bits") {
+  // The gradient of max_pool(relu(x)): ReluGrad(MaxPoolGrad(r, y, dy, argmax), r) (the sixth
+  // rule), built under control_dependencies as a TF1 training step's gradients are (the rule
+  // looks through the MaxPoolGrad: its reader waits for the same ops), with the batch unknown
+  // when built (f is the MaxPoolGrad's own input: no static shape needed). Compared with the
+  // pair's result in a run that also fetches the MaxPoolGrad (a fetched value is not fused).
+  for (const char* format : {"NHWC", "NCHW"}) {
+    CAPTURE(format);
+    const bool nhwc = std::string(format) == "NHWC";
+    Graph g;
+    auto as_default = g.as_default();
+    const auto dims = [&](std::int64_t n, std::int64_t hw, std::int64_t c) {
+      return nhwc ? std::vector<std::int64_t>{n, hw, hw, c} : std::vector<std::int64_t>{n, c, hw, hw};
+    };
+    Tensor x = placeholder(float32, Shape(dims(-1, 6, 3)), "x"), dy = placeholder(float32, Shape(dims(-1, 3, 3)), "dy");
+    Variable v = get_variable("v", {1}, {.initializer = initializers::zeros()});
+    Operation bump = assign_add(v, ones({1}, float32)).op();
+    Tensor p = nn::max_pool(nn::relu(x), {2, 2}, {2, 2}, "VALID", format);
+    Tensor dx;
+    {
+      control_dependencies deps({bump});
+      dx = *gradients(reduce_sum(p * dy), {x})[0];
+    }
+    REQUIRE(dx.op().type() == "ReluGrad");
+    const Tensor pool_grad = dx.op().inputs()[0];
+    REQUIRE(pool_grad.op().type() == "MaxPoolGrad");
+    Session sess;
+    sess.run(global_variables_initializer());
+    const auto shape = [&](std::int64_t hw) {
+      const auto d = dims(2, hw, 3);
+      return std::vector<std::size_t>(d.begin(), d.end());
+    };
+    xt::xarray<float> xv = mixed(shape(6), 1), dyv = mixed(shape(3), 3);
+    xv(3) = kNaN, xv(10) = 0.f, xv(11) = -0.f, dyv(1) = kNaN, dyv(2) = kInf, dyv(4) = -0.f;
+    const FeedDict feeds{{x, xv}, {dy, dyv}};
+    const Traced fused = run_traced(sess, {dx}, feeds);
+    CHECK(fused.count("_MaxPoolGradRelu") == 1);
+    CHECK(fused.count("MaxPoolGrad") == 0);
+    CHECK(fused.count("ReluGrad") == 0);
+    CHECK(fused.count("AssignAdd") == 1);  // waited for, as by the pair
+    const Traced pair = run_traced(sess, {dx, pool_grad}, feeds);
+    CHECK(pair.count("MaxPoolGrad") == 1);
+    CHECK(pair.count("ReluGrad") == 1);
+    const auto &a = fused.values[0].as<float>(), &b = pair.values[0].as<float>();
+    REQUIRE(a.size() == b.size());
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("simplify.an_op_is_looked_through_when_its_reader_waits_for_its_control_inputs_too") {
+  // x * 1 after an assign, read by an op after the same assign: the reader reads x, and still
+  // runs after the assign. (An op whose control input the reader lacks runs: the test above.)
+  Graph g;
+  auto as_default = g.as_default();
+  Session sess;
+  Tensor x = placeholder(float32, {2}, "x");
+  Variable v = get_variable("v", {2}, {.initializer = initializers::zeros()});
+  sess.run(global_variables_initializer());
+  Operation bump = assign_add(v, ones({2}, float32)).op();
+  Tensor z;
+  {
+    control_dependencies deps({bump});
+    Tensor prod = x * ones({2}, float32);
+    z = prod + v.value();
+  }
+  const Traced t = run_traced(sess, {z}, {{x, xt::xarray<float>{1.f, 2.f}}});
+  CHECK(t.count("Mul") == 0);
+  CHECK(t.count("AssignAdd") == 1);
+  require_same_bits(t.values[0].as<float>(), xt::xarray<float>{2.f, 3.f});  // v read after the bump
+}

@@ -273,6 +273,15 @@ TEST_CASE_TEMPLATE("kernels.pooling.backward_of_disjoint_windows_is_the_scatter_
       std::fill(dx.begin(), dx.end(), T(7));  // every element is written
       kk::max_pool_backward(g, argmax.data(), dy.data(), dx.data());
       CHECK(same_bits(dx, scattered(argmax, dy, g.input_size())));
+      // Gated by a ReluGrad (_MaxPoolGradRelu): features with NaN, -0, 0, negatives; ReluGrad(g, f)
+      // is g where f > 0, else NaN where f is NaN, else g * 0 (g - g: NaN for NaN or infinite g).
+      std::vector<T> f(x.size());
+      for (std::size_t e = 0; e < f.size(); ++e) f[e] = e % 5 == 0 ? nan : e % 7 == 0 ? T(-0.0) : e % 3 == 0 ? T(0) : x[e];
+      std::vector<T> gated = scattered(argmax, dy, g.input_size());
+      for (std::size_t e = 0; e < f.size(); ++e) gated[e] = f[e] > 0 ? gated[e] : std::isnan(f[e]) ? f[e] : gated[e] - gated[e];
+      std::fill(dx.begin(), dx.end(), T(7));
+      kk::max_pool_backward_relu(g, argmax.data(), dy.data(), f.data(), dx.data());
+      CHECK(same_bits(dx, gated));
       // Entries the forward would not write: image 1's first output points at the first element of
       // image 1 outside its window (or -1); image 2's last output -1. The scatter places them.
       const i64 oi = g.output_size() / 3, ii = g.input_size() / 3;
