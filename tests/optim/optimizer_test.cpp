@@ -1,24 +1,19 @@
 // Optimizers: the first three steps of each against the TF1 update equations computed here with
-// plain doubles; constraints after the update; non-trainable variables untouched; the global step
-// incremented once per run after the updates; TF's error messages; slots; the UPDATE_OPS guard; a
-// user-derived optimizer; schedules; the Saver; a small network converging.
+// plain doubles; slots, constraints after the update, non-trainable variables, the global step,
+// TF's error messages, a user-derived optimizer and a small network converging.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iostream>
-#include <random>
-#include <sstream>
-
-#include <unistd.h>
 
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
+using kiln::testing::contains;
+using kiln::testing::error_of;
 
 namespace {
 
@@ -51,25 +46,6 @@ void check_three_steps(const std::function<Operation(const Tensor&)>& build, con
     }
   }
 }
-
-template <class E>
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception of the expected type>";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-/// Captures std::cerr while alive.
-struct CaptureStderr {
-  std::ostringstream out;
-  std::streambuf* saved = std::cerr.rdbuf(out.rdbuf());
-  ~CaptureStderr() { std::cerr.rdbuf(saved); }
-};
 
 }  // namespace
 
@@ -402,70 +378,6 @@ TEST_CASE("optim.apply_gradients_skips_pairs_without_gradient") {
   CHECK(sess.run(b).scalar<double>() == doctest::Approx(1.0));
 }
 
-TEST_CASE("train.update_ops_guard") {
-  Graph graph;
-  auto guard = graph.as_default();
-  Variable w(constant(xt::xarray<double>{1.0}), {.name = "w"});
-  Variable moving(constant(xt::xarray<double>{0.0}), {.trainable = false, .name = "batch_normalization/moving_mean"});
-  Tensor update;
-  {
-    name_scope ns("batch_normalization");
-    update = assign(moving, moving.value() * 0.9 + w.value() * 0.1, "AssignMovingAvg");
-  }
-  add_to_collection(GraphKeys::UPDATE_OPS, update);
-  Tensor loss = w.value() * w.value();
-
-  train::set_update_ops_warning(true);
-  Operation without;
-  {
-    CaptureStderr err;
-    without = train::GradientDescentOptimizer(0.1).minimize(loss);
-    CHECK(contains(err.out.str(), "batch_normalization"));
-    CHECK(contains(err.out.str(), "UPDATE_OPS"));
-  }
-  REQUIRE(train::missing_update_ops(without).size() == 1);
-  CHECK(train::missing_update_ops(without)[0].op().name() == "batch_normalization/AssignMovingAvg");
-  CHECK(train::missing_update_layers(without) == std::vector<std::string>{"batch_normalization"});
-  {
-    CaptureStderr err;  // once per offending train op: a second one, through apply_gradients, warns too
-    train::GradientDescentOptimizer opt(0.1);
-    const Operation second = opt.apply_gradients(opt.compute_gradients(loss));
-    CHECK(contains(err.out.str(), "'" + second.name() + "'"));
-    CHECK(contains(err.out.str(), "batch_normalization"));
-  }
-
-  // Silent when the dependency is there
-  Operation with;
-  {
-    CaptureStderr err;
-    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
-    with = train::GradientDescentOptimizer(0.1).minimize(loss);
-    CHECK(err.out.str().empty());
-  }
-  CHECK(train::missing_update_ops(with).empty());
-  {
-    CaptureStderr err;  // silenced by the option
-    train::GradientDescentOptimizer(0.1).minimize(loss, {.warn_missing_update_ops = false});
-    CHECK(err.out.str().empty());
-  }
-  {
-    CaptureStderr err;  // silenced globally
-    train::set_update_ops_warning(false);
-    train::GradientDescentOptimizer(0.1).minimize(loss);
-    CHECK(err.out.str().empty());
-    CHECK_FALSE(train::update_ops_warning_enabled());
-  }
-  train::set_update_ops_warning(true);
-
-  // It only warns: the semantics are TF's. Without the dependency the statistic does not move.
-  Session sess;
-  sess.run(global_variables_initializer());
-  sess.run(without);
-  CHECK(sess.run(moving).scalar<double>() == 0.0);
-  sess.run(with);
-  CHECK(sess.run(moving).scalar<double>() != 0.0);
-}
-
 namespace {
 // A user-defined optimizer: sign descent with a per-variable step counter slot.
 class SignDescent : public train::Optimizer {
@@ -504,123 +416,6 @@ TEST_CASE("optim.user_derived_optimizer") {
   CHECK(sess.run(step).scalar<std::int64_t>() == 2);
 }
 
-TEST_CASE("train.exponential_decay") {
-  Graph graph;
-  auto guard = graph.as_default();
-  Tensor step = placeholder(int64, {}, "step");
-  Tensor smooth = train::exponential_decay(0.1, step, 10, 0.5);
-  Tensor stairs = train::exponential_decay(0.1, step, 10, 0.5, true);
-  CHECK(smooth.dtype() == float32);
-  Tensor lr64 = placeholder(float64, {}, "lr");
-  Tensor smooth64 = train::exponential_decay(lr64, step, 10, 0.5);
-  CHECK(smooth64.dtype() == float64);
-  Session sess;
-  for (std::int64_t s : {0, 5, 10, 25, 39}) {
-    INFO("step " << s);
-    CHECK(sess.run(smooth, {{step, s}}).scalar<float>() == doctest::Approx(0.1 * std::pow(0.5, s / 10.0)));
-    CHECK(sess.run(stairs, {{step, s}}).scalar<float>() ==
-          doctest::Approx(0.1 * std::pow(0.5, std::floor(s / 10.0))));
-    CHECK(sess.run(smooth64, {{step, s}, {lr64, 0.2}}).scalar<double>() ==
-          doctest::Approx(0.2 * std::pow(0.5, s / 10.0)).epsilon(1e-14));
-  }
-  CHECK(contains(error_of<ValueError>([&] { train::exponential_decay(0.1, Tensor(), 10, 0.5); }),
-                 "global_step is required for exponential_decay."));
-}
-
-TEST_CASE("train.piecewise_constant") {
-  Graph graph;
-  auto guard = graph.as_default();
-  Tensor step = placeholder(int64, {}, "step");
-  Tensor lr = train::piecewise_constant(step, {10, 20}, {1.0, 0.5, 0.1});
-  Session sess;
-  const std::vector<std::pair<std::int64_t, float>> expect{{0, 1.0f}, {10, 1.0f}, {11, 0.5f}, {20, 0.5f}, {21, 0.1f}, {1000, 0.1f}};
-  for (const auto& sv : expect) {
-    INFO("step " << sv.first);
-    CHECK(sess.run(lr, {{step, sv.first}}).scalar<float>() == sv.second);
-  }
-  CHECK(error_of<ValueError>([&] { train::piecewise_constant(step, {10, 20}, {1.0, 0.5}); }) ==
-        "The length of boundaries should be 1 less than the length of values");
-  // As an optimizer's learning rate with the global step.
-  Variable gs = train::get_or_create_global_step();
-  Variable w(constant(xt::xarray<float>{0.0f}), {.name = "w"});
-  Operation train_op = train::GradientDescentOptimizer(train::piecewise_constant(gs, {1}, {1.0, 0.5}))
-                           .minimize(w.value() * -1.0f, {.global_step = gs});  // g = -1
-  sess.run(global_variables_initializer());
-  for (int i = 0; i < 4; ++i) sess.run(train_op);
-  CHECK(sess.run(w).scalar<float>() == doctest::Approx(1 + 1 + 0.5 + 0.5));  // steps 0, 1 use 1.0
-}
-
-TEST_CASE("train.saver_round_trip") {
-  const auto dir = std::filesystem::temp_directory_path() / ("kiln_saver_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string path = (dir / "model.ckpt").string();
-  {
-    Graph graph;
-    auto guard = graph.as_default();
-    Variable w(constant(xt::xarray<float>{{1.5f, -2.0f, 3.0f}, {4.0f, 5.0f, 6.25f}}), {.name = "w"});
-    Variable b(constant(xt::xarray<double>{0.1, 0.2, 0.3}), {.name = "b"});
-    Variable gs = train::get_or_create_global_step();
-    Variable flags(constant(xt::xarray<bool>{true, false}), {.trainable = false, .name = "flags"});
-    train::Saver saver;
-    CHECK(saver.var_list().size() == 4);
-    Session sess;
-    sess.run(global_variables_initializer());
-    sess.run(assign_add(gs, scalar(41, int64)));
-    CHECK(saver.save(sess, path) == path);
-    CHECK(saver.save(sess, path, 7) == path + "-7");
-    CHECK(std::filesystem::exists(path + "-7"));
-    CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
-
-    sess.run(assign(w, zeros({2, 3})));
-    sess.run(assign(b, constant(xt::xarray<double>{9, 9, 9})));
-    sess.run(assign_add(gs, scalar(1, int64)));
-    sess.run(assign(flags, constant(xt::xarray<bool>{false, true})));
-    saver.restore(sess, path);
-    CHECK(kiln::testing::allclose(sess.run(w), {{1.5, -2.0, 3.0}, {4.0, 5.0, 6.25}}, 0, 0));
-    CHECK(kiln::testing::allclose(sess.run(b), {0.1, 0.2, 0.3}, 0, 0));
-    CHECK(sess.run(gs).scalar<std::int64_t>() == 41);
-    CHECK(sess.run(flags).as<bool>() == xt::xarray<bool>{true, false});
-
-    // A fresh session (a restarted process) restores without running the initializer.
-    Session fresh;
-    saver.restore(fresh, path);
-    CHECK(kiln::testing::allclose(fresh.run(b), {0.1, 0.2, 0.3}, 0, 0));
-  }
-  {
-    Graph graph;  // the same names, one shape changed
-    auto guard = graph.as_default();
-    Variable w(zeros({3, 2}), {.name = "w"});
-    train::Saver saver({w});
-    Session sess;
-    const std::string e = error_of<InvalidArgumentError>([&] { saver.restore(sess, path); });
-    CHECK(contains(e, "'w:0'"));
-    CHECK(contains(e, "[3,2]"));
-    CHECK(contains(e, "[2,3]"));
-  }
-  {
-    Graph graph;
-    auto guard = graph.as_default();
-    Variable other(zeros({1}), {.name = "other"});
-    Variable b(zeros({3}), {.name = "b"});  // float32 here, float64 in the file
-    Session sess;
-    CHECK(error_of<NotFoundError>([&] { train::Saver({other}).restore(sess, path); }) ==
-          "Key other not found in checkpoint " + path);
-    CHECK(contains(error_of<InvalidArgumentError>([&] { train::Saver({b}).restore(sess, path); }), "dtype double"));
-    CHECK(contains(error_of<NotFoundError>([&] { train::Saver({b}).restore(sess, path + ".absent"); }),
-                   "Unable to open checkpoint file"));
-    std::ofstream(dir / "junk") << "not a checkpoint at all";
-    CHECK(contains(error_of<InvalidArgumentError>([&] { train::Saver({b}).restore(sess, (dir / "junk").string()); }),
-                   "is not a kiln checkpoint"));
-    CHECK(contains(error_of<FailedPreconditionError>([&] { train::Saver({b}).save(sess, path + "-u"); }), "b"));
-  }
-  {
-    Graph graph;
-    auto guard = graph.as_default();
-    CHECK(error_of<ValueError>([] { train::Saver saver; }) == "No variables to save");
-  }
-  std::filesystem::remove_all(dir);
-}
-
 TEST_CASE("optim.small_dense_network_converges") {
   Graph graph;
   auto guard = graph.as_default();
@@ -649,69 +444,4 @@ TEST_CASE("optim.small_dense_network_converges") {
   CHECK(last < 0.05f);
   CHECK(sess.run(acc, xor_data).scalar<float>() == 1.0f);
   CHECK(sess.run(step).scalar<std::int64_t>() == 300);
-}
-
-TEST_CASE("train.update_ops_guard_names_batch_norm_layers") {
-  Graph graph;
-  auto guard = graph.as_default();
-  Tensor x = placeholder(float32, {4, 3}, "x");
-  Tensor training = placeholder(boolean, {}, "training");
-  Tensor h = layers::batch_normalization(x, {.training = training});
-  {
-    variable_scope vs("block");
-    h = layers::batch_normalization(h, {.training = true});
-  }
-  Tensor loss = reduce_mean(square(h));
-  train::set_update_ops_warning(false);
-  Operation without = train::GradientDescentOptimizer(0.1).minimize(loss);
-  CHECK(train::missing_update_layers(without) ==
-        std::vector<std::string>{"batch_normalization", "block/batch_normalization"});
-  Operation with;
-  {
-    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
-    with = train::GradientDescentOptimizer(0.1).minimize(loss);
-  }
-  CHECK(train::missing_update_ops(with).empty());
-  train::set_update_ops_warning(true);
-}
-
-TEST_CASE("train.seed_workflow_with_batch_norm_converges_and_moves_statistics") {
-  // The seed's program: batch norm fed `training`, the train op under
-  // control_dependencies(UPDATE_OPS), Adam's minimize. Data: two Gaussian blobs (offset 5).
-  Graph graph;
-  auto guard = graph.as_default();
-  set_random_seed(3);
-  Tensor x = placeholder(float32, {-1, 2}, "x");
-  Tensor labels = placeholder(int64, {-1}, "labels");
-  Tensor training = placeholder(boolean, {}, "training");
-  Tensor h = layers::dense(x, 8, {.use_bias = false});
-  layers::BatchNormalization bn({.momentum = 0.9});
-  h = nn::relu(bn(h, training));
-  Tensor logits = layers::dense(h, 2);
-  Tensor loss = losses::sparse_softmax_cross_entropy(labels, logits);
-  Tensor accuracy = metrics::accuracy(labels, argmax(logits, 1));
-  Operation train_op;
-  {
-    control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
-    train_op = train::AdamOptimizer(0.05).minimize(loss);
-  }
-  CHECK(train::missing_update_ops(train_op).empty());
-
-  xt::xarray<float> xs = xt::xarray<float>::from_shape({64, 2});
-  xt::xarray<std::int64_t> ys = xt::xarray<std::int64_t>::from_shape({64});
-  std::mt19937 gen(5);
-  std::normal_distribution<float> noise(0.0f, 1.0f);
-  for (std::size_t i = 0; i < 64; ++i) {
-    ys(i) = static_cast<std::int64_t>(i % 2);
-    xs(i, 0) = 5.0f + noise(gen) + (i % 2 ? 2.0f : -2.0f);
-    xs(i, 1) = 5.0f + noise(gen);
-  }
-  Session sess;
-  sess.run(global_variables_initializer());
-  const Variable moving_mean = bn.moving_mean();
-  const auto before = sess.run(moving_mean).to_double();
-  for (int step = 0; step < 150; ++step) sess.run(train_op, {{x, xs}, {labels, ys}, {training, true}});
-  const auto after = sess.run(moving_mean).to_double();
-  CHECK(xt::amax(xt::abs(after - before))() > 0.1);  // the moving statistics moved
-  CHECK(sess.run(accuracy, {{x, xs}, {labels, ys}, {training, false}}).scalar<float>() > 0.95f);
 }

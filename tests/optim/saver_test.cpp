@@ -1,7 +1,6 @@
-// train::Saver's checkpoint format 2 (optim/saver_format.hpp): checksums, bounds checked before any
-// allocation, version 1 files, the .tmp file, max_to_keep, latest_checkpoint, and a training run
-// that is saved, restored in a new graph and continued. (The round trip of every dtype and the
-// dtype/shape/missing-key errors are in optimizer_test.cpp's "train.saver_round_trip".)
+// train::Saver: the round trip of every dtype with the dtype/shape/missing-key errors; checkpoint
+// format 2 (optim/saver_format.hpp): checksums, bounds checked before any allocation, version 1
+// files, the .tmp file, max_to_keep, latest_checkpoint; a run saved, restored and continued.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -15,10 +14,12 @@
 
 #include "optim/saver_format.hpp"
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/scratch_dir.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;
+using kiln::testing::error_of;
 using kiln::testing::ScratchDir;
 
 namespace {
@@ -86,6 +87,77 @@ Bytes v1_file(const std::string& name, const std::vector<std::int64_t>& dims,
 }
 
 }  // namespace
+
+TEST_CASE("train.saver_round_trip") {
+  const auto dir = std::filesystem::temp_directory_path() / ("kiln_saver_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "model.ckpt").string();
+  {
+    Graph graph;
+    auto guard = graph.as_default();
+    Variable w(constant(xt::xarray<float>{{1.5f, -2.0f, 3.0f}, {4.0f, 5.0f, 6.25f}}), {.name = "w"});
+    Variable b(constant(xt::xarray<double>{0.1, 0.2, 0.3}), {.name = "b"});
+    Variable gs = train::get_or_create_global_step();
+    Variable flags(constant(xt::xarray<bool>{true, false}), {.trainable = false, .name = "flags"});
+    train::Saver saver;
+    CHECK(saver.var_list().size() == 4);
+    Session sess;
+    sess.run(global_variables_initializer());
+    sess.run(assign_add(gs, scalar(41, int64)));
+    CHECK(saver.save(sess, path) == path);
+    CHECK(saver.save(sess, path, 7) == path + "-7");
+    CHECK(std::filesystem::exists(path + "-7"));
+    CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+
+    sess.run(assign(w, zeros({2, 3})));
+    sess.run(assign(b, constant(xt::xarray<double>{9, 9, 9})));
+    sess.run(assign_add(gs, scalar(1, int64)));
+    sess.run(assign(flags, constant(xt::xarray<bool>{false, true})));
+    saver.restore(sess, path);
+    CHECK(kiln::testing::allclose(sess.run(w), {{1.5, -2.0, 3.0}, {4.0, 5.0, 6.25}}, 0, 0));
+    CHECK(kiln::testing::allclose(sess.run(b), {0.1, 0.2, 0.3}, 0, 0));
+    CHECK(sess.run(gs).scalar<std::int64_t>() == 41);
+    CHECK(sess.run(flags).as<bool>() == xt::xarray<bool>{true, false});
+
+    // A fresh session (a restarted process) restores without running the initializer.
+    Session fresh;
+    saver.restore(fresh, path);
+    CHECK(kiln::testing::allclose(fresh.run(b), {0.1, 0.2, 0.3}, 0, 0));
+  }
+  {
+    Graph graph;  // the same names, one shape changed
+    auto guard = graph.as_default();
+    Variable w(zeros({3, 2}), {.name = "w"});
+    train::Saver saver({w});
+    Session sess;
+    const std::string e = error_of<InvalidArgumentError>([&] { saver.restore(sess, path); });
+    CHECK(contains(e, "'w:0'"));
+    CHECK(contains(e, "[3,2]"));
+    CHECK(contains(e, "[2,3]"));
+  }
+  {
+    Graph graph;
+    auto guard = graph.as_default();
+    Variable other(zeros({1}), {.name = "other"});
+    Variable b(zeros({3}), {.name = "b"});  // float32 here, float64 in the file
+    Session sess;
+    CHECK(error_of<NotFoundError>([&] { train::Saver({other}).restore(sess, path); }) ==
+          "Key other not found in checkpoint " + path);
+    CHECK(contains(error_of<InvalidArgumentError>([&] { train::Saver({b}).restore(sess, path); }), "dtype double"));
+    CHECK(contains(error_of<NotFoundError>([&] { train::Saver({b}).restore(sess, path + ".absent"); }),
+                   "Unable to open checkpoint file"));
+    std::ofstream(dir / "junk") << "not a checkpoint at all";
+    CHECK(contains(error_of<InvalidArgumentError>([&] { train::Saver({b}).restore(sess, (dir / "junk").string()); }),
+                   "is not a kiln checkpoint"));
+    CHECK(contains(error_of<FailedPreconditionError>([&] { train::Saver({b}).save(sess, path + "-u"); }), "b"));
+  }
+  {
+    Graph graph;
+    auto guard = graph.as_default();
+    CHECK(error_of<ValueError>([] { train::Saver saver; }) == "No variables to save");
+  }
+  std::filesystem::remove_all(dir);
+}
 
 TEST_CASE("saver.crc32c_is_castagnoli") {
   // The check value of CRC-32C (iSCSI, RFC 3720) in the catalogue of parametrised CRC algorithms.

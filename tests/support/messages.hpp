@@ -1,6 +1,7 @@
 #pragma once
 // Test helper: the message of the exception a callable throws.
 #include <string>
+#include <utility>
 
 namespace kiln::testing {
 
@@ -14,6 +15,12 @@ std::string message_of(F f) {
     return e.what();
   }
   return "(nothing thrown as the expected type)";
+}
+
+/// message_of under the name the optimizer, schedule and saver tests use.
+template <class E, class F>
+std::string error_of(F f) {
+  return message_of<E>(std::move(f));
 }
 
 }  // namespace kiln::testing
