@@ -64,7 +64,7 @@ const Array& UndoLog::record(VariableSlot& slot) {
   }
   std::swap(entries_[j], entries_[used_]);
   Entry& e = entries_[used_++];
-  Array spare = e.slot == &slot ? std::move(e.saved) : Array();
+  Array spare = std::move(e.saved);  // this slot's other buffer, or another's it may fit
   e.slot = &slot;
   e.saved = std::move(slot.value);
   slot.value = buffer_like(e.saved, std::move(spare));

@@ -387,3 +387,33 @@ TEST_CASE("simplify.an_op_is_looked_through_when_its_reader_waits_for_its_contro
   CHECK(t.count("AssignAdd") == 1);
   require_same_bits(t.values[0].as<float>(), xt::xarray<float>{2.f, 3.f});  // v read after the bump
 }
+
+TEST_CASE("simplify.max_pool_grad_relu_checks_its_features") {
+  // _MaxPoolGradRelu built by hand with a MaxPoolGrad's inputs and attributes: the features must
+  // have orig_input's dtype and shape, checked when built and, where unknown then, when run.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {-1, 4, 4, 2}, "x");
+  const Tensor dx = *gradients(reduce_sum(nn::max_pool(x, {2, 2}, {2, 2}, "VALID", "NHWC")), {x})[0];
+  const Operation mpg = dx.op();
+  REQUIRE(mpg.type() == "MaxPoolGrad");
+  std::vector<Tensor> ins = mpg.inputs();
+  ins.push_back(placeholder(float64, {-1, 4, 4, 2}));
+  const std::string typed = message_of<TypeError>([&] { build_op("_MaxPoolGradRelu", ins, mpg.node()->attrs, "mpr"); });
+  CHECK(contains(typed, "'mpr' (op: '_MaxPoolGradRelu')"));
+  CHECK(contains(typed, "features has type double, not float"));
+  ins.back() = placeholder(float32, {-1, 4, 5, 2});
+  const std::string shaped = message_of<ValueError>([&] { build_op("_MaxPoolGradRelu", ins, mpg.node()->attrs, "mpr2"); });
+  CHECK(contains(shaped, "'mpr2' (op: '_MaxPoolGradRelu')"));
+  CHECK(contains(shaped, "features"));
+  Tensor f = placeholder(float32, Shape::unknown(), "f");
+  ins.back() = f;
+  const Tensor out = build_op("_MaxPoolGradRelu", ins, mpg.node()->attrs, "mpr3").output(0);
+  Session sess;
+  const std::string run = message_of<InvalidArgumentError>([&] {
+    sess.run(out, {{x, xt::xarray<float>(xt::ones<float>({3, 4, 4, 2}))}, {f, xt::xarray<float>(xt::ones<float>({3, 4, 4, 1}))}});
+  });
+  CHECK(contains(run, "'mpr3'"));
+  CHECK(contains(run, "(op: '_MaxPoolGradRelu')"));
+  CHECK(contains(run, "features"));
+}
