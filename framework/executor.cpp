@@ -399,18 +399,6 @@ struct RunFrame {
       recycle(v);
   }
 
-  bool is_dead(const PlanStep& s) const {
-    for (int c : s.ctrl_slots)
-      if (dead_[static_cast<std::size_t>(c)]) return true;
-    bool all_dead = !s.in_slots.empty(), any_dead = false;
-    for (int sl : s.in_slots) {
-      const bool d = sl >= 0 && dead_[static_cast<std::size_t>(sl)];
-      any_dead |= d;
-      all_dead &= d;
-    }
-    return s.is_merge ? all_dead : any_dead;
-  }
-
   void run_step(int index) {
     const PlanStep& s = plan_.steps[static_cast<std::size_t>(index)];
     if (s.cut) return;
@@ -419,7 +407,7 @@ struct RunFrame {
       return;
     }
     if (!failed_.load(std::memory_order_acquire)) {
-      if (is_dead(s)) {
+      if (is_dead(s, dead_)) {
         for (int k = 0; k < s.num_outputs; ++k) dead_[static_cast<std::size_t>(s.out_base + k)] = 1;
       } else {
         compute(index, s);
@@ -493,7 +481,7 @@ struct RunFrame {
       const auto slot = static_cast<std::size_t>(s.out_base) + k;
       Array& out = outputs[k];
       if (out.empty()) {
-        dead_[slot] = 1;  // only Switch leaves an output unset
+        dead_[slot] = 1;  // an output left unset (Switch's untaken one)
         continue;
       }
       if (trace) {

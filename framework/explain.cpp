@@ -121,18 +121,7 @@ Explanation explain_plan(const Graph& graph, const Plan& plan, const std::vector
   for (const PlanStep& s : plan.steps) {
     Explanation::Op op{s.node->name, s.def->type, ""};
     if (s.cut) op.note = "fed";
-    bool is_dead = false;
-    if (!s.cut) {
-      bool all = !s.in_slots.empty(), any = false;
-      for (int sl : s.in_slots) {
-        const bool d = sl >= 0 && dead[static_cast<std::size_t>(sl)];
-        all &= d;
-        any |= d;
-      }
-      is_dead = s.is_merge ? all : any;
-      for (int c : s.ctrl_slots) is_dead |= dead[static_cast<std::size_t>(c)] != 0;
-    }
-    if (is_dead) {
+    if (!s.cut && is_dead(s, dead)) {
       for (int k = 0; k < s.num_outputs; ++k) dead[static_cast<std::size_t>(s.out_base + k)] = 1;
       // Which cond: the branch the op was built in, else the Switch output it reads.
       std::optional<std::pair<TensorRef, int>> branch;

@@ -82,7 +82,8 @@ class KernelContext {
   const detail::Node& node() const { return node_; }
   const std::string& op_name() const { return node_.name; }
   int num_inputs() const { return num_inputs_; }
-  /// False for a dead input of Merge and for ref inputs (which are never read as values).
+  /// False for a dead input of Merge (OpDef::dead_inputs) and for ref inputs (which are never read
+  /// as values).
   bool has_input(int i) const { return inputs_[i] != nullptr; }
   const Array& input(int i) const { return *inputs_[i]; }
   template <class T>
@@ -200,6 +201,12 @@ struct OpDef {
   /// An output may be an input's buffer itself (Identity, Switch, Merge, ...): the memory plan keeps
   /// the input's buffer until the readers of the outputs finished too.
   bool passes_inputs_through = false;
+  /// Which dead data inputs make the op dead (a dead control input always does): any (most ops),
+  /// all (Merge), or both of some pair 2k, 2k + 1 (_CondGradAddN, whose pairs are Merges'). Other
+  /// than with `any`, the kernel sees a dead input as missing (has_input); an op leaves an output
+  /// dead by not setting it (Switch).
+  enum class DeadInputs { any, all, both_of_a_pair };
+  DeadInputs dead_inputs = DeadInputs::any;
   /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op has
   /// no attributes, or when it cannot be written to a graph file (VariableV2: freeze first).
   AttrCodec attr_codec{};

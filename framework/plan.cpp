@@ -97,7 +97,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     s.cut = cut[static_cast<std::size_t>(node->id)];
     s.def = s.cut ? node->def : &simplifier.runs(*node);
     s.attrs = s.cut ? node : &simplifier.attributes(*node);
-    s.is_merge = node->def->type == "Merge";
+    s.dead_inputs = s.def->dead_inputs;
     s.is_variable = node->def->is_variable;
     if (s.cut) continue;
     if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *s.attrs);
@@ -163,6 +163,22 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     if (needed) ++plan.slot_readers[static_cast<std::size_t>(slot(t.ref()))];  // the caller owns it
   }
   return plan;
+}
+
+bool is_dead(const PlanStep& s, const std::vector<char>& dead_slots) {
+  const auto dead = [&](int slot) { return slot >= 0 && dead_slots[static_cast<std::size_t>(slot)]; };
+  if (std::any_of(s.ctrl_slots.begin(), s.ctrl_slots.end(), dead)) return true;
+  switch (s.dead_inputs) {
+    case OpDef::DeadInputs::any:
+      return std::any_of(s.in_slots.begin(), s.in_slots.end(), dead);
+    case OpDef::DeadInputs::all:
+      return !s.in_slots.empty() && std::all_of(s.in_slots.begin(), s.in_slots.end(), dead);
+    case OpDef::DeadInputs::both_of_a_pair:
+      for (std::size_t k = 0; k + 1 < s.in_slots.size(); k += 2)
+        if (dead(s.in_slots[k]) && dead(s.in_slots[k + 1])) return true;
+      return false;
+  }
+  return false;
 }
 
 }  // namespace kiln::detail

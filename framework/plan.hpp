@@ -43,9 +43,14 @@ struct PlanStep {
   std::vector<int> successors;              // steps that wait for this one
   int num_predecessors = 0;
   bool cut = false;  // all outputs fed: not run
-  bool is_merge = false;
+  OpDef::DeadInputs dead_inputs = OpDef::DeadInputs::any;  // def's
   bool is_variable = false;
 };
+
+/// Whether a step that is not cut is dead (does not run; its outputs dead), given which value slots
+/// are: a dead control input, or dead data inputs as its op says (OpDef::dead_inputs). What the
+/// executor decides at run time and explain predicts.
+bool is_dead(const PlanStep& s, const std::vector<char>& dead_slots);
 
 /// The state a run of a plan needs (values, counts, reusable output buffers): kept between runs so
 /// that a steady-state run allocates nothing. Defined by the executor.

@@ -115,7 +115,8 @@ const std::vector<TensorRef>& Simplifier::inputs_of(const Node& op) {
     }
   }
   if (is(op, "SumToShape") && static_shapes_hold_) fuse_product(op, ins);
-  if (is(op, "AddN") && static_shapes_hold_) fuse_moments_grad(op, ins);
+  if (is(op, "AddN") && static_shapes_hold_) fuse_cond_gradients(op, ins);
+  if (is(op, "AddN") && static_shapes_hold_ && !fused_[id]) fuse_moments_grad(op, ins);
   if (is(op, "ReluGrad") && static_shapes_hold_) fuse_max_pool_grad(op, ins);
   resolved_[id] = std::move(ins);
   done_[id] = 1;
@@ -242,6 +243,34 @@ void Simplifier::fuse_max_pool_grad(const Node& op, std::vector<TensorRef>& ins)
   ins = std::move(fused);
   fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_MaxPoolGradRelu");
   attributes_[static_cast<std::size_t>(op.id)] = g.node;
+}
+
+// AddN(Merge(p0, q0), Merge(p1, q1), ...) whose Merges only it reads, each with a ZerosLike(z)
+// among its inputs (any number in all) -> _CondGradAddN(p0, q0, p1, q1, ...) with each ZerosLike
+// replaced by its input z (the seventh rule). The fused kernel finds the ZerosLike positions in the
+// graph's Merges, as here. `ins`: the AddN's inputs as the run reads them.
+void Simplifier::fuse_cond_gradients(const Node& op, std::vector<TensorRef>& ins) {
+  if (!has_kernel("_CondGradAddN", ins[0])) return;
+  std::vector<TensorRef> fused;
+  bool zeros = false;
+  for (std::size_t k = 0; k < ins.size(); ++k) {
+    const TensorRef m = ins[k];
+    if (!(m == op.inputs[k]) || m.index != 0 || !fusable(m, op, "Merge") || m.node->inputs.size() != 2) return;
+    const std::vector<TensorRef>& pq = inputs_of(*m.node);
+    for (std::size_t j = 0; j < 2; ++j) {
+      TensorRef t = pq[j];
+      if (is(*m.node->inputs[j].node, "ZerosLike")) {  // then pq[j] is the graph's input too
+        if (!fusable(t, op, "ZerosLike")) return;
+        t = inputs_of(*t.node)[0];
+        zeros = true;
+      }
+      if (!readable_instead(t, op)) return;
+      fused.push_back(t);
+    }
+  }
+  if (!zeros) return;
+  ins = std::move(fused);
+  fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_CondGradAddN");
 }
 
 const OpDef& Simplifier::runs(const Node& op) {

@@ -38,8 +38,16 @@
 //   MaxPoolGrad's attributes (relu before max pooling, the CNN's pattern): the scattered gradient
 //   gated as it is written, bit for bit the pair's result; a pass that writes the scattered
 //   gradient and one that reads it back less, and its buffer.
+// - AddN(Merge(p0, q0), Merge(p1, q1), ...) whose Merges no other op, control input or fetch reads,
+//   with a ZerosLike(z) among their inputs that only its Merge reads (the gradient of a value both
+//   branches of a cond read, as TF1 builds it: each branch's Switch gives its gradient and zeros
+//   for the other branch), runs as one _CondGradAddN(p0, q0, p1, q1, ...), each ZerosLike
+//   replaced by its input: it takes each Merge's first live input, zeros for a z, and adds the
+//   values without the zeros (a fill, a pass reading it and its buffer less; one branch's
+//   gradient is handed on itself unless it holds a -0, which adding the zeros makes +0): the
+//   same bits, deadness and errors for unequal shapes, whatever shapes were known at build time.
 //
-// All need shapes known when the graph was built (equal and fully defined; the shapes they move
+// The others need shapes known when the graph was built (equal and fully defined; the shapes they move
 // values to given by constants nobody feeds), never look through an op that is fed, has a control
 // input its reader does not have, or was built in another cond branch than its reader, and never hand a reader a variable
 // (it would read it at another time), so a rewritten run computes bit for bit what the graph
@@ -85,6 +93,7 @@ class Simplifier {
   void fuse_product(const Node& op, std::vector<TensorRef>& ins);
   void fuse_max_pool_grad(const Node& op, std::vector<TensorRef>& ins);
   void fuse_moments_grad(const Node& op, std::vector<TensorRef>& ins);
+  void fuse_cond_gradients(const Node& op, std::vector<TensorRef>& ins);
   bool fusable(const TensorRef& t, const Node& reader, const char* type) const;
   std::optional<std::array<TensorRef, 2>> scaled_product(const TensorRef& t, const Node& reader);
   static bool has_kernel(const char* type, const TensorRef& t);

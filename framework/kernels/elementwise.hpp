@@ -6,6 +6,8 @@
 // kChunkElements on kiln's thread pool (elementwise, so results do not depend on the threads).
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <cstddef>
@@ -190,6 +192,30 @@ void update_elements(const std::array<const T*, N>& from, const std::array<T*, N
       for (constexpr std::size_t w = xsimd::batch<T>::size; i + w <= end; i += w) step(xsimd::batch<T>{}, i);
     for (; i < end; ++i) step(T{}, i);
   });
+}
+
+/// Whether one of x[0, n) is -0: the only value that adding +0 changes (to +0). Integers have none.
+/// Reads x once (in chunks on the pool for large n), comparing bit patterns, so NaNs are no -0.
+template <class T>
+bool any_negative_zero(const T* x, std::size_t n) {
+  if constexpr (!kSimd<T>) {
+    return false;
+  } else {
+    using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+    constexpr I kNegativeZero = std::numeric_limits<I>::min();  // the sign bit alone
+    std::atomic<bool> found{false};
+    for_chunks(n, [&](std::size_t i, std::size_t end) {
+      using B = xsimd::batch<T>;
+      using BI = xsimd::batch<I>;
+      constexpr std::size_t w = B::size;
+      auto any = BI(0) != BI(0);  // all false
+      for (; i + w <= end; i += w) any = any || xsimd::bitwise_cast<BI>(B::load_unaligned(x + i)) == BI(kNegativeZero);
+      bool tail = false;
+      for (; i < end; ++i) tail |= std::bit_cast<I>(x[i]) == kNegativeZero;
+      if (tail || xsimd::any(any)) found.store(true, std::memory_order_relaxed);
+    });
+    return found.load(std::memory_order_relaxed);
+  }
 }
 
 /// map_binary's loop on the calling thread.

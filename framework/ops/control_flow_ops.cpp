@@ -1,9 +1,10 @@
 // Control flow: NoOp, group, and TF's Switch/Merge with dead-value propagation, from which cond is
 // built. The executor (executor.cpp) marks every output of an op dead when one of its data or
-// control inputs is dead, except Merge, which is dead only when all its data inputs are. A Switch
-// leaves its untaken output unset, and the executor marks it dead.
+// control inputs is dead, except Merge (OpDef::dead_inputs), which is dead only when all its data
+// inputs are. A Switch leaves its untaken output unset, and the executor marks it dead.
 #include <array>
 
+#include "framework/kernels/elementwise.hpp"
 #include "framework/ops/common.hpp"
 #include "framework/variable.hpp"
 
@@ -54,6 +55,86 @@ OptionalTensors merge_grad(const Operation& op, const OptionalTensors& dy) {
                       "' (op type: Merge): only the Merges built by cond are differentiable");
   auto [f, t] = switch_(*dy[0], Tensor(*a.pred));
   return {f, t};
+}
+
+// _CondGradAddN: AddN(Merge(p0, q0), Merge(p1, q1), ...) of Merges that have a ZerosLike(z) among
+// their inputs (the gradient of a value that both branches of a cond read: switch_grad's zeros for
+// the branch that did not use it), run without the zeros. Made only by the plan, in the AddN's
+// place (framework/simplify.hpp), and the kernel is prepared from that AddN: inputs 2k and 2k + 1
+// are Merge k's two inputs, each ZerosLike replaced by its input z, read only for whether it is
+// live and its shape. Term k is what Merge k gives: the first live of its two inputs, zeros when
+// that is a z; a term whose two are both dead makes the sum dead, as the AddN of a dead Merge
+// (OpDef::DeadInputs::both_of_a_pair: the executor does not run it then).
+// The sum: the live values added in order as AddN adds them, then + 0 once when a term was zeros
+// (adding zeros anywhere in the sum changes nothing but a -0 result, which becomes +0).
+template <class T>
+class CondGradAddNKernel final : public OpKernel {
+ public:
+  explicit CondGradAddNKernel(const detail::Node& add_n) {
+    for (const detail::TensorRef& m : add_n.inputs) {
+      if (m.node->def->type != "Merge" || m.node->inputs.size() != 2)
+        throw InternalError("_CondGradAddN made for '" + add_n.name + "', whose inputs are not all two-input Merges");
+      for (const detail::TensorRef& in : m.node->inputs) zeros_.push_back(in.node->def->type == "ZerosLike");
+    }
+  }
+  void compute(KernelContext& c) const override {
+    const int terms = c.num_inputs() / 2;
+    // Term k's input: the first live of its two (one is: the executor runs the op only then).
+    const auto term = [&](int k) { return c.has_input(2 * k) ? 2 * k : 2 * k + 1; };
+    const auto is_zeros = [&](int i) { return zeros_[static_cast<std::size_t>(i)] != 0; };
+    int first = -1, zeros = -1, values = 0;  // the first value term's input, a zeros term's
+    for (int k = 0; k < terms; ++k) {
+      const int i = term(k);
+      if (is_zeros(i)) {
+        zeros = i;
+      } else {
+        values += 1;
+        if (first < 0) first = i;
+      }
+    }
+    const int any = first >= 0 ? first : zeros;
+    for (int k = 0; k < terms; ++k)
+      if (c.input_as<T>(term(k)).shape() != c.input_as<T>(any).shape())
+        throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + c.input(any).shape().to_string() +
+                                   " and " + c.input(term(k)).shape().to_string());
+    if (values == 0) {
+      auto& out = c.allocate_output_like<T>(0, zeros);
+      std::fill(out.begin(), out.end(), T(0));
+      return;
+    }
+    const Array& v = c.input(first);
+    const T* v0 = v.as<T>().data();
+    const std::size_t n = v.as<T>().size();
+    const auto plus_zero = [](auto a) { return a + T(0); };
+    if (values == 1 && zeros >= 0) {  // the cond's case: one branch's gradient + 0
+      if (!kernels::any_negative_zero(v0, n)) {  // adding 0 changes no element: the value itself
+        c.set_output(0, v);
+        return;
+      }
+      kernels::map_unary(v0, c.forward_input_or_allocate<T>(first, 0).data(), n, plus_zero);
+      return;
+    }
+    T* acc = c.forward_input_or_allocate<T>(first, 0).data();
+    if (acc != v0) std::copy(v0, v0 + n, acc);
+    for (int k = 0; k < terms; ++k)
+      if (const int i = term(k); i != first && !is_zeros(i))
+        kernels::map_binary(acc, 1, c.input_as<T>(i).data(), 1, acc, n, [](auto a, auto b) { return a + b; });
+    if (zeros >= 0) kernels::map_unary(acc, acc, n, plus_zero);
+  }
+
+ private:
+  std::vector<char> zeros_;  // per input: the input of a ZerosLike (the term's zeros)
+};
+
+std::vector<TensorSpec> cond_grad_add_n_shape(const InferenceContext& c) {
+  if (c.num_inputs() < 2 || c.num_inputs() % 2) throw ValueError("_CondGradAddN needs two inputs per term");
+  detail::expect_same_dtype(c);
+  Shape s = c.shapes[0];
+  for (const Shape& o : c.shapes) {
+    if (!s.is_compatible_with(o)) throw ValueError("AddN inputs must have the same shape: " + s.to_string() + " vs " + o.to_string());
+    s = s.merge_with(o);
+  }
+  return detail::one(c.dtypes[0], s);
 }
 
 std::vector<Tensor> run_branch(Graph& g, detail::CondContext* ctx, const std::function<std::vector<Tensor>()>& fn) {
@@ -178,7 +259,14 @@ void register_control_flow_ops(OpRegistry& r) {
          .gradient = merge_grad,
          .accepts_missing_output_grads = false,
          .passes_inputs_through = true,
+         .dead_inputs = OpDef::DeadInputs::all,
          .attr_codec = attr_codec<MergeAttrs>([](auto& io, auto& a) { io(a.pred); })});
+  r.add(detail::not_differentiable({.type = "_CondGradAddN",
+                                    .shape_fn = cond_grad_add_n_shape,
+                                    .kernels = prepared_kernels<CondGradAddNKernel, KILN_NUMERIC_TYPES>(),
+                                    .forwards_input = true,
+                                    .passes_inputs_through = true,
+                                    .dead_inputs = OpDef::DeadInputs::both_of_a_pair}));
 }
 
 }  // namespace kiln
