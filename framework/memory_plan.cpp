@@ -51,6 +51,9 @@ constexpr int kNever = -1;  // a holder that never finishes (the caller)
 
 // Whether the plan may run this step's kernel before the run: integer outputs (shapes, indices)
 // from small known inputs, nothing stateful or collective.
+// Input j of s is read for its deadness and shape only: its buffer never becomes an output.
+bool reads_liveness_only(const PlanStep& s, std::size_t j) { return j < s.liveness_only.size() && s.liveness_only[j]; }
+
 bool foldable(const PlanStep& s, const std::vector<Array>& value) {
   const OpDef& def = *s.def;
   if (s.in_slots.empty() || def.is_collective || def.is_variable || def.is_placeholder || !s.writes.empty()) return false;
@@ -204,7 +207,7 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       if (k == 0 && s.def->forwards_input) {
         for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
           const int in = s.in_slots[j];
-          if (in < 0 || dtype[static_cast<std::size_t>(in)] != dtype[sl] || shape[static_cast<std::size_t>(in)] != shape[sl]) continue;
+          if (in < 0 || reads_liveness_only(s, j) || dtype[static_cast<std::size_t>(in)] != dtype[sl] || shape[static_cast<std::size_t>(in)] != shape[sl]) continue;
           if (last_reader(readers[static_cast<std::size_t>(in)], step) && !callers[static_cast<std::size_t>(in)]) {
             mp.donor[i] = static_cast<int>(j);
             if (mp.slot_buffer[static_cast<std::size_t>(in)] >= 0 && physical[static_cast<std::size_t>(in)].size() == 1)
@@ -247,8 +250,9 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
     }
     // Outputs that may be input buffers: those buffers stay until the outputs' readers finished.
     if (!s.def->passes_inputs_through) continue;
-    for (int in : s.in_slots) {
-      if (in < 0) continue;
+    for (std::size_t j = 0; j < s.in_slots.size(); ++j) {
+      const int in = s.in_slots[j];
+      if (in < 0 || reads_liveness_only(s, j)) continue;
       for (std::size_t k = 0; k < outputs; ++k) {
         const auto sl = static_cast<std::size_t>(s.out_base) + k;
         for (int b : physical[static_cast<std::size_t>(in)]) {

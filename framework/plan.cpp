@@ -48,13 +48,15 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
   plan.structure_version = graph.structure_version();
   const auto n = static_cast<std::size_t>(graph.num_nodes());
 
-  // Ops whose outputs are all fed are cut: not run, not followed further.
-  std::vector<bool> cut(n, false);
+  // Ops whose outputs are all fed are cut: not run, not followed further. The plan never looks
+  // through an op with a fed output (Merge's value fed, its index not, say) for a cheaper input.
+  std::vector<bool> cut(n, false), fed(n, false);
   {
     std::vector<int> fed_outputs(n, 0);
     for (auto& [t, v] : feeds) ++fed_outputs[static_cast<std::size_t>(t.op().node()->id)];
     for (auto& [t, v] : feeds) {
       const Node* node = t.op().node();
+      fed[static_cast<std::size_t>(node->id)] = true;
       if (fed_outputs[static_cast<std::size_t>(node->id)] >= static_cast<int>(node->output_dtypes.size()))
         cut[static_cast<std::size_t>(node->id)] = true;
     }
@@ -66,7 +68,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     if (!f.is_operation()) fetched_refs.push_back(f.as_tensor().ref());
     fetched_ops.push_back(f.op().node());
   }
-  Simplifier simplifier(graph, cut, fetched_refs, fetched_ops);
+  Simplifier simplifier(graph, cut, fed, fetched_refs, fetched_ops);
   std::vector<TensorRef> fetched;  // per fetch: the value returned (null node for Operations)
   std::vector<Node*> targets;
   for (auto& f : fetches) {
@@ -102,6 +104,7 @@ Plan compile_plan(Graph& graph, const std::vector<GraphElement>& fetches,
     if (s.cut) continue;
     if (!s.is_variable) s.kernel = prepare_kernel(*s.def, *s.attrs);
     s.inputs = simplifier.inputs(*node);
+    s.liveness_only = simplifier.liveness_only(*node);
     for (std::size_t k = 0; k < s.inputs.size(); ++k) {
       const TensorRef in = s.inputs[k];
       preds[i].push_back(step_of[static_cast<std::size_t>(in.node->id)]);

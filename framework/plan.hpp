@@ -37,6 +37,8 @@ struct PlanStep {
   int num_outputs = 0;  // value slots it owns (at least 1, so that an op's deadness has a slot)
   std::vector<TensorRef> inputs;            // what the kernel reads (the simplified inputs)
   std::vector<int> in_slots;                // per input: its value slot, or -1 (ref input / variable read)
+  std::vector<char> liveness_only;          // per input, or empty: read for deadness and shape only
+                                            // (Simplifier::liveness_only): never its buffer
   std::vector<VariableSlot*> var_reads;     // per input: the variable read from the store, or null
   std::vector<VariableSlot*> writes;        // the variables behind ref inputs, in lock order
   std::vector<int> ctrl_slots;              // a slot of each control input (deadness only)

@@ -19,12 +19,15 @@ bool same_static_shape(const TensorRef& a, const TensorRef& b) {
 bool is(const Node& n, const char* type) { return n.def->type == type; }
 }  // namespace
 
-Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched,
+Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<bool>& fed,
+                       const std::vector<TensorRef>& fetched,
                        const std::vector<const Node*>& targets)
     : cut_(cut),
+      fed_(fed),
       resolved_(static_cast<std::size_t>(graph.num_nodes())),
       fused_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
       attributes_(static_cast<std::size_t>(graph.num_nodes()), nullptr),
+      liveness_only_(static_cast<std::size_t>(graph.num_nodes())),
       done_(static_cast<std::size_t>(graph.num_nodes()), 0) {
   const std::vector<char> needed =
       reachable_backward(graph, targets, true, [&](const Node* v) { return static_cast<bool>(cut_[static_cast<std::size_t>(v->id)]); });
@@ -50,7 +53,7 @@ Simplifier::Simplifier(const Graph& graph, const std::vector<bool>& cut, const s
 // control_dependencies(UPDATE_OPS) all wait for the update ops).
 bool Simplifier::looks_through(const Node& src, const Node& reader) const {
   const auto& waits = reader.control_inputs;
-  return !cut_[static_cast<std::size_t>(src.id)] && src.cond_ctx == reader.cond_ctx &&
+  return !fed_[static_cast<std::size_t>(src.id)] && src.cond_ctx == reader.cond_ctx &&
          std::all_of(src.control_inputs.begin(), src.control_inputs.end(),
                      [&](const Node* c) { return std::find(waits.begin(), waits.end(), c) != waits.end(); });
 }
@@ -65,7 +68,7 @@ bool Simplifier::readable_instead(const TensorRef& t, const Node& reader) const 
 // A constant whose every element is 1, through ops that only move or repeat elements; their other
 // inputs (shapes, axes) must be constants nobody feeds, and the shape known at build time.
 bool Simplifier::is_constant(const TensorRef& t) const {
-  return is(*t.node, "Const") && !cut_[static_cast<std::size_t>(t.node->id)];
+  return is(*t.node, "Const") && !fed_[static_cast<std::size_t>(t.node->id)];
 }
 
 bool Simplifier::all_ones(const TensorRef& t, const Node& reader) const {
@@ -252,6 +255,7 @@ void Simplifier::fuse_max_pool_grad(const Node& op, std::vector<TensorRef>& ins)
 void Simplifier::fuse_cond_gradients(const Node& op, std::vector<TensorRef>& ins) {
   if (!has_kernel("_CondGradAddN", ins[0])) return;
   std::vector<TensorRef> fused;
+  std::vector<char> liveness_only;
   bool zeros = false;
   for (std::size_t k = 0; k < ins.size(); ++k) {
     const TensorRef m = ins[k];
@@ -259,17 +263,20 @@ void Simplifier::fuse_cond_gradients(const Node& op, std::vector<TensorRef>& ins
     const std::vector<TensorRef>& pq = inputs_of(*m.node);
     for (std::size_t j = 0; j < 2; ++j) {
       TensorRef t = pq[j];
-      if (is(*m.node->inputs[j].node, "ZerosLike")) {  // then pq[j] is the graph's input too
+      const bool z = is(*m.node->inputs[j].node, "ZerosLike");  // then pq[j] is the graph's input too
+      if (z) {
         if (!fusable(t, op, "ZerosLike")) return;
         t = inputs_of(*t.node)[0];
         zeros = true;
       }
       if (!readable_instead(t, op)) return;
       fused.push_back(t);
+      liveness_only.push_back(z);
     }
   }
   if (!zeros) return;
   ins = std::move(fused);
+  liveness_only_[static_cast<std::size_t>(op.id)] = std::move(liveness_only);
   fused_[static_cast<std::size_t>(op.id)] = &op_registry().get("_CondGradAddN");
 }
 

@@ -44,8 +44,10 @@
 //   for the other branch), runs as one _CondGradAddN(p0, q0, p1, q1, ...), each ZerosLike
 //   replaced by its input: it takes each Merge's first live input, zeros for a z, and adds the
 //   values without the zeros (a fill, a pass reading it and its buffer less; one branch's
-//   gradient is handed on itself unless it holds a -0, which adding the zeros makes +0): the
-//   same bits, deadness and errors for unequal shapes, whatever shapes were known at build time.
+//   gradient is handed on itself unless adding the zeros would change an element: a -0 to +0, a
+//   signalling NaN to a quiet one): the same bits, deadness and errors for unequal shapes,
+//   whatever shapes were known at build time. Its z inputs are read for deadness and shape only
+//   (liveness_only): the memory plan never puts its output in their buffers.
 //
 // The others need shapes known when the graph was built (equal and fully defined; the shapes they move
 // values to given by constants nobody feeds), never look through an op that is fed, has a control
@@ -62,14 +64,16 @@
 
 namespace kiln::detail {
 
-/// The inputs a run reads, per op, for one plan. `cut[id]`: the op's outputs are fed (never looked
-/// through). Not thread-safe (a plan is compiled on one thread).
+/// The inputs a run reads, per op, for one plan. `cut[id]`: the op's outputs are all fed (it does
+/// not run); `fed[id]`: some are (it is never looked through). Not thread-safe (a plan is compiled
+/// on one thread).
 class Simplifier {
  public:
   /// `fetched`: the tensors the run returns (a fused op never takes a value someone reads);
   /// `targets`: the ops of every fetch. Readers are counted among the ops the targets need (the
   /// run's ops are among them; an op no fetch needs never runs, so it reads nothing).
-  Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<TensorRef>& fetched,
+  Simplifier(const Graph& graph, const std::vector<bool>& cut, const std::vector<bool>& fed,
+             const std::vector<TensorRef>& fetched,
              const std::vector<const Node*>& targets);
   /// The op whose kernel the run runs for `op`: its own, or the fused op that takes its place.
   const OpDef& runs(const Node& op);
@@ -78,6 +82,12 @@ class Simplifier {
   /// The inputs the run gives that kernel: the graph's, or equal values from the rules above (and
   /// the fused op's inputs). Ref inputs are kept.
   const std::vector<TensorRef>& inputs(const Node& op) { return inputs_of(op); }
+  /// Per input of inputs(op): 1 where the kernel reads only whether the value is live and its
+  /// shape, never its elements or buffer (a ZerosLike's input, for _CondGradAddN); empty: none.
+  const std::vector<char>& liveness_only(const Node& op) {
+    inputs_of(op);
+    return liveness_only_[static_cast<std::size_t>(op.id)];
+  }
   /// What a run returns for a fetched tensor: it, or an equal value (the second rule).
   TensorRef fetched(TensorRef t);
   /// The ops whose values the run reads for `op`'s inputs, then its control inputs (for ordering).
@@ -98,11 +108,13 @@ class Simplifier {
   std::optional<std::array<TensorRef, 2>> scaled_product(const TensorRef& t, const Node& reader);
   static bool has_kernel(const char* type, const TensorRef& t);
   const std::vector<bool>& cut_;
+  const std::vector<bool>& fed_;  // per node id: some output fed (never looked through)
   std::vector<int> readers_;                      // per node id: inputs, control inputs, fetches
   std::vector<int> absorbing_;                    // per node id: readers that are SumToShape or AddN
   std::vector<std::vector<TensorRef>> resolved_;  // per node id, filled on first use
   std::vector<const OpDef*> fused_;               // per node id: the op run in its place, or null
   std::vector<const Node*> attributes_;           // per node id: whose attributes the fused op reads
+  std::vector<std::vector<char>> liveness_only_;  // per node id: see liveness_only
   std::vector<char> done_;
   bool static_shapes_hold_ = true;  // false when a Const is fed: the plan reads the graph as built
 };

@@ -194,24 +194,31 @@ void update_elements(const std::array<const T*, N>& from, const std::array<T*, N
   });
 }
 
-/// Whether one of x[0, n) is -0: the only value that adding +0 changes (to +0). Integers have none.
-/// Reads x once (in chunks on the pool for large n), comparing bit patterns, so NaNs are no -0.
+/// Whether adding +0 changes one of x[0, n): a -0 (to +0) or a signalling NaN (quietened).
+/// Integers: never. Reads x once (in chunks on the pool for large n), comparing bit patterns.
 template <class T>
-bool any_negative_zero(const T* x, std::size_t n) {
+bool any_changed_by_adding_zero(const T* x, std::size_t n) {
   if constexpr (!kSimd<T>) {
     return false;
   } else {
     using I = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-    constexpr I kNegativeZero = std::numeric_limits<I>::min();  // the sign bit alone
+    constexpr int kMantissa = std::numeric_limits<T>::digits - 1;  // 23 or 52 bits
+    constexpr I kSign = std::numeric_limits<I>::min();             // -0: the sign bit alone
+    constexpr I kQuiet = I(1) << (kMantissa - 1);                  // a NaN's quiet bit
+    constexpr I kExponent = ~kSign & ~((I(1) << kMantissa) - 1);   // all ones: infinity or NaN
+    constexpr I kPayload = kQuiet - 1;  // a signalling NaN: exponent all ones, quiet bit 0, payload not 0
+    const auto changed = [&](auto b) {
+      return b == kSign || (((b & (kExponent | kQuiet)) == kExponent) && ((b & kPayload) != 0));
+    };
     std::atomic<bool> found{false};
     for_chunks(n, [&](std::size_t i, std::size_t end) {
       using B = xsimd::batch<T>;
       using BI = xsimd::batch<I>;
       constexpr std::size_t w = B::size;
       auto any = BI(0) != BI(0);  // all false
-      for (; i + w <= end; i += w) any = any || xsimd::bitwise_cast<BI>(B::load_unaligned(x + i)) == BI(kNegativeZero);
+      for (; i + w <= end; i += w) any = any || changed(xsimd::bitwise_cast<BI>(B::load_unaligned(x + i)));
       bool tail = false;
-      for (; i < end; ++i) tail |= std::bit_cast<I>(x[i]) == kNegativeZero;
+      for (; i < end; ++i) tail |= changed(std::bit_cast<I>(x[i]));
       if (tail || xsimd::any(any)) found.store(true, std::memory_order_relaxed);
     });
     return found.load(std::memory_order_relaxed);

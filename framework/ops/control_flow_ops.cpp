@@ -66,7 +66,8 @@ OptionalTensors merge_grad(const Operation& op, const OptionalTensors& dy) {
 // that is a z; a term whose two are both dead makes the sum dead, as the AddN of a dead Merge
 // (OpDef::DeadInputs::both_of_a_pair: the executor does not run it then).
 // The sum: the live values added in order as AddN adds them, then + 0 once when a term was zeros
-// (adding zeros anywhere in the sum changes nothing but a -0 result, which becomes +0).
+// (adding zeros anywhere in the sum changes nothing but a -0 result, which becomes +0, and a
+// signalling NaN, which becomes quiet).
 template <class T>
 class CondGradAddNKernel final : public OpKernel {
  public:
@@ -92,11 +93,10 @@ class CondGradAddNKernel final : public OpKernel {
         if (first < 0) first = i;
       }
     }
-    const int any = first >= 0 ? first : zeros;
-    for (int k = 0; k < terms; ++k)
-      if (c.input_as<T>(term(k)).shape() != c.input_as<T>(any).shape())
-        throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + c.input(any).shape().to_string() +
-                                   " and " + c.input(term(k)).shape().to_string());
+    for (int k = 1; k < terms; ++k)  // AddN's check, on the Merges' values
+      if (c.input_as<T>(term(k)).shape() != c.input_as<T>(term(0)).shape())
+        throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " +
+                                   c.input(term(0)).shape().to_string() + " and " + c.input(term(k)).shape().to_string());
     if (values == 0) {
       auto& out = c.allocate_output_like<T>(0, zeros);
       std::fill(out.begin(), out.end(), T(0));
@@ -107,7 +107,7 @@ class CondGradAddNKernel final : public OpKernel {
     const std::size_t n = v.as<T>().size();
     const auto plus_zero = [](auto a) { return a + T(0); };
     if (values == 1 && zeros >= 0) {  // the cond's case: one branch's gradient + 0
-      if (!kernels::any_negative_zero(v0, n)) {  // adding 0 changes no element: the value itself
+      if (!kernels::any_changed_by_adding_zero(v0, n)) {  // the value itself
         c.set_output(0, v);
         return;
       }

@@ -4,6 +4,9 @@
 // bit (memcmp: -0 and +0 differ), dead results included.
 #include <doctest/doctest.h>
 
+#include <bit>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -26,18 +29,31 @@ namespace {
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN(), kInf = std::numeric_limits<float>::infinity();
 
+const float kSignalling = std::numeric_limits<float>::signaling_NaN();
+
 void require_identical(const Array& a, const Array& b) {
   REQUIRE(a.empty() == b.empty());  // both dead, or both values
   if (a.empty()) return;
   REQUIRE(a.shape() == b.shape());
-  const auto &x = a.as<float>(), &y = b.as<float>();
-  CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+  REQUIRE(a.dtype() == b.dtype());
+  const auto same = [](const auto& x, const auto& y) {
+    return std::memcmp(x.data(), y.data(), x.size() * sizeof(*x.data())) == 0;
+  };
+  CHECK((a.dtype() == int32 ? same(a.as<std::int32_t>(), b.as<std::int32_t>()) : same(a.as<float>(), b.as<float>())));
+}
+
+// The type the plan runs for `t`'s op (explain), also when the run would fail.
+std::string runs_as(Session& sess, const Tensor& t, const FeedDict& feeds) {
+  for (const Explanation::Op& op : sess.explain(std::vector<GraphElement>{t}, feeds).ops)
+    if (op.name == t.op().name()) return op.type;
+  return "";
 }
 
 // Runs `sum` (an AddN of the Merges `merges`) fused and, fetching the Merges too, unfused; checks
 // that the fused run has no ZerosLike and the same result. Returns the fused result, or an empty
 // Array when the sum is dead (both runs then fail alike: a fetch without a value).
 Array fused_equals_unfused(Session& sess, const Tensor& sum, const std::vector<Tensor>& merges, const FeedDict& feeds) {
+  CHECK(runs_as(sess, sum, feeds) == "_CondGradAddN");
   std::vector<GraphElement> all{sum};
   all.insert(all.end(), merges.begin(), merges.end());
   std::string fused_error, pair_error;
@@ -126,6 +142,72 @@ TEST_CASE("simplify.the_fused_cond_gradient_is_every_merge_and_sum_the_graph_say
   CHECK(xt::all(xt::equal(zeros.as<float>(), 0.f)));
 }
 
+TEST_CASE("simplify.the_fused_cond_gradient_hands_on_a_value_only_when_adding_zero_changes_nothing") {
+  // One branch's value plus the other's zeros, the value x itself: over 65,536 elements (the
+  // check runs in chunks on the pool), with a -0 inside, a -0 in the last element only, a
+  // signalling NaN (adding 0 quietens it), or none (the value is handed on as it is); int32 too.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {-1}, "x"), n = placeholder(int32, {-1}, "n");
+  Tensor p = placeholder(boolean, {}, "p");
+  auto [f, t] = switch_(x, p);
+  const Tensor mt = merge({zeros_like(f), t}).first, mf = merge({f, zeros_like(t)}).first;
+  const Tensor sum = add_n({mt, mf});
+  auto [fn, tn] = switch_(n, p);
+  const Tensor nt = merge({zeros_like(fn), tn}).first, nf = merge({fn, zeros_like(tn)}).first;
+  const Tensor int_sum = add_n({nt, nf});
+  Session sess;
+  const std::size_t size = 100003;
+  xt::xarray<float> plain = mixed({size}, 2);
+  xt::xarray<float> inside = plain, last = plain, signalling = plain;
+  inside(50000) = -0.f, last(size - 1) = -0.f, signalling(70000) = kSignalling;
+  xt::xarray<std::int32_t> ints = xt::cast<std::int32_t>(plain * 100.f);
+  for (bool branch : {true, false}) {
+    CAPTURE(branch);
+    for (const auto* xv : {&plain, &inside, &last, &signalling})
+      fused_equals_unfused(sess, sum, {mt, mf}, {{x, *xv}, {p, branch}});
+    const Array out = fused_equals_unfused(sess, sum, {mt, mf}, {{x, plain}, {p, branch}});
+    CHECK(std::memcmp(out.as<float>().data(), plain.data(), size * sizeof(float)) == 0);
+    fused_equals_unfused(sess, int_sum, {nt, nf}, {{n, ints}, {p, branch}});
+  }
+  const Array last_out = fused_equals_unfused(sess, sum, {mt, mf}, {{x, last}, {p, true}});
+  CHECK(!std::signbit(last_out.as<float>()(size - 1)));
+  const Array quiet = fused_equals_unfused(sess, sum, {mt, mf}, {{x, signalling}, {p, true}});
+  const auto bits = std::bit_cast<std::uint32_t>(quiet.as<float>()(70000));
+  CHECK((bits & 0x00400000u) != 0);  // the quiet bit
+}
+
+TEST_CASE("simplify.the_cond_gradient_is_not_fused_through_a_fed_merge_or_a_control_input") {
+  // A Merge whose value is fed (its index is not, so it is not cut) is the fed value; a Merge that
+  // waits for an op its AddN does not wait for runs after it. Either keeps the graph's ops.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor x = placeholder(float32, {-1, 3}, "x");
+  Tensor p = placeholder(boolean, {}, "p");
+  Variable v = get_variable("v", {1}, {.initializer = initializers::zeros()});
+  auto [f, t] = switch_(x, p);
+  const Tensor mt = merge({zeros_like(f), t * 2.0}).first, mf = merge({f * 3.0, zeros_like(t)}).first;
+  const Tensor sum = add_n({mt, mf});
+  Operation bump = assign_add(v, ones({1}, float32)).op();
+  Tensor waiting;
+  {
+    control_dependencies deps({bump});
+    waiting = merge({zeros_like(f), t * 5.0}).first;
+  }
+  const Tensor sum2 = add_n({waiting, mf});
+  Session sess;
+  sess.run(global_variables_initializer());
+  const xt::xarray<float> xv = mixed({2, 3}, 1), fed = mixed({2, 3}, 3);
+  const Traced t1 = run_traced(sess, {sum}, {{x, xv}, {p, true}, {mt, fed}});
+  CHECK(t1.count("_CondGradAddN") == 0);
+  CHECK(t1.count("AddN") == 1);
+  const xt::xarray<float> expected = fed + 0.f;  // the fed value plus f's zeros
+  CHECK(std::memcmp(t1.values[0].as<float>().data(), expected.data(), expected.size() * sizeof(float)) == 0);
+  const Traced t2 = run_traced(sess, {sum2}, {{x, xv}, {p, true}});
+  CHECK(t2.count("_CondGradAddN") == 0);
+  CHECK(t2.count("AssignAdd") == 1);
+}
+
 TEST_CASE("simplify.the_fused_cond_gradient_reports_unequal_shapes_as_add_n") {
   // Shapes unknown when built, unequal when run: InvalidArgumentError naming the AddN, fused or not.
   Graph g;
@@ -137,12 +219,14 @@ TEST_CASE("simplify.the_fused_cond_gradient_reports_unequal_shapes_as_add_n") {
   const Tensor ma = merge({zeros_like(fa), ta * 2.0}).first, mb = merge({fb * 3.0, zeros_like(tb)}).first;
   const Tensor sum = add_n({ma, mb}, "sum");
   Session sess;
-  const FeedDict feeds{{a, xt::xarray<float>{1.f, 2.f}}, {b, xt::xarray<float>{1.f, 2.f, 3.f}}, {p, true}};
-  for (const std::vector<GraphElement>& fetches : {std::vector<GraphElement>{sum}, std::vector<GraphElement>{sum, ma, mb}}) {
-    const std::string message = message_of<InvalidArgumentError>([&] { sess.run(fetches, feeds); });
-    CHECK(contains(message, "'sum'"));
-    CHECK(contains(message, "[2]"));
-    CHECK(contains(message, "[3]"));
+  for (bool branch : {true, false}) {
+    CAPTURE(branch);
+    const FeedDict feeds{{a, xt::xarray<float>{1.f, 2.f}}, {b, xt::xarray<float>{1.f, 2.f, 3.f}}, {p, branch}};
+    CHECK(runs_as(sess, sum, feeds) == "_CondGradAddN");
+    for (const std::vector<GraphElement>& fetches : {std::vector<GraphElement>{sum}, std::vector<GraphElement>{sum, ma, mb}}) {
+      const std::string message = message_of<InvalidArgumentError>([&] { sess.run(fetches, feeds); });
+      CHECK(contains(message, "AddN 'sum': inputs have shapes [2] and [3]"));
+    }
   }
 }
 
