@@ -49,11 +49,11 @@ class PlanTimeState final : public RunState {
 
 constexpr int kNever = -1;  // a holder that never finishes (the caller)
 
-// Whether the plan may run this step's kernel before the run: integer outputs (shapes, indices)
-// from small known inputs, nothing stateful or collective.
 // Input j of s is read for its deadness and shape only: its buffer never becomes an output.
 bool reads_liveness_only(const PlanStep& s, std::size_t j) { return j < s.liveness_only.size() && s.liveness_only[j]; }
 
+// Whether the plan may run this step's kernel before the run: integer outputs (shapes, indices)
+// from small known inputs, nothing stateful or collective.
 bool foldable(const PlanStep& s, const std::vector<Array>& value) {
   const OpDef& def = *s.def;
   if (s.in_slots.empty() || def.is_collective || def.is_variable || def.is_placeholder || !s.writes.empty()) return false;
