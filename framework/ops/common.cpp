@@ -55,6 +55,21 @@ void expect_same_dtype(const InferenceContext& c) {
                       " that does not match type " + dtype_name(c.dtypes[0]) + " of input 0");
 }
 
+std::vector<TensorSpec> add_n_shape(const InferenceContext& c) {
+  expect_same_dtype(c);
+  Shape s = c.shapes[0];
+  for (const Shape& o : c.shapes) {
+    if (!s.is_compatible_with(o)) throw ValueError("AddN inputs must have the same shape: " + s.to_string() + " vs " + o.to_string());
+    s = s.merge_with(o);
+  }
+  return one(c.dtypes[0], s);
+}
+
+void throw_add_n_shapes(const KernelContext& c, const Array& a, const Array& b) {
+  throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + a.shape().to_string() + " and " +
+                             b.shape().to_string());
+}
+
 int resolve_axis(int axis, int rank, const char* what) {
   const int a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank)

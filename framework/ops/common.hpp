@@ -27,6 +27,13 @@ Tensor reshape_like(const Tensor& g, const Tensor& x);
 /// Input i of an op (gradient functions).
 inline Tensor in(const Operation& op, int i = 0) { return op.inputs()[static_cast<std::size_t>(i)]; }
 
+/// AddN's shape function (and _CondGradAddN's): the inputs' dtype (TypeError when they differ) and
+/// their merged shape (ValueError when two are incompatible).
+std::vector<TensorSpec> add_n_shape(const InferenceContext& c);
+/// AddN's run-time error for two values it adds of different shapes (InvalidArgumentError naming
+/// the op and both shapes).
+[[noreturn]] void throw_add_n_shapes(const KernelContext& c, const Array& a, const Array& b);
+
 /// "Type 'name': ", the prefix of a kernel's run-time errors.
 std::string where_in(const KernelContext& c);
 

@@ -95,8 +95,7 @@ class CondGradAddNKernel final : public OpKernel {
     }
     for (int k = 1; k < terms; ++k)  // AddN's check, on the Merges' values
       if (c.input_as<T>(term(k)).shape() != c.input_as<T>(term(0)).shape())
-        throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " +
-                                   c.input(term(0)).shape().to_string() + " and " + c.input(term(k)).shape().to_string());
+        detail::throw_add_n_shapes(c, c.input(term(0)), c.input(term(k)));
     if (values == 0) {
       auto& out = c.allocate_output_like<T>(0, zeros);
       std::fill(out.begin(), out.end(), T(0));
@@ -127,14 +126,9 @@ class CondGradAddNKernel final : public OpKernel {
 };
 
 std::vector<TensorSpec> cond_grad_add_n_shape(const InferenceContext& c) {
-  if (c.num_inputs() < 2 || c.num_inputs() % 2) throw ValueError("_CondGradAddN needs two inputs per term");
-  detail::expect_same_dtype(c);
-  Shape s = c.shapes[0];
-  for (const Shape& o : c.shapes) {
-    if (!s.is_compatible_with(o)) throw ValueError("AddN inputs must have the same shape: " + s.to_string() + " vs " + o.to_string());
-    s = s.merge_with(o);
-  }
-  return detail::one(c.dtypes[0], s);
+  if (c.num_inputs() < 2 || c.num_inputs() % 2)
+    throw ValueError("_CondGradAddN needs two inputs per term, got " + std::to_string(c.num_inputs()));
+  return detail::add_n_shape(c);
 }
 
 std::vector<Tensor> run_branch(Graph& g, detail::CondContext* ctx, const std::function<std::vector<Tensor>()>& fn) {

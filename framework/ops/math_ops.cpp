@@ -358,21 +358,11 @@ void register_math_ops(OpRegistry& r) {
          }});
 
   r.add({.type = "AddN",
-         .shape_fn = [](const InferenceContext& c) {
-           detail::expect_same_dtype(c);
-           Shape s = c.shapes[0];
-           for (auto& o : c.shapes) {
-             if (!s.is_compatible_with(o)) throw ValueError("AddN inputs must have the same shape: " + s.to_string() + " vs " + o.to_string());
-             s = s.merge_with(o);
-           }
-           return detail::one(c.dtypes[0], s);
-         },
+         .shape_fn = detail::add_n_shape,
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
            const auto& first = c.input_as<T>(0);
            for (int i = 1; i < c.num_inputs(); ++i)
-             if (c.input_as<T>(i).shape() != first.shape())
-               throw InvalidArgumentError("AddN '" + c.op_name() + "': inputs have shapes " + c.input(0).shape().to_string() +
-                                          " and " + c.input(i).shape().to_string());
+             if (c.input_as<T>(i).shape() != first.shape()) detail::throw_add_n_shapes(c, c.input(0), c.input(i));
            const T* first_data = first.data();
            auto& acc = c.forward_input_or_allocate<T>(0, 0);
            if (acc.data() != first_data) std::copy(first_data, first_data + acc.size(), acc.data());

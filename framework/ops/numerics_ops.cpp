@@ -102,6 +102,7 @@ void register_numerics_ops(OpRegistry& r) {
         *dy[0], "Not a number (NaN) or infinity (Inf) values detected in gradient. " +
                     op.attrs<CheckNumericsAttrs>().message)};
   };
+  d.attr_codec = attr_codec<CheckNumericsAttrs>([](auto& io, auto& a) { io(a.message); });
   r.add(std::move(d));
 }
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include <xtensor/xmath.hpp>
 
@@ -237,4 +238,24 @@ TEST_CASE("graph_io.collective_and_momentum_attributes_survive_the_file") {
     CHECK(w.bytes() == bytes);
   }
   CHECK(attribute_bytes(plain) != attribute_bytes(nesterov));
+}
+
+TEST_CASE("graph_io.check_numerics_keeps_its_message_through_the_file") {
+  // A graph guarded by add_check_numerics_ops() is written whole; the imported CheckNumerics
+  // reports the same message when a value is not finite.
+  Graph g;
+  auto guard = g.as_default();
+  const Tensor x = placeholder(float32, {2}, "x");
+  const Tensor checked = nn::check_numerics(x * 2.0, "scaled x");
+  const std::string path = temp_path("check_numerics.kgraph");
+  write_graph(g, path);
+  auto loaded = import_graph_def(path);
+  std::filesystem::remove(path);
+  CHECK(attribute_bytes(loaded->get_operation_by_name(checked.op().name())) == attribute_bytes(checked.op()));
+  Session sess(*loaded);
+  const Tensor lx = loaded->get_tensor_by_name("x:0"), ly = loaded->get_tensor_by_name(checked.name());
+  const std::string msg = message_of<InvalidArgumentError>(
+      [&] { sess.run(ly, {{lx, xt::xarray<float>{1.f, std::numeric_limits<float>::infinity()}}}); });
+  CHECK(contains(msg, "scaled x"));
+  CHECK(contains(msg, checked.op().name()));
 }

@@ -14,6 +14,7 @@
 
 #include <kiln.hpp>
 
+#include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
 #include "tests/support/messages.hpp"
 #include "tests/support/traced.hpp"
@@ -252,4 +253,21 @@ TEST_CASE("simplify.a_batch_norm_layer_with_a_training_tensor_gets_its_gradients
       CHECK(!fused_equals_unfused(sess, *grad, grad->op().inputs(), feeds).empty());
     }
   }
+}
+
+TEST_CASE("simplify.cond_grad_add_n_built_by_hand_is_refused_naming_itself") {
+  // _CondGradAddN is the plan's: built by hand with an odd number of inputs it is a ValueError when
+  // built; with pairs that are not a graph AddN's Merges, an InternalError when a run prepares it.
+  Graph g;
+  auto as_default = g.as_default();
+  Tensor a = placeholder(float32, {2}, "a"), b = placeholder(float32, {2}, "b");
+  const std::string odd = message_of<ValueError>([&] { build_op("_CondGradAddN", {a, b, a}, {}, "odd"); });
+  CHECK(contains(odd, "'odd' (op: '_CondGradAddN')"));
+  CHECK(contains(odd, "two inputs per term, got 3"));
+  const Tensor pair = build_op("_CondGradAddN", {a, b}, {}, "pair").output(0);
+  Session sess;
+  const std::string run = message_of<InternalError>(
+      [&] { sess.run(pair, {{a, xt::xarray<float>{1.f, 2.f}}, {b, xt::xarray<float>{3.f, 4.f}}}); });
+  CHECK(contains(run, "'pair'"));
+  CHECK(contains(run, "not all two-input Merges"));
 }
