@@ -12,13 +12,15 @@
 #include "framework/attr_codec.hpp"
 #include "framework/graph_algorithms.hpp"
 #include "framework/op_registry.hpp"
+#include "framework/variable.hpp"
 
 namespace kiln {
 
 namespace {
 
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'G', 'R', 'P', 'H'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;      // written
+constexpr std::uint32_t kOldestVersion = 1;  // read: version 1 has no variables or collections
 constexpr std::size_t kHeaderSize = 24;
 
 std::uint32_t checksum(std::string_view bytes) {
@@ -27,6 +29,9 @@ std::uint32_t checksum(std::string_view bytes) {
 }
 
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
+
+// Collection item kinds in the file.
+enum class ItemKind : std::uint8_t { operation = 0, tensor = 1, variable = 2 };
 
 std::string payload_of(const Graph& graph) {
   std::vector<detail::Node*> all;
@@ -52,11 +57,8 @@ std::string payload_of(const Graph& graph) {
     w.u8(n->attrs.has_value() ? 1 : 0);
     if (n->attrs.has_value()) {
       if (!n->def->attr_codec)
-        throw UnimplementedError("write_graph: op '" + n->name + "' (type " + n->def->type +
-                                 ") has attributes that cannot be written (no attribute codec)" +
-                                 (n->def->is_variable ? "; freeze the graph first "
-                                                        "(graph_util::convert_variables_to_constants)"
-                                                      : ""));
+        throw InternalError("write_graph: op '" + n->name + "' (type " + n->def->type +
+                            ") has attributes but its type registers no attribute codec");
       AttrWriter a;
       n->def->attr_codec.write(n->attrs, a);
       w.u32(static_cast<std::uint32_t>(a.bytes().size()));
@@ -68,6 +70,37 @@ std::string payload_of(const Graph& graph) {
       w(n->output_shapes[i]);
     }
   }
+  const auto op_index = [&](const detail::Node* n, const std::string& what) {
+    const auto it = n ? index.find(n) : index.end();
+    if (it == index.end())
+      throw InvalidArgumentError("write_graph: " + what + " is not an op of the graph being written");
+    return it->second;
+  };
+  std::vector<const detail::Node*> variables;
+  for (const detail::Node* n : order)
+    if (n->variable) variables.push_back(n);
+  w.u32(static_cast<std::uint32_t>(variables.size()));
+  for (const detail::Node* n : variables) {
+    const Variable v(n->variable);
+    w.u32(index.at(n));
+    w(v.trainable());
+    w.u32(op_index(v.initializer().node(), "the initializer of variable '" + n->name + "'"));
+    w.u32(op_index(v.initial_value().ref().node, "the initial value of variable '" + n->name + "'"));
+    w.u32(static_cast<std::uint32_t>(v.initial_value().value_index()));
+  }
+  const std::vector<std::string> keys = graph.collection_keys();
+  w.u32(static_cast<std::uint32_t>(keys.size()));
+  for (const std::string& key : keys) {
+    const std::vector<GraphElement> items = graph.get_collection(key);
+    w(key);
+    w.u32(static_cast<std::uint32_t>(items.size()));
+    for (const GraphElement& e : items) {
+      const ItemKind kind = e.is_variable() ? ItemKind::variable : e.is_tensor() ? ItemKind::tensor : ItemKind::operation;
+      w.u8(static_cast<std::uint8_t>(kind));
+      w.u32(op_index(e.op().node(), "item '" + e.name() + "' of collection '" + key + "'"));
+      if (kind == ItemKind::tensor) w.u32(static_cast<std::uint32_t>(e.as_tensor().value_index()));
+    }
+  }
   return w.bytes();
 }
 
@@ -77,8 +110,13 @@ std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+struct Payload {
+  std::uint32_t version;
+  std::string_view bytes;
+};
+
 // Checks magic, version, size and checksum; returns the payload.
-std::string_view checked_payload(const std::string& file, const std::string& path) {
+Payload checked_payload(const std::string& file, const std::string& path) {
   const std::string at = "import_graph_def: " + quoted(path);
   if (file.size() < sizeof kMagic || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
     throw InvalidArgumentError(at + " is not a kiln graph file (no KILNGRPH magic)");
@@ -89,9 +127,9 @@ std::string_view checked_payload(const std::string& file, const std::string& pat
   const std::uint32_t version = h.u32();
   const std::uint64_t size = h.u64();
   const std::uint32_t stored = h.u32();
-  if (version != kVersion)
-    throw InvalidArgumentError(at + " has format version " + std::to_string(version) + "; this build reads version " +
-                               std::to_string(kVersion));
+  if (version < kOldestVersion || version > kVersion)
+    throw InvalidArgumentError(at + " has format version " + std::to_string(version) + "; this build reads versions " +
+                               std::to_string(kOldestVersion) + " to " + std::to_string(kVersion));
   const std::uint64_t held = file.size() - kHeaderSize;
   if (held < size)
     throw InvalidArgumentError(at + " is truncated: the header announces " + std::to_string(size) +
@@ -103,7 +141,7 @@ std::string_view checked_payload(const std::string& file, const std::string& pat
   if (computed != stored)
     throw InvalidArgumentError(at + " is corrupt: the payload checksum is " + std::to_string(computed) +
                                ", the header says " + std::to_string(stored));
-  return payload;
+  return {version, payload};
 }
 
 }  // namespace
@@ -132,40 +170,43 @@ void write_graph(const Graph& graph, const std::string& path) {
 
 void import_graph_def(const std::string& path, Graph& graph) {
   const std::string file = read_file(path);
-  const std::string_view payload = checked_payload(file, path);
+  const Payload payload = checked_payload(file, path);
   const std::string at = "import_graph_def(" + quoted(path) + ")";
   auto guard = graph.as_default();
   control_dependencies no_deps(nullptr);
-  AttrReader r(payload, &graph);
+  GraphCheckpoint checkpoint(graph);  // a file that fails part-way adds nothing
+  AttrReader r(payload.bytes, &graph);
   std::vector<Operation> ops;
-  std::string name = "<header>";
+  std::string name = "<header>";  // what the errors name: an op, a variable or a collection
+  const auto op_at = [&](std::uint32_t i) {
+    if (i >= ops.size()) throw InvalidArgumentError("refers to op #" + std::to_string(i) + ", not an earlier op");
+    return ops[i];
+  };
+  const auto output_of = [&](const Operation& producer, std::uint32_t index) {
+    if (index >= static_cast<std::uint32_t>(producer.num_outputs()))
+      throw InvalidArgumentError("reads output " + std::to_string(index) + " of '" + producer.name() + "'");
+    return producer.output(static_cast<int>(index));
+  };
   try {
     const std::uint32_t count = r.u32();
     for (std::uint32_t k = 0; k < count; ++k) {
-      name = std::to_string(k);  // until the name is read: the op's position
-      name.insert(0, 1, '#');
-      r(name);
+      name = "op #" + std::to_string(k);  // until the name is read: the op's position
+      std::string op_name;
+      r(op_name);
+      name = "op '" + op_name + "'";
       std::string type;
       r(type);
       const OpDef* def = op_registry().find(type);
-      if (!def)
-        throw NotFoundError(at + ": op '" + name + "' has type '" + type + "', which this build does not register");
-      if (graph.name_in_use(name))
-        throw ValueError(at + ": op name '" + name + "' is already used in the target graph");
-      const auto earlier = [&](std::uint32_t i) {
-        if (i >= ops.size()) throw InvalidArgumentError("refers to op #" + std::to_string(i) + ", not an earlier op");
-        return ops[i];
-      };
+      if (!def) throw NotFoundError("has type '" + type + "', which this build does not register");
+      if (graph.name_in_use(op_name))
+        throw ValueError(at + ": op name '" + op_name + "' is already used in the target graph");
       std::vector<Tensor> inputs(r.u32());
       for (Tensor& t : inputs) {
-        const Operation producer = earlier(r.u32());
-        const std::uint32_t index = r.u32();
-        if (index >= static_cast<std::uint32_t>(producer.num_outputs()))
-          throw InvalidArgumentError("reads output " + std::to_string(index) + " of '" + producer.name() + "'");
-        t = producer.output(static_cast<int>(index));
+        const Operation producer = op_at(r.u32());
+        t = output_of(producer, r.u32());
       }
       std::vector<Operation> controls(r.u32());
-      for (Operation& c : controls) c = earlier(r.u32());
+      for (Operation& c : controls) c = op_at(r.u32());
       std::optional<std::uint64_t> seed;
       if (r.u8()) seed = r.u64();
       std::any attrs;
@@ -176,8 +217,8 @@ void import_graph_def(const std::string& path, Graph& graph) {
         attrs = def->attr_codec.read(a);
         if (!a.at_end()) throw InvalidArgumentError(std::to_string(a.remaining()) + " attribute bytes left over");
       }
-      const Operation op = build_op(type, inputs, std::move(attrs), name);
-      if (op.name() != name) throw InvalidArgumentError("was imported as '" + op.name() + "'");
+      const Operation op = build_op(type, inputs, std::move(attrs), op_name);
+      if (op.name() != op_name) throw InvalidArgumentError("was imported as '" + op.name() + "'");
       op.node()->seed = seed;
       for (const Operation& c : controls) op.add_control_input(c);
       const std::uint32_t n_out = r.u32();
@@ -196,18 +237,59 @@ void import_graph_def(const std::string& path, Graph& graph) {
       }
       ops.push_back(op);
     }
-    if (!r.at_end()) throw InvalidArgumentError(std::to_string(r.remaining()) + " bytes left after the last op");
+    if (payload.version >= 2) {
+      const std::uint32_t n_variables = r.u32();
+      for (std::uint32_t k = 0; k < n_variables; ++k) {
+        name = "variable #" + std::to_string(k);
+        const Operation op = op_at(r.u32());
+        name = "variable '" + op.name() + "'";
+        if (!op.node()->def->is_variable) throw InvalidArgumentError("is an op of type " + op.type() + ", not a variable");
+        if (op.node()->variable) throw InvalidArgumentError("is listed twice");
+        const bool trainable = r.u8() != 0;
+        const Operation initializer = op_at(r.u32());
+        const Operation value_op = op_at(r.u32());
+        const Tensor initial_value = output_of(value_op, r.u32());
+        if (initializer.inputs().empty() || initializer.inputs()[0].op() != op)
+          throw InvalidArgumentError("has initializer '" + initializer.name() + "', which does not assign to it");
+        detail::adopt_variable(op, initializer, initial_value, trainable);
+      }
+      const std::uint32_t n_collections = r.u32();
+      for (std::uint32_t k = 0; k < n_collections; ++k) {
+        name = "collection #" + std::to_string(k);
+        std::string key;
+        r(key);
+        name = "collection '" + key + "'";
+        const std::uint32_t n_items = r.u32();
+        for (std::uint32_t i = 0; i < n_items; ++i) {
+          const auto kind = static_cast<ItemKind>(r.u8());
+          const Operation op = op_at(r.u32());
+          if (kind == ItemKind::operation) {
+            graph.add_to_collection(key, op);
+          } else if (kind == ItemKind::tensor) {
+            graph.add_to_collection(key, output_of(op, r.u32()));
+          } else if (kind == ItemKind::variable) {
+            if (!op.node()->variable) throw InvalidArgumentError("lists '" + op.name() + "' as a variable; it is not one");
+            graph.add_to_collection(key, Variable(op.node()->variable));
+          } else {
+            throw InvalidArgumentError("has an item of unknown kind " + std::to_string(static_cast<int>(kind)));
+          }
+        }
+      }
+    }
+    name = "the payload";
+    if (!r.at_end()) throw InvalidArgumentError(std::to_string(r.remaining()) + " bytes left over after its last section");
   } catch (const NotFoundError& e) {
     if (std::string(e.what()).rfind(at, 0) == 0) throw;
-    throw NotFoundError(at + ": op '" + name + "': " + e.what());
+    throw NotFoundError(at + ": " + name + ": " + e.what());
   } catch (const ValueError& e) {
     if (std::string(e.what()).rfind(at, 0) == 0) throw;
-    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+    throw InvalidArgumentError(at + ": " + name + ": " + e.what());
   } catch (const TypeError& e) {
-    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+    throw InvalidArgumentError(at + ": " + name + ": " + e.what());
   } catch (const InvalidArgumentError& e) {
-    throw InvalidArgumentError(at + ": op '" + name + "': " + e.what());
+    throw InvalidArgumentError(at + ": " + name + ": " + e.what());
   }
+  checkpoint.commit();
 }
 
 std::unique_ptr<Graph> import_graph_def(const std::string& path) {

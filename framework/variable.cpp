@@ -19,6 +19,20 @@ InitScope::~InitScope() {
   g_->cond_stack_ = std::move(cond_);
   g_->name_scope_ = name_scope_;
 }
+
+Variable adopt_variable(const Operation& op, const Operation& initializer, const Tensor& initial_value,
+                        bool trainable) {
+  Graph& g = op.graph();
+  auto info = std::make_unique<VariableInfo>();
+  info->node = op.node();
+  info->name = op.name() + ":0";
+  info->trainable = trainable;
+  info->initial_value = initial_value;
+  info->initializer = initializer;
+  op.node()->variable = info.get();
+  g.variables_.push_back(std::move(info));
+  return Variable(g.variables_.back().get());
+}
 }  // namespace detail
 
 namespace {
@@ -34,15 +48,9 @@ Variable create_variable(Graph& g, const std::string& op_name, const Shape& shap
                          const TensorFn& regularizer) {
   GraphCheckpoint checkpoint(g);  // all or nothing: a failing initializer leaves no variable behind
   Operation op = build_op("VariableV2", {}, detail::VariableAttrs{shape, dtype}, op_name);
-  auto info = std::make_unique<detail::VariableInfo>();
-  info->node = op.node();
-  info->name = op.name() + ":0";
-  info->trainable = trainable;
-  info->constraint = constraint;
-  info->regularizer = regularizer;
-  op.node()->variable = info.get();
-  g.variables_.push_back(std::move(info));
-  Variable v(g.variables_.back().get());
+  Variable v = detail::adopt_variable(op, Operation(), Tensor(), trainable);
+  v.info()->constraint = constraint;
+  v.info()->regularizer = regularizer;
 
   {
     name_scope ns(op.name() + "/");

@@ -91,6 +91,12 @@ class InitScope {
   std::string name_scope_;
   control_dependencies clear_;
 };
+
+/// Makes the VariableV2 op `op` (built without one, as a graph file is imported) a Variable of its
+/// graph with the given initializer (an op assigning `initial_value` to it) and trainable flag; it
+/// joins no collection and no variable scope's store. Rolled back with the op by a GraphCheckpoint.
+Variable adopt_variable(const Operation& op, const Operation& initializer, const Tensor& initial_value,
+                        bool trainable);
 }  // namespace detail
 
 }  // namespace kiln

@@ -62,7 +62,13 @@ void register_state_ops(OpRegistry& r) {
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext&) {}),
          .dispatch_input = -1,
          .not_differentiable = true,
-         .is_variable = true});
+         .is_variable = true,
+         // Shape and dtype only: the value lives in each session (checkpoints and frozen graphs
+         // hold it; a graph file holds the initializer and collections, framework/graph_io.hpp).
+         .attr_codec = attr_codec<detail::VariableAttrs>([](auto& io, auto& a) {
+           io(a.shape);
+           io(a.dtype);
+         })});
   r.add({.type = "Assign",
          .shape_fn = assign_shape,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {

@@ -1,7 +1,10 @@
 // write_graph / import_graph_def: a frozen, folded network round-trips with bit-identical
 // outputs and the same tensor names; attribute codecs of many op types (and the seed of a random
-// op, and Merge's tensor reference) survive; truncated, flipped, foreign and unknown-op files and
-// graphs with variables are clear errors naming the path or the op.
+// op, and Merge's tensor reference) survive; a training graph keeps its variables and collections
+// (trained from its initializers or restored from a checkpoint, the same bits as the original);
+// version 1 files still read; truncated, flipped, foreign and unknown-op files and bad variable or
+// collection records are clear errors naming the path and what is wrong, and leave the target
+// graph as it was.
 #include <doctest/doctest.h>
 
 #include <zlib.h>
@@ -48,6 +51,22 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 bool same(const Array& a, const Array& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && xt::all(xt::equal(a.to_double(), b.to_double()));
+}
+
+// `file` with the header's payload size and checksum (zlib's crc32) made to match its payload.
+std::string resealed(std::string file) {
+  const std::uint64_t size = file.size() - 24;
+  std::memcpy(file.data() + 12, &size, sizeof size);
+  const std::uint32_t crc =
+      static_cast<std::uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(file.data() + 24), file.size() - 24));
+  std::memcpy(file.data() + 20, &crc, sizeof crc);
+  return file;
+}
+
+std::uint32_t u32_at(const std::string& bytes, std::size_t at) {
+  std::uint32_t v = 0;
+  std::memcpy(&v, bytes.data() + at, sizeof v);
+  return v;
 }
 
 // A small graph written to `path`: two ops, the second an Identity.
@@ -162,10 +181,7 @@ TEST_CASE("graph_io.corrupt_files_are_errors_naming_the_path") {
   const auto at = unknown.find("Identity");
   REQUIRE(at != std::string::npos);
   unknown[at + 7] = 'x';
-  const std::uint32_t crc = static_cast<std::uint32_t>(
-      crc32_z(0, reinterpret_cast<const Bytef*>(unknown.data() + 24), unknown.size() - 24));
-  std::memcpy(unknown.data() + 20, &crc, sizeof crc);
-  write_bytes(path, unknown);
+  write_bytes(path, resealed(unknown));
   msg = message_of<NotFoundError>([&] { import_graph_def(path); });
   CHECK(contains(msg, path));
   CHECK(contains(msg, "'Identitx'"));
@@ -175,14 +191,213 @@ TEST_CASE("graph_io.corrupt_files_are_errors_naming_the_path") {
   CHECK(contains(message_of<NotFoundError>([&] { import_graph_def(path); }), path));
 }
 
-TEST_CASE("graph_io.variables_cannot_be_written") {
+namespace {
+// A small training graph in the default graph: dense with an l2 regularizer (no bias) -> batch norm
+// with a `training` tensor -> relu -> dense "logits"; Adam (slots, beta powers) with a global step,
+// after UPDATE_OPS; a non-trainable counter; the train op in TRAIN_OP.
+struct TrainingGraph {
+  Tensor x, labels, training, logits, loss;
+  Operation train_op;
+};
+
+TrainingGraph build_training_graph() {
+  set_random_seed(11);
+  TrainingGraph m;
+  m.x = placeholder(float32, {-1, 4}, "x");
+  m.labels = placeholder(int64, {-1}, "labels");
+  m.training = placeholder(boolean, {}, "training");
+  Tensor h = layers::dense(m.x, 6, {.use_bias = false, .kernel_regularizer = regularizers::l2(1e-3)});
+  h = nn::relu(layers::batch_normalization(h, {.momentum = 0.5, .training = m.training}));
+  m.logits = layers::dense(h, 3, {.name = "logits"});
+  m.loss = losses::sparse_softmax_cross_entropy(m.labels, m.logits) + losses::get_regularization_loss();
+  Variable(constant(0.0f), {.trainable = false, .name = "counter"});
+  const Variable step = train::get_or_create_global_step();
+  control_dependencies deps(get_collection(GraphKeys::UPDATE_OPS));
+  m.train_op = train::AdamOptimizer(0.05).minimize(m.loss, {.global_step = step});
+  add_to_collection(GraphKeys::TRAIN_OP, m.train_op);
+  return m;
+}
+
+// The same model in `g` (its tensors found by name, its train op through TRAIN_OP).
+TrainingGraph find_training_graph(const Graph& g, const TrainingGraph& like) {
+  TrainingGraph m;
+  m.x = g.get_tensor_by_name(like.x.name());
+  m.labels = g.get_tensor_by_name(like.labels.name());
+  m.training = g.get_tensor_by_name(like.training.name());
+  m.logits = g.get_tensor_by_name(like.logits.name());
+  m.loss = g.get_tensor_by_name(like.loss.name());
+  m.train_op = g.get_collection(GraphKeys::TRAIN_OP).at(0).as_operation();
+  return m;
+}
+
+FeedDict training_feeds(const TrainingGraph& m, int step) {
+  xt::xarray<std::int64_t> y = xt::xarray<std::int64_t>::from_shape({8});
+  for (std::size_t i = 0; i < y.size(); ++i) y(i) = static_cast<std::int64_t>((i + static_cast<std::size_t>(step)) % 3);
+  return {{m.x, kiln::testing::random_input({8, 4}, 200u + static_cast<unsigned>(step))}, {m.labels, y}, {m.training, true}};
+}
+}  // namespace
+
+TEST_CASE("graph_io.a_training_graph_keeps_its_variables_and_collections") {
   Graph g;
   auto guard = g.as_default();
-  get_variable("w", {2});
-  const std::string msg = message_of<UnimplementedError>([&] { write_graph(g, temp_path("vars.kgraph")); });
-  CHECK(contains(msg, "'w'"));
-  CHECK(contains(msg, "VariableV2"));
-  CHECK(contains(msg, "freeze"));
+  const TrainingGraph original = build_training_graph();
+  const std::string path = temp_path("training.kgraph");
+  write_graph(g, path);
+  auto loaded = import_graph_def(path);
+  std::filesystem::remove(path);
+
+  // Every collection, its items in order and of the same kind; each variable as it was built.
+  REQUIRE(loaded->collection_keys() == g.collection_keys());
+  for (const std::string& key : g.collection_keys()) {
+    CAPTURE(key);
+    const auto a = g.get_collection(key), b = loaded->get_collection(key);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      CHECK(b[i].name() == a[i].name());
+      CHECK(b[i].is_variable() == a[i].is_variable());
+      CHECK(b[i].is_tensor() == a[i].is_tensor());
+      CHECK(&b[i].op().graph() == loaded.get());
+      if (!a[i].is_variable()) continue;
+      const Variable va = a[i].as_variable(), vb = b[i].as_variable();
+      CHECK(vb.trainable() == va.trainable());
+      CHECK(vb.shape() == va.shape());
+      CHECK(vb.dtype() == va.dtype());
+      CHECK(vb.initializer().name() == va.initializer().name());
+      CHECK(vb.initial_value().name() == va.initial_value().name());
+    }
+  }
+  CHECK(g.get_collection(GraphKeys::UPDATE_OPS).size() == 2);
+  CHECK(g.get_collection(GraphKeys::REGULARIZATION_LOSSES).size() == 1);
+  CHECK(!loaded->get_operation_by_name("counter").node()->variable->trainable);
+
+  // Trained from the initializers (run through global_variables_initializer of each graph): the
+  // same losses, global step and moving statistics, bit for bit.
+  const TrainingGraph imported = find_training_graph(*loaded, original);
+  const Operation init_a = global_variables_initializer();
+  Operation init_b;
+  {
+    auto lg = loaded->as_default();
+    init_b = global_variables_initializer();
+  }
+  Session sa(g), sb(*loaded);
+  sa.run(init_a);
+  sb.run(init_b);
+  for (int step = 0; step < 4; ++step) {
+    CAPTURE(step);
+    CHECK(same(sa.run(original.loss, training_feeds(original, step)), sb.run(imported.loss, training_feeds(imported, step))));
+    sa.run(original.train_op, training_feeds(original, step));
+    sb.run(imported.train_op, training_feeds(imported, step));
+  }
+  for (const std::string name : {"global_step:0", "batch_normalization/moving_variance:0", "dense/kernel:0"})
+    CHECK(same(sa.run(g.get_tensor_by_name(name)), sb.run(loaded->get_tensor_by_name(name))));
+
+  // Restored from a checkpoint the original session wrote, through a Saver of the imported graph.
+  const std::string dir = temp_path("training_ckpt");
+  std::filesystem::create_directories(dir);
+  const std::string ckpt = train::Saver().save(sa, dir + "/model");
+  auto lg = loaded->as_default();
+  train::Saver restorer;
+  CHECK(restorer.var_list().size() == global_variables().size());
+  Session sc(*loaded);
+  restorer.restore(sc, ckpt);
+  std::filesystem::remove_all(dir);
+  const auto input = kiln::testing::random_input({5, 4}, 9);
+  CHECK(same(sa.run(original.logits, {{original.x, input}, {original.training, false}}),
+             sc.run(imported.logits, {{imported.x, input}, {imported.training, false}})));
+}
+
+TEST_CASE("graph_io.bad_variable_and_collection_records_are_errors_and_add_nothing") {
+  // One variable "w": its collections (GLOBAL_VARIABLES, TRAINABLE_VARIABLES) end the file, each
+  // as u32 key length, the key, u32 1, u8 kind 2 (variable), u32 op index; before them the
+  // variable record: u32 op, u8 trainable, u32 initializer op, u32 value op, u32 value output.
+  const std::string path = temp_path("variable.kgraph");
+  {
+    Graph g;
+    auto guard = g.as_default();
+    get_variable("w", {2});
+    write_graph(g, path);
+  }
+  const std::string good = read_bytes(path);
+  const std::size_t collections = 4 + (4 + 9 + 4 + 5) + (4 + 19 + 4 + 5);
+  const std::size_t record = good.size() - collections - 17;
+  REQUIRE(good.substr(good.size() - collections + 8, 9) == "variables");
+
+  Graph target;
+  {
+    auto guard = target.as_default();
+    get_variable("v", {3});
+  }
+  const int nodes = target.num_nodes();
+  const auto unchanged = [&] {
+    CHECK(target.num_nodes() == nodes);
+    CHECK(!target.name_in_use("w"));
+    CHECK(target.variables_.size() == 1);
+    for (const char* key : {GraphKeys::GLOBAL_VARIABLES, GraphKeys::TRAINABLE_VARIABLES})
+      CHECK(target.get_collection(key).size() == 1);
+  };
+
+  // The record names the initializer (an Assign), not a VariableV2.
+  std::string bad = good;
+  std::memcpy(bad.data() + record, bad.data() + record + 5, 4);
+  write_bytes(path, resealed(bad));
+  std::string msg = message_of<InvalidArgumentError>([&] { import_graph_def(path, target); });
+  CHECK(contains(msg, path));
+  CHECK(contains(msg, "variable 'w/Assign'"));
+  CHECK(contains(msg, "not a variable"));
+  unchanged();
+
+  // The last item's kind is unknown: everything before it (ops, the variable, the first
+  // collection) is rolled back.
+  bad = good;
+  bad[good.size() - 5] = 7;
+  write_bytes(path, resealed(bad));
+  msg = message_of<InvalidArgumentError>([&] { import_graph_def(path, target); });
+  CHECK(contains(msg, "collection 'trainable_variables'"));
+  CHECK(contains(msg, "unknown kind 7"));
+  unchanged();
+
+  // The initializer named in the record does not assign to the variable.
+  bad = good;
+  std::memcpy(bad.data() + record + 5, bad.data() + record + 9, 4);  // the initial value's op
+  write_bytes(path, resealed(bad));
+  msg = message_of<InvalidArgumentError>([&] { import_graph_def(path, target); });
+  CHECK(contains(msg, "variable 'w'"));
+  CHECK(contains(msg, "does not assign to it"));
+  unchanged();
+
+  // The good file imports beside "v"; the variable joins the target's collections.
+  write_bytes(path, good);
+  import_graph_def(path, target);
+  std::filesystem::remove(path);
+  CHECK(target.get_collection(GraphKeys::GLOBAL_VARIABLES).size() == 2);
+  CHECK(target.get_collection(GraphKeys::TRAINABLE_VARIABLES).at(1).as_variable().op().name() == "w");
+  CHECK(u32_at(good, 8) == 2);  // written as format version 2
+}
+
+TEST_CASE("graph_io.version_1_files_still_read") {
+  // Version 1 ends after the ops: a version 2 file of a graph without variables or collections
+  // ends with two zero counts; without them, under version 1, it imports the same ops.
+  const std::string path = temp_path("v1.kgraph");
+  write_small_graph(path);
+  const std::string v2 = read_bytes(path);
+  REQUIRE(u32_at(v2, v2.size() - 8) == 0);
+  REQUIRE(u32_at(v2, v2.size() - 4) == 0);
+  std::string v1 = v2.substr(0, v2.size() - 8);
+  const std::uint32_t one = 1;
+  std::memcpy(v1.data() + 8, &one, sizeof one);
+  write_bytes(path, resealed(v1));
+  auto loaded = import_graph_def(path);
+  CHECK(loaded->num_nodes() == 4);
+  CHECK(loaded->get_operation_by_name("out").type() == "Identity");
+
+  std::string v3 = v2;
+  const std::uint32_t three = 3;
+  std::memcpy(v3.data() + 8, &three, sizeof three);
+  write_bytes(path, resealed(v3));
+  const std::string msg = message_of<InvalidArgumentError>([&] { import_graph_def(path); });
+  CHECK(contains(msg, "format version 3"));
+  CHECK(contains(msg, "versions 1 to 2"));
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("graph_io.import_into_a_graph_with_the_same_names_fails") {
