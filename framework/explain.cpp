@@ -123,10 +123,12 @@ Explanation explain_plan(const Graph& graph, const Plan& plan, const std::vector
     if (s.cut) op.note = "fed";
     if (!s.cut && is_dead(s, dead)) {
       for (int k = 0; k < s.num_outputs; ++k) dead[static_cast<std::size_t>(s.out_base + k)] = 1;
-      // Which cond: the branch the op was built in, else the Switch output it reads.
+      // Which cond: the branch the op was built in, else the Switch output it reads (for an op one
+      // dead input kills: a Merge or _CondGradAddN is dead because of all or a pair of them).
       std::optional<std::pair<TensorRef, int>> branch;
       if (s.node->cond_ctx) branch = std::pair{s.node->cond_ctx->pred, s.node->cond_ctx->branch};
-      for (std::size_t k = 0; !branch && k < s.in_slots.size(); ++k) {
+      const bool one_input_kills = s.def->dead_inputs == OpDef::DeadInputs::any;
+      for (std::size_t k = 0; one_input_kills && !branch && k < s.in_slots.size(); ++k) {
         const TensorRef& in = s.inputs[k];
         if (s.in_slots[k] >= 0 && dead[static_cast<std::size_t>(s.in_slots[k])] && in.node->def->type == "Switch")
           branch = std::pair{in.node->inputs[1], in.index};

@@ -43,12 +43,14 @@ void require_identical(const Array& a, const Array& b) {
   CHECK((a.dtype() == int32 ? same(a.as<std::int32_t>(), b.as<std::int32_t>()) : same(a.as<float>(), b.as<float>())));
 }
 
-// The type the plan runs for `t`'s op (explain), also when the run would fail.
-std::string runs_as(Session& sess, const Tensor& t, const FeedDict& feeds) {
+// What the plan does for `t`'s op (explain), also when the run would fail; empty when absent.
+Explanation::Op explained(Session& sess, const Tensor& t, const FeedDict& feeds) {
   for (const Explanation::Op& op : sess.explain(std::vector<GraphElement>{t}, feeds).ops)
-    if (op.name == t.op().name()) return op.type;
-  return "";
+    if (op.name == t.op().name()) return op;
+  return {};
 }
+// The type the plan runs for `t`'s op.
+std::string runs_as(Session& sess, const Tensor& t, const FeedDict& feeds) { return explained(sess, t, feeds).type; }
 
 // Runs `sum` (an AddN of the Merges `merges`) fused and, fetching the Merges too, unfused; checks
 // that the fused run has no ZerosLike and the same result. Returns the fused result, or an empty
@@ -134,8 +136,11 @@ TEST_CASE("simplify.the_fused_cond_gradient_is_every_merge_and_sum_the_graph_say
     fused_equals_unfused(sess, add_n({taken2, other3}), {taken2, other3}, feeds);
     fused_equals_unfused(sess, add_n({other3, taken2, both_zeros_first}), {other3, taken2, both_zeros_first}, feeds);
     fused_equals_unfused(sess, add_n({both_value_first, other3}), {both_value_first, other3}, feeds);
-    const Array dead = fused_equals_unfused(sess, add_n({taken2, dead_unless_p}), {taken2, dead_unless_p}, feeds);
+    const Tensor sum = add_n({taken2, dead_unless_p});
+    const Array dead = fused_equals_unfused(sess, sum, {taken2, dead_unless_p}, feeds);
     CHECK(dead.empty() == !branch);
+    if (!branch)  // as the AddN it replaces (whose dead inputs are Merges), not "in the true branch"
+      CHECK(explained(sess, sum, feeds).note == "dead: its inputs are dead");
   }
   // Only zeros (p false: both terms zeros, of x's shape).
   const Array zeros = fused_equals_unfused(sess, add_n({taken2, taken5}), {taken2, taken5}, {{x, xv}, {p, false}});
