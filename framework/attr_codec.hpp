@@ -9,8 +9,9 @@
 //          })});
 //
 // The writer sees `const A&`, the reader `A&` (default-constructed first). An op built without
-// attributes (an empty std::any) needs no codec; every op built with attributes has one
-// (write_graph throws InternalError naming an op whose attributes have none).
+// attributes (an empty std::any) needs no codec; an op whose attributes have none cannot be
+// written (write_graph throws UnimplementedError naming it; every op kiln registers that takes
+// attributes has a codec).
 //
 // Encoding (little-endian, fixed widths; the file format around it is in graph_io.hpp):
 //   bool, DType        1 byte

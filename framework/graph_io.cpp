@@ -57,8 +57,8 @@ std::string payload_of(const Graph& graph) {
     w.u8(n->attrs.has_value() ? 1 : 0);
     if (n->attrs.has_value()) {
       if (!n->def->attr_codec)
-        throw InternalError("write_graph: op '" + n->name + "' (type " + n->def->type +
-                            ") has attributes but its type registers no attribute codec");
+        throw UnimplementedError("write_graph: op '" + n->name + "' (type " + n->def->type +
+                                 ") has attributes and its type registers no attribute codec (OpDef::attr_codec)");
       AttrWriter a;
       n->def->attr_codec.write(n->attrs, a);
       w.u32(static_cast<std::uint32_t>(a.bytes().size()));
@@ -179,8 +179,17 @@ void import_graph_def(const std::string& path, Graph& graph) {
   std::vector<Operation> ops;
   std::string name = "<header>";  // what the errors name: an op, a variable or a collection
   const auto op_at = [&](std::uint32_t i) {
-    if (i >= ops.size()) throw InvalidArgumentError("refers to op #" + std::to_string(i) + ", not an earlier op");
+    if (i >= ops.size())
+      throw InvalidArgumentError("refers to op #" + std::to_string(i) + " of the " + std::to_string(ops.size()) +
+                                 " read before it");
     return ops[i];
+  };
+  // Every VariableV2 op of the file has its variable record (graph.hpp: Node::variable).
+  const auto check_variables_listed = [&] {
+    for (const Operation& op : ops)
+      if (op.node()->def->is_variable && !op.node()->variable)
+        throw InvalidArgumentError("op '" + op.name() + "' of type " + op.type() +
+                                   " has no variable record (initializer, trainable)");
   };
   const auto output_of = [&](const Operation& producer, std::uint32_t index) {
     if (index >= static_cast<std::uint32_t>(producer.num_outputs()))
@@ -249,10 +258,15 @@ void import_graph_def(const std::string& path, Graph& graph) {
         const Operation initializer = op_at(r.u32());
         const Operation value_op = op_at(r.u32());
         const Tensor initial_value = output_of(value_op, r.u32());
-        if (initializer.inputs().empty() || initializer.inputs()[0].op() != op)
-          throw InvalidArgumentError("has initializer '" + initializer.name() + "', which does not assign to it");
+        const std::vector<Tensor> assigned = initializer.inputs();
+        if (initializer.type() != "Assign" || assigned[0] != op.output(0) || assigned[1] != initial_value)
+          throw InvalidArgumentError("has initializer '" + initializer.name() + "' (" + initializer.type() +
+                                     "), which does not assign its initial value '" + initial_value.name() +
+                                     "' to it");
         detail::adopt_variable(op, initializer, initial_value, trainable);
       }
+      name = "the variables";
+      check_variables_listed();
       const std::uint32_t n_collections = r.u32();
       for (std::uint32_t k = 0; k < n_collections; ++k) {
         name = "collection #" + std::to_string(k);
@@ -276,6 +290,10 @@ void import_graph_def(const std::string& path, Graph& graph) {
         }
       }
     }
+    if (payload.version < 2) {
+      name = "the variables";
+      check_variables_listed();
+    }
     name = "the payload";
     if (!r.at_end()) throw InvalidArgumentError(std::to_string(r.remaining()) + " bytes left over after its last section");
   } catch (const NotFoundError& e) {
@@ -285,6 +303,8 @@ void import_graph_def(const std::string& path, Graph& graph) {
     if (std::string(e.what()).rfind(at, 0) == 0) throw;
     throw InvalidArgumentError(at + ": " + name + ": " + e.what());
   } catch (const TypeError& e) {
+    throw InvalidArgumentError(at + ": " + name + ": " + e.what());
+  } catch (const InternalError& e) {  // e.g. a shape function given no attributes, or the wrong ones
     throw InvalidArgumentError(at + ": " + name + ": " + e.what());
   } catch (const InvalidArgumentError& e) {
     throw InvalidArgumentError(at + ": " + name + ": " + e.what());

@@ -29,7 +29,8 @@
 // every collection, its items in order. Not written: variable values, a variable's constraint and
 // regularizer functions (its regularization loss is a tensor of REGULARIZATION_LOSSES and is
 // kept), get_variable's store (get_variable with reuse does not find imported variables, as in
-// TF1), name-scope and cond-building state. Importing appends to the target graph's collections.
+// TF1), name-scope and cond-building state. Importing appends to the target graph's collections
+// (a second training graph imported beside a first brings a second global step, as in TF1).
 //
 // File format, version 2 (all integers little-endian; version 1 files, which end after the ops,
 // are read too):
@@ -55,12 +56,16 @@
 //       u8 kind (0 operation, 1 tensor, 2 variable), u32 op index [u32 output index, tensors only]
 //   The file ends exactly after the payload.
 //
-// Errors. write_graph: InvalidArgumentError for a dependency cycle and for a collection item of
-// another graph; InternalError naming the op when its attributes have no codec (every registered
-// op with attributes has one); NotFoundError when the file cannot be written. import_graph_def:
+// Errors. write_graph: InvalidArgumentError for a dependency cycle; UnimplementedError naming the
+// op and its type when it has attributes and its type no codec (every op kiln registers has one
+// when it takes attributes; an op type registered outside kiln may not); NotFoundError when the
+// file cannot be written. import_graph_def:
 // NotFoundError when the file cannot be opened; InvalidArgumentError naming the path when it is
 // not a kiln graph (magic), has another format version, is truncated or has trailing bytes, fails
-// its checksum, or holds data that does not decode (naming the op, variable or collection);
+// its checksum, or holds data that does not decode or does not make a graph (naming the op,
+// variable or collection: a VariableV2 op without its variable record, an initializer that is not
+// the Assign of the variable's initial value to it, a collection item that is not an op of the
+// file);
 // NotFoundError naming the path and the op for an op type this build does not register;
 // ValueError when an op name is already taken in the target graph. A failed import leaves the
 // target graph as it was. Thread safety: like building a graph (one thread per graph).

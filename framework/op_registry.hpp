@@ -207,8 +207,8 @@ struct OpDef {
   /// dead by not setting it (Switch).
   enum class DeadInputs { any, all, both_of_a_pair };
   DeadInputs dead_inputs = DeadInputs::any;
-  /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty only when the
-  /// op is built without attributes.
+  /// Writes and reads the op's attribute struct (framework/attr_codec.hpp); empty when the op is
+  /// built without attributes (write_graph cannot write an op with attributes and no codec).
   AttrCodec attr_codec{};
 };
 

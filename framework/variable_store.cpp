@@ -29,8 +29,8 @@ Array VariableStore::read(VariableSlot& slot) {
   }
   if (snapshot.empty()) {
     const Node* v = slot.node;
-    throw FailedPreconditionError("Attempting to use uninitialized value " + v->name + " (variable '" +
-                                  v->variable->name + "', shape " + v->output_shapes[0].to_string() + ")");
+    throw FailedPreconditionError("Attempting to use uninitialized value " + v->name + " (variable '" + v->name +
+                                  ":0', shape " + v->output_shapes[0].to_string() + ")");
   }
   return snapshot;
 }
