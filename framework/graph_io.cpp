@@ -70,10 +70,11 @@ std::string payload_of(const Graph& graph) {
       w(n->output_shapes[i]);
     }
   }
+  // Collections hold only this graph's items and every variable has its initializer here: a miss
+  // is a broken graph, not a user's mistake.
   const auto op_index = [&](const detail::Node* n, const std::string& what) {
     const auto it = n ? index.find(n) : index.end();
-    if (it == index.end())
-      throw InvalidArgumentError("write_graph: " + what + " is not an op of the graph being written");
+    if (it == index.end()) throw InternalError("write_graph: " + what + " is not an op of the graph being written");
     return it->second;
   };
   std::vector<const detail::Node*> variables;
@@ -84,7 +85,7 @@ std::string payload_of(const Graph& graph) {
     const Variable v(n->variable);
     w.u32(index.at(n));
     w(v.trainable());
-    w.u32(op_index(v.initializer().node(), "the initializer of variable '" + n->name + "'"));
+    w.u32(op_index(v.initializer() == Operation() ? nullptr : v.initializer().node(), "the initializer of variable '" + n->name + "'"));
     w.u32(op_index(v.initial_value().ref().node, "the initial value of variable '" + n->name + "'"));
     w.u32(static_cast<std::uint32_t>(v.initial_value().value_index()));
   }

@@ -56,7 +56,8 @@
 //       u8 kind (0 operation, 1 tensor, 2 variable), u32 op index [u32 output index, tensors only]
 //   The file ends exactly after the payload.
 //
-// Errors. write_graph: InvalidArgumentError for a dependency cycle; UnimplementedError naming the
+// Errors. write_graph: InvalidArgumentError for a dependency cycle; InternalError naming the
+// variable when its initializer or initial value is not an op of the graph; UnimplementedError naming the
 // op and its type when it has attributes and its type no codec (every op kiln registers has one
 // when it takes attributes; an op type registered outside kiln may not); NotFoundError when the
 // file cannot be written. import_graph_def:

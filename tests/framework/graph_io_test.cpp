@@ -448,6 +448,18 @@ TEST_CASE("graph_io.an_op_type_registered_without_a_codec_cannot_be_written") {
   CHECK(!std::filesystem::exists(path));
 }
 
+TEST_CASE("graph_io.a_variable_without_its_initializer_cannot_be_written") {
+  // Every variable kiln creates has its initializer in its graph; one that lost it is a broken graph.
+  Graph g;
+  auto guard = g.as_default();
+  const Variable w = get_variable("w", {2});
+  w.info()->initializer = Operation();
+  const std::string path = temp_path("no_initializer.kgraph");
+  const std::string msg = message_of<InternalError>([&] { write_graph(g, path); });
+  CHECK(contains(msg, "the initializer of variable 'w'"));
+  CHECK(!std::filesystem::exists(path));
+}
+
 TEST_CASE("graph_io.import_into_a_graph_with_the_same_names_fails") {
   const std::string path = temp_path("twice.kgraph");
   write_small_graph(path);
