@@ -11,6 +11,7 @@
 namespace kiln::layers {
 
 using detail::at;
+using detail::expect_ndim;
 using detail::expect_positive;
 
 Conv2D::Conv2D(std::int64_t filters, IntPair kernel_size, Conv2DOptions options)
@@ -36,11 +37,7 @@ Tensor Conv2D::operator()(const Tensor& inputs) {
   if (!inputs.valid()) throw ValueError("Conv2D got a null Tensor (layer '" + display_name() + "')");
   const Shape& s = inputs.shape();
   const std::string where = at(display_name(), s);
-  if (s.rank() != 4)
-    throw ValueError("Input 0 of layer " + display_name() +
-                     " is incompatible with the layer: expected ndim=4, found " +
-                     (s.has_rank() ? "ndim=" + std::to_string(s.rank()) : "an undefined rank") +
-                     where);
+  expect_ndim(s, 4, display_name());
   const int c = channels_first_ ? 1 : 3, h = channels_first_ ? 2 : 1, w = h + 1;
   if (s[c] < 0)
     throw ValueError("The channel dimension of the inputs should be defined. Found `None`" + where);

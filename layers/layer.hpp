@@ -53,6 +53,9 @@ namespace detail {
 std::string at(const std::string& layer, const Shape& input_shape);
 /// ValueError "<what> must be >= 1, got (h, w) (layer '<layer>')" unless both are >= 1.
 void expect_positive(const IntPair& p, const char* what, const std::string& layer);
+/// ValueError "Input 0 of layer <layer> is incompatible with the layer: expected ndim=<ndim>, found
+/// ..." + at(layer, s) (TF's input_spec message) unless s has rank ndim.
+void expect_ndim(const Shape& s, int ndim, const std::string& layer);
 
 /// The kernel / bias keyword arguments Dense and Conv2D share (TF's names), viewed from either
 /// options struct (the view must not outlive it).

@@ -9,6 +9,7 @@
 namespace kiln::layers {
 
 using detail::at;
+using detail::expect_ndim;
 using detail::expect_positive;
 
 Pooling2D::Pooling2D(IntPair pool_size, IntPair strides, Pooling2DOptions options,
@@ -31,11 +32,7 @@ Tensor Pooling2D::operator()(const Tensor& inputs) {
   if (!inputs.valid()) throw ValueError("pooling got a null Tensor (layer '" + display_name() + "')");
   const Shape& s = inputs.shape();
   const std::string where = at(display_name(), s);
-  if (s.rank() != 4)
-    throw ValueError("Input 0 of layer " + display_name() +
-                     " is incompatible with the layer: expected ndim=4, found " +
-                     (s.has_rank() ? "ndim=" + std::to_string(s.rank()) : "an undefined rank") +
-                     where);
+  expect_ndim(s, 4, display_name());
   if (!is_floating(inputs.dtype()))
     throw TypeError(std::string("pooling needs a float32 or float64 input, got ") +
                     dtype_name(inputs.dtype()) + where);

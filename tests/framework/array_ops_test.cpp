@@ -10,34 +10,13 @@
 
 using namespace kiln;
 using kiln::testing::check_grad;
+using kiln::testing::check_throws_naming;
+using kiln::testing::column;
 using kiln::testing::contains;
+using kiln::testing::kFloat32;
 using kiln::testing::message_of;
 
 namespace {
-
-// [n,1] from values (nested braces with one-element rows are ambiguous for g++).
-xt::xarray<double> column(std::initializer_list<double> v) {
-  xt::xarray<double> a = xt::xarray<double>::from_shape({v.size(), 1});
-  std::copy(v.begin(), v.end(), a.begin());
-  return a;
-}
-
-// float32 gradient checks: a larger finite-difference step.
-const GradientCheckOptions kFloat32{.delta = 1e-3, .extra_feeds = {}};
-
-// f must throw E whose message names the op and its type (the builder's context).
-template <class E, class F>
-void check_throws_naming(F f, const std::string& op_name, const std::string& op_type) {
-  try {
-    f();
-    FAIL("expected an exception naming '" << op_name << "'");
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    INFO(msg);
-    CHECK(msg.find("'" + op_name + "'") != std::string::npos);
-    CHECK(msg.find(op_type) != std::string::npos);
-  }
-}
 
 xt::xarray<double> iota(std::vector<std::size_t> shape) {
   xt::xarray<double> a = xt::xarray<double>::from_shape(shape);

@@ -5,29 +5,12 @@
 #include <kiln.hpp>
 
 #include "tests/support/approx.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::check_grad;
-
-namespace {
-
-// float32 gradient checks: a larger finite-difference step.
-const GradientCheckOptions kFloat32{.delta = 1e-3, .extra_feeds = {}};
-
-template <class E, class F>
-void check_throws_naming(F f, const std::string& op_name, const std::string& op_type) {
-  try {
-    f();
-    FAIL("expected an exception naming '" << op_name << "'");
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    INFO(msg);
-    CHECK(msg.find("'" + op_name + "'") != std::string::npos);
-    CHECK(msg.find(op_type) != std::string::npos);
-  }
-}
-
-}  // namespace
+using kiln::testing::check_throws_naming;
+using kiln::testing::kFloat32;
 
 TEST_CASE("linalg.matmul_values") {
   Graph g;

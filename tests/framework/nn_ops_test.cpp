@@ -13,6 +13,7 @@
 
 using namespace kiln;
 using kiln::testing::check_grad;
+using kiln::testing::column;
 
 using kiln::testing::message_of;
 
@@ -27,13 +28,6 @@ xt::xarray<double> map(const xt::xarray<double>& x, const std::function<double(d
   xt::xarray<double> y = x;
   for (auto& v : y) v = f(v);
   return y;
-}
-
-// An [n, 1] array (nested one-element braces are ambiguous for xt::xarray).
-xt::xarray<double> column(const std::vector<double>& v) {
-  xt::xarray<double> c = xt::xarray<double>::from_shape({v.size(), 1});
-  std::copy(v.begin(), v.end(), c.begin());
-  return c;
 }
 
 bool all_finite(const Array& a) {

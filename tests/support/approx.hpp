@@ -2,9 +2,9 @@
 // Test helpers: approximate comparison of arrays, and a one-line gradient check.
 #include <doctest/doctest.h>
 
-#include <string>
-
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "autodiff/gradient_checker.hpp"
 #include "framework/array.hpp"
@@ -26,6 +26,16 @@ inline void check_grad(const Tensor& y, const FeedDict& xs, double tol = 1e-6, G
   const auto r = check_gradients(y, xs, options);
   INFO(r.report);
   CHECK(r.max_error < tol);
+}
+
+/// float32 gradient checks: a larger finite-difference step.
+inline const GradientCheckOptions kFloat32{.delta = 1e-3, .extra_feeds = {}};
+
+/// An [n, 1] array from values (nested one-element braces are ambiguous for xt::xarray).
+inline xt::xarray<double> column(const std::vector<double>& v) {
+  xt::xarray<double> c = xt::xarray<double>::from_shape({v.size(), 1});
+  std::copy(v.begin(), v.end(), c.begin());
+  return c;
 }
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
