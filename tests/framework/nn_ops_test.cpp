@@ -14,14 +14,11 @@
 using namespace kiln;
 using kiln::testing::check_grad;
 using kiln::testing::column;
+using kiln::testing::contains;
 
 using kiln::testing::message_of;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 // Elementwise reference from a scalar formula.
 xt::xarray<double> map(const xt::xarray<double>& x, const std::function<double(double)>& f) {

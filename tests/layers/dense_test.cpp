@@ -15,22 +15,13 @@
 
 using namespace kiln;
 using kiln::testing::check_grad;
-
+using kiln::testing::contains;
 using kiln::testing::message_of;
+using kiln::testing::near_eq;
 
 namespace {
 
 using Arr = xt::xarray<double>;
-
-// kiln::testing::allclose under a name that argument-dependent lookup cannot confuse with
-// xt::allclose when the expected value is an xtensor expression.
-bool near_eq(const Array& actual, const Arr& expected, double rtol = 1e-5, double atol = 1e-6) {
-  return kiln::testing::allclose(actual, expected, rtol, atol);
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 std::vector<std::string> names(const std::vector<GraphElement>& items) {
   std::vector<std::string> r;

@@ -16,9 +16,8 @@ using namespace kiln;
 
 namespace {
 
+using kiln::testing::contains;
 using kiln::testing::message_of;
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 struct ScaleOptions {
   std::string name{};
