@@ -21,6 +21,8 @@ void rethrow_with_context(const std::string& context, bool as_build_error) {
     throw FailedPreconditionError(msg(e));
   } catch (const UnimplementedError& e) {
     throw UnimplementedError(msg(e));
+  } catch (const ResourceExhaustedError& e) {
+    throw ResourceExhaustedError(msg(e));
   } catch (const InternalError& e) {
     throw InternalError(msg(e));
   } catch (const Error& e) {

@@ -47,6 +47,11 @@ class UnimplementedError : public Error {
  public:
   using Error::Error;
 };
+/// Memory ran out while an op ran (TF's ResourceExhaustedError, "OOM when allocating").
+class ResourceExhaustedError : public Error {
+ public:
+  using Error::Error;
+};
 /// A broken internal invariant (a kiln bug): thrown, never aborted.
 class InternalError : public Error {
  public:

@@ -136,6 +136,7 @@ struct RunFrame {
       return;
     }
     parallel_ = num_threads() > 1;
+    chains_.store(1, std::memory_order_relaxed);  // the caller's
     // Roots (constants, fed placeholders, variables) are cheap: the caller walks them in plan order.
     run_from(plan_.initial_ready.data(), plan_.initial_ready.data() + plan_.initial_ready.size());
     pool_help_until([this] { return done_.load(std::memory_order_acquire); });
@@ -366,20 +367,30 @@ struct RunFrame {
       run_step(step);
       for (int succ : plan_.steps[static_cast<std::size_t>(step)].successors) {
         if (pending_[static_cast<std::size_t>(succ)].fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
-        if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)])) {
+        if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)]) && take_chain()) {
           post(succ);
         } else {
           ready.push(succ);
         }
       }
       const bool last_here = ready.empty();
-      if (last_here) ready.give_back();
+      if (last_here) ready.give_back(), chains_.fetch_sub(1, std::memory_order_relaxed);
       if (completed_.fetch_add(1, std::memory_order_acq_rel) + 1 == total) {
         done_.store(true, std::memory_order_release);
         pool_wake_all();  // the pool's, not the frame's
       }
       if (last_here) return;
     }
+  }
+
+  // A posted op starts a chain of ops on another thread (run_from); with a limit on the ops that
+  // run at once (SessionOptions::inter_op_parallelism_threads), one chain per op at most.
+  bool take_chain() {
+    const int limit = options_.max_parallel_ops;
+    if (limit <= 0) return true;
+    if (chains_.fetch_add(1, std::memory_order_relaxed) < limit) return true;
+    chains_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
   }
 
   void note_live(int delta) {
@@ -459,16 +470,26 @@ struct RunFrame {
       for (std::size_t i = 0; i < n_in; ++i)
         if (donors[i] && donors[i]->empty()) note_live(-1);  // became an output: counted there
       if (trace) trace->end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
-    } catch (const Error&) {
+    } catch (...) {
+      // Every error leaves with the op's context: kiln's as their own type; running out of memory
+      // as ResourceExhaustedError; any other exception (a kernel's bug) as InternalError.
+      const auto context = [&] {
+        return " [[node '" + s.node->name + "' (op: '" + s.def->type +
+               "') with input shapes: " + input_shapes_text(s, inputs.data()) + "]]";
+      };
       try {
-        rethrow_with_context(" [[node '" + s.node->name + "' (op: '" + s.def->type +
-                             "') with input shapes: " + input_shapes_text(s, inputs.data()) + "]]");
+        try {
+          throw;
+        } catch (const Error&) {
+          rethrow_with_context(context());
+        } catch (const std::bad_alloc& e) {
+          throw ResourceExhaustedError(std::string("OOM when allocating a buffer (") + e.what() + ")" + context());
+        } catch (const std::exception& e) {
+          throw InternalError(std::string("unexpected exception: ") + e.what() + context());
+        }
       } catch (...) {
         fail(std::current_exception());
       }
-      return;
-    } catch (...) {
-      fail(std::current_exception());
       return;
     }
     executed_[static_cast<std::size_t>(index)] = 1;
@@ -513,6 +534,7 @@ struct RunFrame {
   std::unique_ptr<kernels::ScratchPool[]> scratch_;
   HeapPool heaps_;
   bool parallel_ = false;
+  std::atomic<int> chains_{0};  // run_from calls running or posted (a limit's count)
   std::atomic<int> completed_{0};
   std::atomic<bool> done_{false}, failed_{false};
   std::atomic<long> live_{0}, peak_{0};

@@ -12,7 +12,8 @@
 // - Errors: a kernel's exception gets the op's name, type and input shapes appended here (the one
 //   place for run-time context) and ends the run after the ops already running finished.
 // - All or nothing for variables: when the run fails, every variable it wrote gets back the value
-//   it had before the run.
+//   it had before the run, unless another run wrote it since (UndoLog: that run's value stays).
+// - ExecuteOptions::max_parallel_ops caps the ops of the run executing at once.
 #include <mutex>
 #include <random>
 #include <string>
@@ -43,6 +44,7 @@ class SessionResources {
 
 struct ExecuteOptions {
   bool sequential = false;  // plan order on the calling thread
+  int max_parallel_ops = 0;  // otherwise, at most this many ops at once (0: no limit)
   bool trace = false;
 };
 

@@ -133,7 +133,8 @@ class KernelContext {
   void set_output(int i, Array value) { outputs_[i] = std::move(value); }
   /// The session storage of the variable behind ref input i (Assign and friends), to write every
   /// element of: its contents are the variable's value only when variable_before(i) is the same
-  /// Array; read that for the value before this op.
+  /// Array; read that for the value before this op, through a pointer taken after mutable_as on
+  /// this storage (which may replace the buffer that same Array held).
   Array& variable_ref(int i) { return state_.variable_storage(node_.inputs[static_cast<std::size_t>(i)].node); }
   const Array& variable_before(int i) {
     return state_.variable_before(node_.inputs[static_cast<std::size_t>(i)].node);

@@ -110,6 +110,7 @@ std::vector<Array> Session::run_fetches(std::span<const GraphElement> fetches, c
   const auto plan = impl_->plan_for(fetches, feeds);
   detail::ExecuteOptions exec;
   exec.sequential = impl_->options.inter_op_parallelism_threads == 1 || num_threads() == 1;
+  exec.max_parallel_ops = impl_->options.inter_op_parallelism_threads;
   exec.trace = options.trace_level == RunOptions::full_trace;
   // The record swaps with the session's last one, so both vectors keep their capacity.
   thread_local detail::RunRecord record;

@@ -46,8 +46,9 @@ using FeedDict = std::vector<std::pair<Tensor, Array>>;
 
 struct SessionOptions {
   /// Ops of one run that may execute at once: 0 = as many as the thread pool has threads, 1 = one
-  /// at a time in plan order on the calling thread (TF's inter_op_parallelism_threads). The pool
-  /// size itself (kernels split their loops on it) is set_num_threads().
+  /// at a time in plan order on the calling thread, n = at most n (TF's
+  /// inter_op_parallelism_threads). The pool size itself (kernels split their loops on it) is
+  /// set_num_threads().
   int inter_op_parallelism_threads = 0;
 };
 

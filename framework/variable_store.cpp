@@ -1,6 +1,7 @@
 #include "framework/variable_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "framework/errors.hpp"
 
@@ -50,10 +51,19 @@ Array buffer_like(const Array& value, Array spare) {
 }
 }  // namespace
 
+void UndoLog::clear() {
+  static std::atomic<std::uint64_t> runs{0};
+  used_ = 0;
+  run_ = runs.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 const Array& UndoLog::record(VariableSlot& slot) {
   std::lock_guard lk(mutex_);
   for (std::size_t i = 0; i < used_; ++i)
-    if (entries_[i].slot == &slot) return slot.value;
+    if (entries_[i].slot == &slot) {
+      slot.writer = run_;
+      return slot.value;
+    }
   // The entry this slot had in an earlier run holds its other buffer (runs on several threads
   // record in varying orders). Only entries this run has not used move.
   std::size_t j = used_;
@@ -67,7 +77,9 @@ const Array& UndoLog::record(VariableSlot& slot) {
   Array spare = std::move(e.saved);  // this slot's other buffer, or another's it may fit
   e.slot = &slot;
   e.saved = std::move(slot.value);
+  e.writer = slot.writer;
   slot.value = buffer_like(e.saved, std::move(spare));
+  slot.writer = run_;
   return e.saved;
 }
 
@@ -82,8 +94,11 @@ void UndoLog::roll_back() {
     std::swap(used, used_);
   }
   for (std::size_t i = used; i-- > 0;) {
-    std::lock_guard slot_lock(entries[i].slot->mutex);
-    entries[i].slot->value = std::move(entries[i].saved);
+    VariableSlot& slot = *entries[i].slot;
+    std::lock_guard slot_lock(slot.mutex);
+    if (slot.writer != run_) continue;  // another run wrote it since: its value stays
+    slot.value = std::move(entries[i].saved);
+    slot.writer = entries[i].writer;
   }
 }
 

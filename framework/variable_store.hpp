@@ -10,6 +10,7 @@
 //   (copied first when a snapshot shares the buffer), so snapshots never change.
 // Slots are created when a plan is compiled and live as long as the store, so plans hold plain
 // pointers to them.
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,7 @@ struct VariableSlot {
   const Node* node = nullptr;
   std::mutex mutex;
   Array value;  // empty: not initialized
+  std::uint64_t writer = 0;  // the run that wrote value last (UndoLog::record), 0: none
 };
 
 class VariableStore {
@@ -41,7 +43,10 @@ class VariableStore {
 };
 
 /// The values a run's writes replaced, so that a failed run can put them back (a run is all or
-/// nothing for variables). Record before each write to a slot, with the slot's mutex held. On the
+/// nothing for variables). Concurrent runs see each other's writes at once (as in TF), so a
+/// failed run puts back only the variables whose last write is its own: a variable another run
+/// wrote after it keeps that run's value (a successful run's update is never undone; a run that
+/// read the failed run's value and wrote from it keeps what it wrote). Record before each write to a slot, with the slot's mutex held. On the
 /// run's first write to a slot, the log takes its value as it is (no copy: the value before the
 /// write, which the writing kernel reads and never writes) and gives the slot another buffer of
 /// the same dtype and shape for the kernel to write: the one the log took from the slot in its
@@ -56,16 +61,19 @@ class UndoLog {
   /// The slot's value before this write: what the log keeps (first write) or the slot's value.
   /// Stays valid, unchanged, until the log is cleared or rolled back.
   const Array& record(VariableSlot& slot);
-  /// Puts every recorded value back (locking each slot), then forgets them.
+  /// Puts back (locking each slot) every recorded value whose slot this run wrote last, then
+  /// forgets them.
   void roll_back();
-  /// Forgets the recorded values, keeping their buffers for reuse.
-  void clear() { used_ = 0; }
+  /// Forgets the recorded values, keeping their buffers for reuse; the next writes are a new run's.
+  void clear();
 
  private:
   struct Entry {
     VariableSlot* slot = nullptr;
     Array saved;
+    std::uint64_t writer = 0;  // the slot's writer before this run's first write
   };
+  std::uint64_t run_ = 0;  // this run's token (unique in the process), set by clear()
   std::mutex mutex_;  // steps on several threads record into one log
   std::deque<Entry> entries_;  // a deque: recording keeps the entries other steps still read
   std::size_t used_ = 0;

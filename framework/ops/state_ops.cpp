@@ -19,7 +19,10 @@ std::vector<TensorSpec> assign_shape(const InferenceContext& c) {
 }
 
 // variable = f(variable, delta), element by element: read from the value before the op, written
-// to the variable's storage (the same buffer after the run's first write to it).
+// to the variable's storage. After the run's first write to the variable, the value before the op
+// is the storage itself, whose buffer mutable_as may replace (by a copy, when a reader still
+// shares it; the old buffer can then be freed by that reader at any time): `from` is taken after
+// it, so it points into the log's copy (first write) or into the storage (from == to).
 template <class T, class F>
 void update_variable(KernelContext& c, F f) {
   const Array& before = c.variable_before(0);
@@ -31,10 +34,10 @@ void update_variable(KernelContext& c, F f) {
     throw InvalidArgumentError("'" + c.op_name() + "': variable " + var->name + " has shape " +
                                before.shape().to_string() + " but the update has shape " +
                                c.input(1).shape().to_string());
-  const T* from = before.as<T>().data();  // kept alive by the log, or by whoever shares it
   Array& storage = c.variable_ref(0);
   auto& v = storage.template mutable_as<T>();
   T* p = v.data();
+  const T* from = before.as<T>().data();  // after mutable_as: see above
   const T* d = delta.data();
   for (std::size_t i = 0; i < v.size(); ++i) p[i] = f(from[i], d[i]);
   c.set_output(0, storage);

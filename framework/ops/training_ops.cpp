@@ -46,8 +46,9 @@ T hyper(const KernelContext& c, int i) {
 
 // Updates the variable and its slots element by element: update(g, x) gets the gradient and
 // x[r] = ref input r's elements (vectors, then scalars: kernels::update_elements), read from their
-// values before the op, and updates x, written to their storage (the same buffers after the run's
-// first write to them).
+// values before the op, and updates x, written to their storage. As in update_variable
+// (state_ops.cpp), from[r] is taken after mutable_as, which may replace the storage's buffer: after
+// the run's first write the value before the op is the storage itself (from[r] == to[r]).
 template <class T, std::size_t NRefs, class F>
 void apply_update(KernelContext& c, F update) {
   const Array& grad = c.input(c.num_inputs() - 1);
@@ -60,8 +61,8 @@ void apply_update(KernelContext& c, F update) {
     if (!before.same_shape(grad))
       throw InvalidArgumentError("Variable " + var + " has shape " + before.shape().to_string() +
                                  " but the gradient has shape " + grad.shape().to_string());
-    from[r] = before.as<T>().data();  // kept alive by the log, or by whoever shares it
     to[r] = c.variable_ref(static_cast<int>(r)).template mutable_as<T>().data();
+    from[r] = before.as<T>().data();  // after mutable_as: see above
   }
   const T* g = grad.as<T>().data();
   // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes.

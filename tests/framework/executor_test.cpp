@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "framework/op_registry.hpp"
 #include "tests/support/approx.hpp"
 #include "tests/support/json.hpp"
+#include "tests/support/messages.hpp"
 
 using namespace kiln;
 using kiln::testing::contains;
@@ -308,6 +310,36 @@ TEST_CASE("executor.updates_read_the_value_before_them_whoever_holds_the_buffers
   CHECK(kiln::testing::allclose(held, {1, 1, 1}));
 }
 
+TEST_CASE("executor.a_second_write_in_a_run_reads_a_buffer_that_stays_alive") {
+  // v += 1 twice in one run; a1's output shares v's buffer and is read by r on another thread.
+  // The second write copies that shared buffer before writing (copy on write) and must read the
+  // copy: it read the old buffer, which r's release could free or hand to f meanwhile (found in
+  // review: a segfault or wrong values in 3 of 3 processes at 2^22 elements, heap-use-after-free
+  // under AddressSanitizer).
+  const std::int64_t n = std::int64_t{1} << 22;
+  Graph g;
+  auto guard = g.as_default();
+  Variable v(zeros({n}, float32), {.trainable = false, .name = "v"});
+  Tensor a1 = assign_add(v, ones({n}, float32));
+  Operation twice;
+  {
+    control_dependencies after({a1});
+    twice = group({assign_add(v, ones({n}, float32))}, "twice");
+  }
+  Tensor r = a1 * 2.0f;  // reads a1's output (v's buffer)
+  Tensor f = r * 3.0f;   // fetched: its buffer may come from what r's release freed
+  Session sess;
+  sess.run(global_variables_initializer());
+  for (int k = 1; k <= 12; ++k) {
+    const auto out = sess.run({GraphElement(twice), GraphElement(f)});
+    const auto& fv = out[1].as<float>();
+    REQUIRE(std::all_of(fv.begin(), fv.end(), [&](float e) { return e == 6.0f * static_cast<float>(2 * k - 1); }));
+    const Array value = sess.run(v);
+    const auto& vv = value.as<float>();
+    REQUIRE(std::all_of(vv.begin(), vv.end(), [&](float e) { return e == 2.0f * static_cast<float>(k); }));
+  }
+}
+
 TEST_CASE("executor.plan_cache_notices_new_control_inputs") {
   Graph g;
   auto guard = g.as_default();
@@ -355,6 +387,47 @@ TEST_CASE("executor.a_failed_run_changes_no_variable") {
   sess.run(both, {{x, 2.0f}});
   CHECK(kiln::testing::allclose(sess.run(a), {0.5, 0.5}));
   CHECK(kiln::testing::allclose(sess.run(b), {-1, -1}));
+}
+
+TEST_CASE("executor.a_failed_run_never_undoes_another_runs_write") {
+  // Thread A adds 1 to v, `runs` times; thread B meanwhile writes v (adds 0) and then fails. A
+  // failed run puts back only what it wrote last: it restored the value it had found over A's
+  // later increments (found in review: 70,511 successful increments left v at 9,374).
+  Graph g;
+  auto guard = g.as_default();
+  Variable v(zeros({}, float32), {.trainable = false, .name = "v"});
+  Variable big(ones({1 << 18}, float32), {.trainable = false, .name = "big"});
+  Tensor good = assign_add(v, scalar(1.0));
+  Tensor touch = assign_add(v, scalar(0.0));
+  Operation bad;
+  {
+    control_dependencies after({touch});
+    Tensor s = reduce_sum(big * 2.0f);  // some work between the write and the failure
+    bad = group({nn::check_numerics(log(s * -1.0f), "negative")}, "bad");
+  }
+  Session sess;
+  sess.run(global_variables_initializer());
+  constexpr int runs = 2000;
+  std::atomic<bool> a_done{false};
+  std::atomic<int> failed{0};
+  std::thread b([&] {
+    while (!a_done.load()) {
+      try {
+        sess.run(bad);
+      } catch (const InvalidArgumentError&) {
+        ++failed;
+      }
+    }
+  });
+  while (failed.load() == 0) std::this_thread::yield();  // B's plan is made and it is running
+  for (int i = 0; i < runs; ++i) sess.run(good);
+  a_done = true;
+  b.join();
+  CHECK(failed.load() > 0);
+  CHECK(sess.run(v).scalar<float>() == static_cast<float>(runs));
+  // Alone, a failed run still changes nothing.
+  CHECK_THROWS_AS(sess.run(bad), InvalidArgumentError);
+  CHECK(sess.run(v).scalar<float>() == static_cast<float>(runs));
 }
 
 TEST_CASE("executor.a_failed_training_step_keeps_the_moving_statistics") {
@@ -447,6 +520,35 @@ TEST_CASE("executor.run_takes_any_range_of_fetches") {
   CHECK_THROWS_AS(Session(g, {.inter_op_parallelism_threads = -1}), ValueError);
 }
 
+TEST_CASE("executor.inter_op_parallelism_threads_caps_the_ops_running_at_once") {
+  // Eight independent chains of large ops on a pool of four threads: with
+  // inter_op_parallelism_threads = 2 never more than two ops at once (the option was read only
+  // as 1 or not 1: up to four ran at once). Overlaps are read from a full trace's op intervals.
+  const int threads_before = num_threads();
+  set_num_threads(4);
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {1 << 18}, "x");
+  std::vector<GraphElement> sums;
+  for (int i = 0; i < 8; ++i) sums.push_back(reduce_sum(exp(x * static_cast<float>(i + 1)) * 0.5f));
+  const xt::xarray<float> value = xt::zeros<float>({std::size_t{1} << 18});
+  Session capped(g, {.inter_op_parallelism_threads = 2});
+  int most = 0;
+  for (int run = 0; run < 20; ++run) {
+    RunMetadata meta;
+    capped.run(sums, {{x, value}}, RunOptions{.trace_level = RunOptions::full_trace}, &meta);
+    std::vector<std::pair<std::int64_t, int>> edges;  // (time, +1 start / -1 end): ends first
+    for (const auto& op : meta.step_stats)
+      if (op.type != "Placeholder") edges.push_back({op.start_ns, 1}), edges.push_back({op.end_ns, -1});
+    std::sort(edges.begin(), edges.end());
+    int now = 0;
+    for (const auto& e : edges) most = std::max(most, now += e.second);
+  }
+  set_num_threads(threads_before);
+  CHECK(most >= 1);
+  CHECK(most <= 2);
+}
+
 namespace {
 // Attributes that count their copies: a prepared kernel copies them once, when the plan is made.
 struct CountedAttrs {
@@ -490,6 +592,32 @@ TEST_CASE("executor.function_kernels_read_their_attributes_once_when_prepared") 
   CHECK(prepared > before);  // the kernel holds its own copy, typed
   for (int i = 0; i < 5; ++i) s.run(y, {{x, in}});
   CHECK(CountedAttrs::copies.load() == prepared);  // no run reads or copies them again
+}
+
+TEST_CASE("executor.exceptions_that_are_not_kiln_errors_get_the_ops_context") {
+  // A kernel that runs out of memory (std::bad_alloc: a tile to 2^38 elements raised it bare) or
+  // throws another std::exception (a bug) ends the run with a kiln error naming the op.
+  if (!op_registry().find("TestThrowing"))
+    op_registry().add({.type = "TestThrowing",
+                       .shape_fn = [](const InferenceContext& c) { return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}}; },
+                       .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
+                         if (c.input_as<T>(0)(0) == 1) throw std::bad_alloc();
+                         throw std::out_of_range("index 7 of 3");
+                       }),
+                       .not_differentiable = true});
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {1}, "x");
+  Tensor y = build_op("TestThrowing", {x}, {}, "thrower").output(0);
+  Session s;
+  const std::string context = "[[node 'thrower' (op: 'TestThrowing') with input shapes: [1]]]";
+  const std::string oom =
+      kiln::testing::message_of<ResourceExhaustedError>([&] { s.run(y, {{x, xt::xarray<float>{1}}}); });
+  CHECK(contains(oom, "OOM when allocating"));
+  CHECK(contains(oom, context));
+  const std::string bug = kiln::testing::message_of<InternalError>([&] { s.run(y, {{x, xt::xarray<float>{2}}}); });
+  CHECK(contains(bug, "index 7 of 3"));
+  CHECK(contains(bug, context));
 }
 
 TEST_CASE("executor.memory_plan_places_the_outputs_of_a_training_step") {
