@@ -12,13 +12,14 @@ if [ ! -f build-asan/build.ninja ]; then
 fi
 # Under the sanitizers only the test programs are built (not the examples and benchmarks).
 ninja -C build-asan -j"$(nproc)" tests/kiln_tests tests/kiln_concurrency_tests tests/fuzz_corpus_test \
-  tests/mpi_launcher_test tests/mpi_program || exit 1
-# ThreadSanitizer (clang) for the concurrency tests: the library and that one test program.
+  tests/mpi_launcher_test tests/mpi_program tests/pool_exit_program || exit 1
+# ThreadSanitizer (clang) for the concurrency tests: the library, that test program and the
+# program it starts.
 if [ ! -f build-tsan/build.ninja ]; then
   CXX=clang++ meson setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
     -Dwerror=true >/dev/null || exit 1
 fi
-ninja -C build-tsan -j"$(nproc)" tests/kiln_concurrency_tests || exit 1
+ninja -C build-tsan -j"$(nproc)" tests/kiln_concurrency_tests tests/pool_exit_program || exit 1
 
 log=$(mktemp)
 status=0
