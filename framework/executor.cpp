@@ -137,7 +137,8 @@ struct RunFrame {
     }
     parallel_ = num_threads() > 1;
     chains_.store(1, std::memory_order_relaxed);  // the caller's
-    // Roots (constants, fed placeholders, variables) are cheap: the caller walks them in plan order.
+    // Roots (constants, fed placeholders, variables) are cheap: the caller walks them in plan
+    // order.
     run_from(plan_.initial_ready.data(), plan_.initial_ready.data() + plan_.initial_ready.size());
     pool_help_until([this] { return done_.load(std::memory_order_acquire); });
   }
@@ -367,7 +368,8 @@ struct RunFrame {
       run_step(step);
       for (int succ : plan_.steps[static_cast<std::size_t>(step)].successors) {
         if (pending_[static_cast<std::size_t>(succ)].fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
-        if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)]) && take_chain()) {
+        if (parallel_ && worth_a_thread(plan_.steps[static_cast<std::size_t>(succ)]) &&
+            take_chain()) {
           post(succ);
         } else {
           ready.push(succ);
@@ -483,7 +485,8 @@ struct RunFrame {
         } catch (const Error&) {
           rethrow_with_context(context());
         } catch (const std::bad_alloc& e) {
-          throw ResourceExhaustedError(std::string("OOM when allocating a buffer (") + e.what() + ")" + context());
+          throw ResourceExhaustedError(std::string("OOM when allocating a buffer (") + e.what() +
+                                       ")" + context());
         } catch (const std::exception& e) {
           throw InternalError(std::string("unexpected exception: ") + e.what() + context());
         }

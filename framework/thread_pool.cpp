@@ -152,7 +152,8 @@ class Pool {
       if (queue_.empty()) {
         // A task posted, or the pool stopped or shrunk, after the spin's last look (while the
         // lock was free) found no sleeper to notify: look again, under the lock, before sleeping.
-        if (spin_for_work(lk) || !queue_.empty() || stopping_ || index >= size_.load(std::memory_order_relaxed))
+        if (spin_for_work(lk) || !queue_.empty() || stopping_ ||
+            index >= size_.load(std::memory_order_relaxed))
           continue;
         ++workers_sleeping_;
         work_cv_.wait(lk);

@@ -46,16 +46,16 @@ class VariableStore {
 /// nothing for variables). Concurrent runs see each other's writes at once (as in TF), so a
 /// failed run puts back only the variables whose last write is its own: a variable another run
 /// wrote after it keeps that run's value (a successful run's update is never undone; a run that
-/// read the failed run's value and wrote from it keeps what it wrote). Record before each write to a slot, with the slot's mutex held. On the
-/// run's first write to a slot, the log takes its value as it is (no copy: the value before the
-/// write, which the writing kernel reads and never writes) and gives the slot another buffer of
-/// the same dtype and shape for the kernel to write: the one the log took from the slot in its
-/// previous run, when no one else holds it (a variable alternates between two buffers: no copy
-/// and, in a steady state, no allocation), else a new one. Later writes in the run update the
-/// slot in place. (The log copied the value instead: a copy of every variable and slot a training
-/// step updates, 1.2 MB a step in the MLP benchmark, 5 MB in the main job's. MLP step, one
-/// thread, alternating processes: 0.319-0.370 -> 0.305-0.310 ms; two threads 0.336-0.394 ->
-/// 0.325-0.327 ms.)
+/// read the failed run's value and wrote from it keeps what it wrote). Record before each write to
+/// a slot, with the slot's mutex held. On the run's first write to a slot, the log takes its
+/// value as it is (no copy: the value before the write, which the writing kernel reads and never
+/// writes) and gives the slot another buffer of the same dtype and shape for the kernel to write:
+/// the one the log took from the slot in its previous run, when no one else holds it (a variable
+/// alternates between two buffers: no copy and, in a steady state, no allocation), else a new one.
+/// Later writes in the run update the slot in place. (The log copied the value instead: a copy of
+/// every variable and slot a training step updates, 1.2 MB a step in the MLP benchmark, 5 MB in
+/// the main job's. MLP step, one thread, alternating processes: 0.319-0.370 -> 0.305-0.310 ms; two
+/// threads 0.336-0.394 -> 0.325-0.327 ms.)
 class UndoLog {
  public:
   /// The slot's value before this write: what the log keeps (first write) or the slot's value.

@@ -22,10 +22,10 @@ void expect_positive(const IntPair& p, const char* what, const std::string& laye
 
 void expect_ndim(const Shape& s, int ndim, const std::string& layer) {
   if (s.rank() != ndim)
-    throw ValueError("Input 0 of layer " + layer + " is incompatible with the layer: expected ndim=" +
-                     std::to_string(ndim) + ", found " +
-                     (s.has_rank() ? "ndim=" + std::to_string(s.rank()) : "an undefined rank") +
-                     at(layer, s));
+    throw ValueError(
+        "Input 0 of layer " + layer +
+        " is incompatible with the layer: expected ndim=" + std::to_string(ndim) + ", found " +
+        (s.has_rank() ? "ndim=" + std::to_string(s.rank()) : "an undefined rank") + at(layer, s));
 }
 
 }  // namespace detail

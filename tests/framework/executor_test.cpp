@@ -333,10 +333,12 @@ TEST_CASE("executor.a_second_write_in_a_run_reads_a_buffer_that_stays_alive") {
   for (int k = 1; k <= 12; ++k) {
     const auto out = sess.run({GraphElement(twice), GraphElement(f)});
     const auto& fv = out[1].as<float>();
-    REQUIRE(std::all_of(fv.begin(), fv.end(), [&](float e) { return e == 6.0f * static_cast<float>(2 * k - 1); }));
+    REQUIRE(std::all_of(fv.begin(), fv.end(),
+                        [&](float e) { return e == 6.0f * static_cast<float>(2 * k - 1); }));
     const Array value = sess.run(v);
     const auto& vv = value.as<float>();
-    REQUIRE(std::all_of(vv.begin(), vv.end(), [&](float e) { return e == 2.0f * static_cast<float>(k); }));
+    REQUIRE(std::all_of(vv.begin(), vv.end(),
+                        [&](float e) { return e == 2.0f * static_cast<float>(k); }));
   }
 }
 
@@ -539,7 +541,8 @@ TEST_CASE("executor.inter_op_parallelism_threads_caps_the_ops_running_at_once") 
     capped.run(sums, {{x, value}}, RunOptions{.trace_level = RunOptions::full_trace}, &meta);
     std::vector<std::pair<std::int64_t, int>> edges;  // (time, +1 start / -1 end): ends first
     for (const auto& op : meta.step_stats)
-      if (op.type != "Placeholder") edges.push_back({op.start_ns, 1}), edges.push_back({op.end_ns, -1});
+      if (op.type != "Placeholder")
+        edges.push_back({op.start_ns, 1}), edges.push_back({op.end_ns, -1});
     std::sort(edges.begin(), edges.end());
     int now = 0;
     for (const auto& e : edges) most = std::max(most, now += e.second);
@@ -599,7 +602,10 @@ TEST_CASE("executor.exceptions_that_are_not_kiln_errors_get_the_ops_context") {
   // throws another std::exception (a bug) ends the run with a kiln error naming the op.
   if (!op_registry().find("TestThrowing"))
     op_registry().add({.type = "TestThrowing",
-                       .shape_fn = [](const InferenceContext& c) { return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}}; },
+                       .shape_fn =
+                           [](const InferenceContext& c) {
+                             return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}};
+                           },
                        .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
                          if (c.input_as<T>(0)(0) == 1) throw std::bad_alloc();
                          throw std::out_of_range("index 7 of 3");
@@ -611,11 +617,14 @@ TEST_CASE("executor.exceptions_that_are_not_kiln_errors_get_the_ops_context") {
   Tensor y = build_op("TestThrowing", {x}, {}, "thrower").output(0);
   Session s;
   const std::string context = "[[node 'thrower' (op: 'TestThrowing') with input shapes: [1]]]";
-  const std::string oom =
-      kiln::testing::message_of<ResourceExhaustedError>([&] { s.run(y, {{x, xt::xarray<float>{1}}}); });
+  const std::string oom = kiln::testing::message_of<ResourceExhaustedError>([&] {
+    s.run(y, {{x, xt::xarray<float>{1}}});
+  });
   CHECK(contains(oom, "OOM when allocating"));
   CHECK(contains(oom, context));
-  const std::string bug = kiln::testing::message_of<InternalError>([&] { s.run(y, {{x, xt::xarray<float>{2}}}); });
+  const std::string bug = kiln::testing::message_of<InternalError>([&] {
+    s.run(y, {{x, xt::xarray<float>{2}}});
+  });
   CHECK(contains(bug, "index 7 of 3"));
   CHECK(contains(bug, context));
 }

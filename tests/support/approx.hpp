@@ -30,7 +30,8 @@ inline void check_grad(const Tensor& y, const FeedDict& xs, double tol = 1e-6, G
 
 /// allclose under a name that argument-dependent lookup cannot confuse with xt::allclose when the
 /// expected value is an xtensor expression.
-inline bool near_eq(const Array& actual, const xt::xarray<double>& expected, double rtol = 1e-5, double atol = 1e-6) {
+inline bool near_eq(const Array& actual, const xt::xarray<double>& expected, double rtol = 1e-5,
+                    double atol = 1e-6) {
   return allclose(actual, expected, rtol, atol);
 }
 
