@@ -376,7 +376,11 @@ struct RunFrame {
         }
       }
       const bool last_here = ready.empty();
-      if (last_here) ready.give_back(), chains_.fetch_sub(1, std::memory_order_relaxed);
+      if (last_here) {
+        ready.give_back();
+        if (options_.max_parallel_ops > 0)
+          chains_.fetch_sub(1, std::memory_order_relaxed);  // see take_chain
+      }
       if (completed_.fetch_add(1, std::memory_order_acq_rel) + 1 == total) {
         done_.store(true, std::memory_order_release);
         pool_wake_all();  // the pool's, not the frame's
@@ -537,7 +541,7 @@ struct RunFrame {
   std::unique_ptr<kernels::ScratchPool[]> scratch_;
   HeapPool heaps_;
   bool parallel_ = false;
-  std::atomic<int> chains_{0};  // run_from calls running or posted (a limit's count)
+  std::atomic<int> chains_{0};  // with a limit: run_from calls running or posted
   std::atomic<int> completed_{0};
   std::atomic<bool> done_{false}, failed_{false};
   std::atomic<long> live_{0}, peak_{0};

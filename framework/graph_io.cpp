@@ -74,7 +74,8 @@ std::string payload_of(const Graph& graph) {
   // is a broken graph, not a user's mistake.
   const auto op_index = [&](const detail::Node* n, const std::string& what) {
     const auto it = n ? index.find(n) : index.end();
-    if (it == index.end()) throw InternalError("write_graph: " + what + " is not an op of the graph being written");
+    if (it == index.end())
+      throw InternalError("write_graph: " + what + " is not an op of the graph being written");
     return it->second;
   };
   std::vector<const detail::Node*> variables;
@@ -85,7 +86,8 @@ std::string payload_of(const Graph& graph) {
     const Variable v(n->variable);
     w.u32(index.at(n));
     w(v.trainable());
-    w.u32(op_index(v.initializer() == Operation() ? nullptr : v.initializer().node(), "the initializer of variable '" + n->name + "'"));
+    w.u32(op_index(v.initializer() == Operation() ? nullptr : v.initializer().node(),
+                   "the initializer of variable '" + n->name + "'"));
     w.u32(op_index(v.initial_value().ref().node, "the initial value of variable '" + n->name + "'"));
     w.u32(static_cast<std::uint32_t>(v.initial_value().value_index()));
   }

@@ -57,10 +57,10 @@
 //   The file ends exactly after the payload.
 //
 // Errors. write_graph: InvalidArgumentError for a dependency cycle; InternalError naming the
-// variable when its initializer or initial value is not an op of the graph; UnimplementedError naming the
-// op and its type when it has attributes and its type no codec (every op kiln registers has one
-// when it takes attributes; an op type registered outside kiln may not); NotFoundError when the
-// file cannot be written. import_graph_def:
+// variable when its initializer or initial value is not an op of the graph; UnimplementedError
+// naming the op and its type when it has attributes and its type no codec (every op kiln registers
+// has one when it takes attributes; an op type registered outside kiln may not); NotFoundError when
+// the file cannot be written. import_graph_def:
 // NotFoundError when the file cannot be opened; InvalidArgumentError naming the path when it is
 // not a kiln graph (magic), has another format version, is truncated or has trailing bytes, fails
 // its checksum, or holds data that does not decode or does not make a graph (naming the op,
