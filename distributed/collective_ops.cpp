@@ -2,6 +2,7 @@
 // communicator.cpp (the MPI seam). See collective_ops.hpp for the table and the ordering guarantee.
 #include "distributed/collective_ops.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -56,14 +57,17 @@ void register_collective_ops(OpRegistry& r) {
                detail::expect_inputs(c, 1);
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_with<dist::AllReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const dist::AllReduceAttrs& a) {
-           xt::xarray<T> y = c.input_as<T>(0);
-           dist::detail::all_reduce_sum(y.data(), y.size(), dtype_of<T>(), what(c));
-           // mean = sum / size; with one process the division by 1 is exact, so both are a copy.
-           if (a.reduction == dist::Reduction::mean && dist::size() > 1)
-             y /= static_cast<T>(dist::size());
-           c.set_output(0, std::move(y));
-         }),
+         .kernels = kernels_with<dist::AllReduceAttrs, KILN_FLOAT_TYPES>(
+             []<class T>(KernelContext& c, const dist::AllReduceAttrs& a) {
+               const auto x = c.input_as<T>(0);
+               auto y = c.allocate_output_like<T>(0, 0);
+               std::copy(x.begin(), x.end(), y.data());
+               dist::detail::all_reduce_sum(y.data(), y.size(), dtype_of<T>(), what(c));
+               // mean = sum / size; with one process the division by 1 is exact, so both
+               // are a copy.
+               if (a.reduction == dist::Reduction::mean && dist::size() > 1)
+                 for (T& v : y) v /= static_cast<T>(dist::size());
+             }),
          // y = reduce_r x_r on every rank: dL/dx_q = sum_r dy_r (sum) or mean_r dy_r (mean).
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -89,11 +93,13 @@ void register_collective_ops(OpRegistry& r) {
                  throw ValueError("root must be a rank >= 0, got " + std::to_string(c.attrs<dist::BroadcastAttrs>().root));
                return detail::one(c.dtypes[0], c.shapes[0]);
              },
-         .kernels = kernels_with<dist::BroadcastAttrs, KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c, const dist::BroadcastAttrs& a) {
-           xt::xarray<T> y = c.input_as<T>(0);
-           dist::detail::broadcast(y.data(), y.size(), dtype_of<T>(), a.root, what(c));
-           c.set_output(0, std::move(y));
-         }),
+         .kernels = kernels_with<dist::BroadcastAttrs, KILN_NUMERIC_TYPES>(
+             []<class T>(KernelContext& c, const dist::BroadcastAttrs& a) {
+               const auto x = c.input_as<T>(0);
+               auto y = c.allocate_output_like<T>(0, 0);
+               std::copy(x.begin(), x.end(), y.data());
+               dist::detail::broadcast(y.data(), y.size(), dtype_of<T>(), a.root, what(c));
+             }),
          // y_q = x_root on every rank q: dL/dx_root = sum_q dy_q, and 0 on the other ranks.
          .gradient =
              [](const Operation& op, const OptionalTensors& dy) {
@@ -126,12 +132,13 @@ void register_collective_ops(OpRegistry& r) {
            }
            std::vector<std::size_t> d = dims_of(c.input(0).shape());
            d[0] = static_cast<std::size_t>(total);
-           xt::xarray<T> y = xt::xarray<T>::from_shape(d);
+           auto y = c.allocate_output<T>(0, d);
            dist::detail::all_gather(x.data(), counts, y.data(), dtype_of<T>(), what(c));
-           c.set_output(0, std::move(y));
          }),
-         .gradient = [](const Operation& op,
-                        const OptionalTensors& dy) { return OptionalTensors{dist::reduce_scatter(*dy[0], op.inputs()[0])}; },
+         .gradient =
+             [](const Operation& op, const OptionalTensors& dy) {
+               return OptionalTensors{dist::reduce_scatter(*dy[0], op.inputs()[0])};
+             },
          .is_collective = true});
 
   r.add({.type = "ReduceScatter",
@@ -141,7 +148,8 @@ void register_collective_ops(OpRegistry& r) {
                return detail::one(c.dtypes[0], c.shapes[1]);
              },
          .kernels = kernels_for<KILN_NUMERIC_TYPES>([]<class T>(KernelContext& c) {
-           xt::xarray<T> sum = c.input_as<T>(0);
+           const auto dy = c.input_as<T>(0);
+           std::vector<T> sum(dy.begin(), dy.end());  // reduced in place
            const auto rows = gathered_rows(c.input(1), what(c));
            std::int64_t total = 0, offset = 0;
            for (std::size_t r = 0; r < rows.size(); ++r) {
@@ -154,9 +162,8 @@ void register_collective_ops(OpRegistry& r) {
              throw InvalidArgumentError(what(c) + ": the gathered gradient has shape " + dys.to_string() + ", expected " +
                                         std::to_string(total) + " rows like " + c.input(1).shape().to_string());
            dist::detail::all_reduce_sum(sum.data(), sum.size(), dtype_of<T>(), what(c));
-           xt::xarray<T> y = xt::xarray<T>::from_shape(dims_of(c.input(1).shape()));
+           auto y = c.allocate_output<T>(0, dims_of(c.input(1).shape()));
            if (y.size()) std::memcpy(y.data(), sum.data() + offset * per_row, y.size() * sizeof(T));
-           c.set_output(0, std::move(y));
          }),
          .gradient =
              [](const Operation&, const OptionalTensors& dy) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "framework/errors.hpp"
 
@@ -9,42 +10,64 @@ namespace kiln {
 
 DType Array::dtype() const {
   if (!data_) throw InvalidArgumentError("Array is empty (the fetch of an Operation has no value)");
+  if (const auto* v = std::get_if<detail::ArrayView>(data_.get())) return v->dtype;
   return static_cast<DType>(data_->index());
 }
 
-Shape Array::shape() const {
+const xt::xarray<float>::shape_type& Array::dims() const {
   return std::visit(
-      [](const auto& a) {
-        std::vector<std::int64_t> d(a.shape().begin(), a.shape().end());
-        return Shape(d);
+      [](const auto& a) -> const xt::xarray<float>::shape_type& {
+        if constexpr (std::is_same_v<std::decay_t<decltype(a)>, detail::ArrayView>)
+          return a.dims;
+        else
+          return a.shape();
       },
       *data_);
+}
+
+const void* Array::data() const {
+  dtype();  // throws when empty
+  return std::visit(
+      [](const auto& a) -> const void* {
+        if constexpr (std::is_same_v<std::decay_t<decltype(a)>, detail::ArrayView>)
+          return a.data;
+        else
+          return a.data();
+      },
+      *data_);
+}
+
+Shape Array::shape() const {
+  const auto& d = dims();
+  return Shape(std::vector<std::int64_t>(d.begin(), d.end()));
 }
 
 bool Array::fits(const Shape& s) const {
   if (!s.has_rank()) return true;
-  return std::visit(
-      [&](const auto& a) {
-        if (a.dimension() != static_cast<std::size_t>(s.rank())) return false;
-        for (std::size_t i = 0; i < a.dimension(); ++i) {
-          const std::int64_t want = s.dims()[i];
-          if (want >= 0 && static_cast<std::size_t>(want) != a.shape()[i]) return false;
-        }
-        return true;
-      },
-      *data_);
+  const auto& d = dims();
+  if (d.size() != static_cast<std::size_t>(s.rank())) return false;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    const std::int64_t want = s.dims()[i];
+    if (want >= 0 && static_cast<std::size_t>(want) != d[i]) return false;
+  }
+  return true;
 }
 
 bool Array::same_shape(const Array& other) const {
-  return std::visit(
-      [](const auto& a, const auto& b) {
-        return std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end());
-      },
-      *data_, *other.data_);
+  const auto &a = dims(), &b = other.dims();
+  return std::equal(a.begin(), a.end(), b.begin(), b.end());
 }
 
 std::int64_t Array::size() const {
-  return std::visit([](const auto& a) { return static_cast<std::int64_t>(a.size()); }, *data_);
+  std::int64_t n = 1;
+  for (const auto d : dims()) n *= static_cast<std::int64_t>(d);
+  return n;
+}
+
+void Array::throw_view_as() {
+  throw InternalError(
+      "Array::as: the value is a view of a run's memory, which never leaves the executor "
+      "(kernels read it through view<T>())");
 }
 
 void Array::check_dtype(DType want) const {
@@ -54,15 +77,13 @@ void Array::check_dtype(DType want) const {
 }
 
 xt::xarray<double> Array::to_double() const {
-  return std::visit(
-      [](const auto& a) {
-        xt::xarray<double> r = xt::xarray<double>::from_shape(a.shape());
-        auto* out = r.data();
-        const auto* in = a.data();
-        for (std::size_t i = 0; i < a.size(); ++i) out[i] = static_cast<double>(in[i]);
-        return r;
-      },
-      *data_);
+  return visit_dtype(dtype(), [&]<class T>() {
+    const auto a = view<T>();
+    xt::xarray<double> r = xt::xarray<double>::from_shape(a.shape());
+    auto* out = r.data();
+    for (std::size_t i = 0; i < a.size(); ++i) out[i] = static_cast<double>(a[i]);
+    return r;
+  });
 }
 
 void copy_into(Array& dst, const Array& src) {
@@ -71,16 +92,22 @@ void copy_into(Array& dst, const Array& src) {
     return;
   }
   visit_dtype(src.dtype(), [&]<class T>() {
-    const auto& from = src.as<T>();
-    if (dst.empty() || !dst.unique() || dst.dtype() != src.dtype() ||
-        dst.size() != static_cast<std::int64_t>(from.size())) {
-      dst = Array(xt::xarray<T>(from));
-      return;
-    }
-    auto& to = dst.mutable_as<T>();
-    if (to.shape() != from.shape()) to.resize(from.shape());
-    std::copy(from.data(), from.data() + from.size(), to.data());
+    const auto from = src.view<T>();
+    if (dst.empty() || !dst.unique() || dst.is_view() || dst.dtype() != src.dtype() ||
+        dst.size() != static_cast<std::int64_t>(from.size()))
+      dst = Array(xt::xarray<T>::from_shape(from.shape()));
+    const auto to = dst.writable<T>(from.shape());
+    std::copy(from.begin(), from.end(), to.data());
   });
+}
+
+Array arena_array(std::shared_ptr<std::byte> memory, std::size_t offset, DType dtype,
+                  std::size_t elements) {
+  Array a;
+  void* data = memory.get() + offset;
+  a.data_ = std::make_shared<detail::ArrayStorage>(detail::ArrayView{
+      std::move(memory), data, dtype, xt::xarray<float>::shape_type(1, elements)});
+  return a;
 }
 
 bool array_size_ok(DType dtype, std::span<const std::size_t> dims) {

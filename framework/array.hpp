@@ -1,7 +1,11 @@
 #pragma once
 // Array: a concrete value (a feed or a fetch result). Cheap to copy: copies share one immutable
-// buffer; kernels write new arrays.
+// buffer; kernels write new arrays. Inside a run a value may also be a view of the run's arena
+// (framework/memory_plan.hpp): kernels read and write it through view<T>() / writable<T>(), and
+// the executor hands the caller a copy of its own (a fetched value is a snapshot the caller owns).
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
@@ -12,6 +16,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "framework/errors.hpp"
+#include "framework/tensor_view.hpp"
 #include "framework/types.hpp"
 
 namespace kiln {
@@ -28,9 +33,16 @@ namespace kiln {
 #endif
 
 namespace detail {
+/// Elements in memory the Array does not own: a region of a run's arena.
+struct ArrayView {
+  std::shared_ptr<std::byte> memory;  // the arena, kept alive while a view of it is
+  void* data;
+  DType dtype;
+  xt::xarray<float>::shape_type dims;
+};
 using ArrayStorage = std::variant<xt::xarray<float>, xt::xarray<double>, xt::xarray<std::int32_t>,
-                                  xt::xarray<std::int64_t>, xt::xarray<bool>>;
-}
+                                  xt::xarray<std::int64_t>, xt::xarray<bool>, ArrayView>;
+}  // namespace detail
 
 class Array {
  public:
@@ -79,28 +91,66 @@ class Array {
   /// Same dims as `other` (dtypes may differ); allocates nothing.
   bool same_shape(const Array& other) const;
   std::int64_t size() const;
-  /// The value as T; throws InvalidArgumentError when empty or of another dtype.
+  /// The value as T; throws InvalidArgumentError when empty or of another dtype (and
+  /// InternalError for a view of a run's arena, which never leaves the executor: use view<T>()).
   template <class T>
   const xt::xarray<T>& as() const {
     check_dtype(dtype_of<T>());
+    if (is_view()) throw_view_as();
     return std::get<xt::xarray<T>>(*data_);
+  }
+  /// The elements as T, whether the Array owns them or views an arena; throws like as<T>().
+  template <class T>
+  TensorView<const T> view() const {
+    check_dtype(dtype_of<T>());
+    if (const auto* v = std::get_if<detail::ArrayView>(data_.get()))
+      return {static_cast<const T*>(v->data), v->dims};
+    const auto& a = std::get<xt::xarray<T>>(*data_);
+    return {a.data(), a.shape()};
   }
   /// The single element of a size-1 array.
   template <class T>
   T scalar() const {
-    const auto& a = as<T>();
+    const auto a = view<T>();
     if (a.size() != 1)
       throw InvalidArgumentError("Array::scalar: array of shape " + shape().to_string() +
                                  " is not a single value");
     return *a.data();
   }
-  /// Writable access for kernels; copies first when the buffer is shared.
+  /// Writable access; copies first into a buffer of its own when the buffer is shared or a view.
   template <class T>
   xt::xarray<T>& mutable_as() {
     check_dtype(dtype_of<T>());
-    if (!unique()) data_ = std::make_shared<detail::ArrayStorage>(*data_);
+    if (is_view()) {
+      data_ = std::make_shared<detail::ArrayStorage>(owned_copy<T>());
+    } else if (!unique()) {
+      data_ = std::make_shared<detail::ArrayStorage>(*data_);
+    }
     return std::get<xt::xarray<T>>(*data_);
   }
+  /// For kernels: the elements to write, with the given dimensions (their product must be size()),
+  /// in place when no other Array shares the buffer (an arena view stays one), else in a copy.
+  template <class T, class D>
+  TensorView<T> writable(const D& dims) {
+    check_dtype(dtype_of<T>());
+    if (!unique())
+      data_ = std::make_shared<detail::ArrayStorage>(
+          is_view() ? detail::ArrayStorage(owned_copy<T>()) : *data_);
+    if (auto* v = std::get_if<detail::ArrayView>(data_.get())) {
+      if (!std::equal(v->dims.begin(), v->dims.end(), dims.begin(), dims.end()))
+        v->dims.assign(dims.begin(), dims.end());
+      return {static_cast<T*>(v->data), v->dims};
+    }
+    auto& a = std::get<xt::xarray<T>>(*data_);
+    if (!std::equal(a.shape().begin(), a.shape().end(), dims.begin(), dims.end())) a.resize(dims);
+    return {a.data(), a.shape()};
+  }
+  /// Whether the elements are a view of a run's arena (never true of an Array the caller gets).
+  bool is_view() const {
+    return data_ && std::holds_alternative<detail::ArrayView>(*data_);
+  }
+  /// The address of the first element (identifies the buffer); throws like dtype() when empty.
+  const void* data() const;
   /// The value converted to double (any dtype), for tests and reports.
   xt::xarray<double> to_double() const;
   /// No other Array shares the buffer (the executor reuses such buffers; writes go in place).
@@ -118,7 +168,18 @@ class Array {
   bool shares_buffer_with(const Array& o) const { return data_ == o.data_; }
 
  private:
+  friend Array arena_array(std::shared_ptr<std::byte> memory, std::size_t offset, DType dtype,
+                           std::size_t elements);
   void check_dtype(DType want) const;
+  [[noreturn]] static void throw_view_as();
+  const xt::xarray<float>::shape_type& dims() const;
+  template <class T>
+  xt::xarray<T> owned_copy() const {
+    const auto v = view<T>();
+    auto a = xt::xarray<T>::from_shape(v.shape());
+    std::copy(v.begin(), v.end(), a.data());
+    return a;
+  }
 #ifdef KILN_TSAN
   void annotate_release() {
     if (data_) __tsan_release(data_.get());
@@ -135,8 +196,13 @@ class Array {
 std::ostream& operator<<(std::ostream& os, const Array& a);
 
 /// Makes `dst` an independent copy of `src` (empty when src is), reusing dst's buffer when it is
-/// unshared and of the same dtype and size (no allocation then).
+/// unshared, of the same dtype and size and not a view (no allocation then).
 void copy_into(Array& dst, const Array& src);
+
+/// An Array of `elements` values of `dtype` (dims {elements}) at byte `offset` of `memory`, a view
+/// that keeps the memory alive (the executor's arena; offset aligned for dtype).
+Array arena_array(std::shared_ptr<std::byte> memory, std::size_t offset, DType dtype,
+                  std::size_t elements);
 
 /// Checks at run time that an array of `dtype` and `dims` can exist: InvalidArgumentError, prefixed
 /// by `what` (e.g. the op), naming the dims and dtype when the element or byte count exceeds

@@ -216,7 +216,7 @@ std::ostream& operator<<(std::ostream& os, const Array& a) {
   std::vector<std::string> words;
   visit_dtype(a.dtype(), [&]<class T>() {
     std::vector<T> vals;
-    if (a.size() > 0) gather(a.as<T>().data(), dims, 0, summarize, vals);
+    if (a.size() > 0) gather(a.view<T>().data(), dims, 0, summarize, vals);
     words = format_all(vals, dims.empty());
   });
   const std::string prefix = "array(";

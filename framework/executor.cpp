@@ -52,16 +52,17 @@ std::string input_shapes_text(const PlanStep& s, const Array* const* inputs) {
 // One run of a plan: everything that is per run. A frame serves one run at a time and is kept by
 // the plan between runs (RunFramePool), with the output buffers of its last runs.
 // - Planned buffers: the frame holds the memory plan (framework/memory_plan.hpp) for the shapes
-//   of the feeds it last saw, and made again when they change. An output the plan placed gets its
-//   planned buffer, made on first use; the buffer goes back to its place when the last reader of
-//   the value finished. From the second run of a fixed-shape graph on, every planned output finds
-//   its buffer waiting, unless the buffer left the frame (a fetched Identity of it, a run that
-//   failed midway): then the output takes one from the free list.
+//   of the feeds it last saw, and made again when they change, with its arena: one block, and a
+//   view of each buffer's region waiting at its place. An output the plan placed gets that view;
+//   it goes back to its place when the last reader of the value finished. Every planned output
+//   finds its view waiting, unless something still holds it (an Identity of the value, read
+//   later): then the output takes a buffer from the free list. Views never leave the frame: the
+//   caller gets a copy of a fetched one (results).
 // - Scratch: each op's kernel takes its working memory (im2col matrices, partial sums) from a
 //   pool of its own (kernels/scratch.hpp), so from its second run on it finds it waiting whatever
 //   ran beside it.
-// - The free list: everything else (outputs of unknown shape, unread values, planned outputs
-//   whose buffer something still holds, fetched values) takes a buffer of the same dtype and size
+// - The free list: everything else (outputs of unknown shape, planned outputs whose view
+//   something still holds, fetched values) takes an owned buffer of the same dtype and size
 //   that went back to the free list in this run or an earlier one. Fetched values go back to it
 //   once the caller lets them go (reclaim_lent). Free buffers no run has used for kIdleRuns
 //   runs (another batch size; a rarer interleaving of a parallel run) are let go.
@@ -161,6 +162,12 @@ struct RunFrame {
         // caller lets go), a value no one but the run holds, so a buffer of its own, not one
         // passed through such as a variable's (whose next in-place update would then copy).
         const auto k = static_cast<std::size_t>(sl);
+        if (values_[k].is_view()) {  // a planned value passed through (Identity): the caller's copy
+          Array copy;
+          copy_into(copy, values_[k]);
+          out.push_back(std::move(copy));
+          continue;
+        }
         if (run_number_ >= 2 && !fed_[k] && values_[k].unique()) lent_.push_back({run_number_, values_[k]});
         out.push_back(values_[k]);
       }
@@ -181,13 +188,6 @@ struct RunFrame {
       if (!home.empty()) {
         placed_.fetch_add(1, std::memory_order_relaxed);
         return std::move(home);
-      }
-      if (!made_[static_cast<std::size_t>(b)]) {
-        made_[static_cast<std::size_t>(b)] = 1;
-        Array a = make_array(dtype, {elements});
-        home_of_.emplace(data_of(a), b);
-        placed_.fetch_add(1, std::memory_order_relaxed);
-        return a;
       }
     }
     unplanned_.fetch_add(1, std::memory_order_relaxed);
@@ -255,17 +255,18 @@ struct RunFrame {
     }
     const DType t = v.dtype();
     const auto n = static_cast<std::size_t>(v.size());
-    const void* data = data_of(v);
-    // The address alone could be a new buffer where a planned one was freed (a planned buffer a
-    // variable kept): dtype and size must match too.
-    const auto home = home_of_.find(data);
-    if (home != home_of_.end()) {
-      const auto b = static_cast<std::size_t>(home->second);
-      if (homes_[b].empty() && mem_->buffers[b].dtype == t && mem_->buffers[b].elements == n) {
-        homes_[b] = std::move(v);
-        v = Array();
-        return;
+    // A view goes back to its region's place (a view of an earlier plan's arena, which it keeps
+    // alive, has an address outside this one: it finds none); the free list holds owned buffers
+    // only, so that an unplanned output (a fetched one) never gets arena memory.
+    if (v.is_view()) {
+      const auto home = home_of_.find(v.data());
+      if (home != home_of_.end()) {
+        const auto b = static_cast<std::size_t>(home->second);
+        if (homes_[b].empty() && mem_->buffers[b].dtype == t && mem_->buffers[b].elements == n)
+          homes_[b] = std::move(v);
       }
+      v = Array();
+      return;
     }
     free_.push_back({t, n, run_number_, std::move(v)});
     v = Array();
@@ -289,12 +290,8 @@ struct RunFrame {
     }
   }
 
-  static const void* data_of(const Array& a) {
-    return visit_dtype(a.dtype(), [&]<class T>() { return static_cast<const void*>(a.as<T>().data()); });
-  }
-
-  // Makes the memory plan for the feeds' shapes unless the frame has it already. The buffers of
-  // the previous plan join the free list.
+  // Makes the memory plan for the feeds' shapes, and its arena, unless the frame has them already.
+  // The previous arena goes when the last view of it does.
   void plan_memory_for(const std::vector<std::pair<Tensor, Array>>& feeds) {
     bool same = mem_ != nullptr && mem_feed_shapes_.size() == feeds.size();
     for (std::size_t i = 0; same && i < feeds.size(); ++i) same = feeds[i].second.fits(mem_feed_shapes_[i]);
@@ -302,15 +299,24 @@ struct RunFrame {
     std::vector<Shape> shapes;
     for (const auto& f : feeds) shapes.push_back(f.second.shape());
     auto mem = std::make_unique<MemoryPlan>(plan_memory(plan_, shapes));
+    // The new arena and a view of each region, at home.
+    std::shared_ptr<std::byte> arena;
+    if (mem->arena_bytes > 0) {
+      constexpr std::align_val_t align{MemoryPlan::kAlignment};
+      arena.reset(static_cast<std::byte*>(::operator new(mem->arena_bytes, align)),
+                  [](std::byte* p) { ::operator delete(p, align); });
+    }
+    std::vector<Array> homes;
+    homes.reserve(mem->buffers.size());
+    for (const auto& buf : mem->buffers)
+      homes.push_back(arena_array(arena, buf.offset, buf.dtype, buf.elements));
     std::lock_guard lk(free_mutex_);
-    for (std::size_t b = 0; b < homes_.size(); ++b)
-      if (!homes_[b].empty())
-        free_.push_back({mem_->buffers[b].dtype, mem_->buffers[b].elements, run_number_, std::move(homes_[b])});
     mem_ = std::move(mem);
     mem_feed_shapes_ = std::move(shapes);
-    homes_.assign(mem_->buffers.size(), Array());
-    made_.assign(mem_->buffers.size(), 0);
+    homes_ = std::move(homes);
     home_of_.clear();
+    for (std::size_t b = 0; b < homes_.size(); ++b)
+      home_of_.emplace(homes_[b].data(), static_cast<int>(b));
   }
 
   std::string fetch_name(int slot) const {
@@ -452,8 +458,11 @@ struct RunFrame {
           // Its buffer may become an output when this op is its last reader (the count includes
           // every read of this op: Mul(x, x) reads twice) and no one else holds it; when the memory
           // plan placed output 0, only the input whose buffer it planned for output 0.
-          if (!dead_[k] && !fed_[k] && readers_[k].load(std::memory_order_acquire) == 1 && values_[k].unique() &&
-              (!planned_out || mem_->donor[static_cast<std::size_t>(index)] == static_cast<int>(i)))
+          // An unplanned output (fetched, say) takes no view of the arena.
+          if (!dead_[k] && !fed_[k] && readers_[k].load(std::memory_order_acquire) == 1 &&
+              values_[k].unique() &&
+              (planned_out ? mem_->donor[static_cast<std::size_t>(index)] == static_cast<int>(i)
+                           : !values_[k].is_view()))
             donors[i] = &values_[k];
         } else if (s.var_reads[i]) {
           snapshots[i] = VariableStore::read(*s.var_reads[i]);
@@ -568,8 +577,7 @@ struct RunFrame {
 
   std::unique_ptr<MemoryPlan> mem_;
   std::vector<Shape> mem_feed_shapes_;  // the feeds' shapes mem_ was made for
-  std::vector<Array> homes_;            // per planned buffer: the buffer while no value holds it
-  std::vector<char> made_;              // per planned buffer: allocated (by its first output)
+  std::vector<Array> homes_;  // per planned buffer: its view of the arena while no value holds it
   std::unordered_map<const void*, int> home_of_;  // a planned buffer's data: its index
   std::atomic<int> placed_{0}, unplanned_{0};
 };

@@ -264,6 +264,12 @@ MemoryPlan plan_memory(const Plan& plan, const std::vector<Shape>& feed_shapes) 
       }
     }
   }
+  // 3. The arena: each buffer at its offset, aligned for any kernel's vector loads.
+  for (auto& buf : mp.buffers) {
+    buf.offset = (mp.arena_bytes + MemoryPlan::kAlignment - 1) / MemoryPlan::kAlignment *
+                 MemoryPlan::kAlignment;
+    mp.arena_bytes = buf.offset + buf.elements * dtype_size(buf.dtype);
+  }
   return mp;
 }
 

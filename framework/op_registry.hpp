@@ -17,6 +17,7 @@
 #include "framework/attr_codec.hpp"
 #include "framework/errors.hpp"
 #include "framework/graph.hpp"
+#include "framework/tensor_view.hpp"
 
 namespace kiln {
 
@@ -86,35 +87,31 @@ class KernelContext {
   /// as values).
   bool has_input(int i) const { return inputs_[i] != nullptr; }
   const Array& input(int i) const { return *inputs_[i]; }
+  /// Input i's elements (the kernel was chosen for its dtype).
   template <class T>
-  const xt::xarray<T>& input_as(int i) const {
-    return input(i).as<T>();
+  TensorView<const T> input_as(int i) const {
+    return input(i).view<T>();
   }
   /// Output i as an array of T with the given dimensions, in a buffer the executor hands out
   /// (reused between runs and between values whose lifetimes do not overlap: a steady-state run
   /// allocates nothing). The contents are unspecified: the kernel writes every element. The
   /// dimensions must describe a size check_array_size accepts.
-  template <class T, class Dims>
-  xt::xarray<T>& allocate_output(int i, const Dims& dims) {
+  template <class T, class D>
+  TensorView<T> allocate_output(int i, const D& dims) {
     std::size_t n = 1;
     for (const auto d : dims) n *= static_cast<std::size_t>(d);
     Array& out = outputs_[i];
     out = state_.take_buffer(i, dtype_of<T>(), n);
-    if (out.empty()) {
-      out = Array(xt::xarray<T>::from_shape(dims));
-      return out.mutable_as<T>();
-    }
-    auto& a = out.mutable_as<T>();
-    if (!std::equal(a.shape().begin(), a.shape().end(), dims.begin(), dims.end())) a.resize(dims);
-    return a;
+    if (out.empty()) out = Array(xt::xarray<T>::from_shape(dims));
+    return out.writable<T>(dims);
   }
   template <class T>
-  xt::xarray<T>& allocate_output(int i, std::initializer_list<std::size_t> dims) {
+  TensorView<T> allocate_output(int i, std::initializer_list<std::size_t> dims) {
     return allocate_output<T, std::initializer_list<std::size_t>>(i, dims);
   }
   /// Output i with the dtype and dimensions of input j (the common elementwise case).
   template <class T>
-  xt::xarray<T>& allocate_output_like(int i, int j) {
+  TensorView<T> allocate_output_like(int i, int j) {
     return allocate_output<T>(i, input_as<T>(j).shape());
   }
   /// Output i in input j's buffer when the executor allows it (this op is the last reader of that
@@ -122,11 +119,11 @@ class KernelContext {
   /// kernels, which read element k of input j before they write element k of the output. Views
   /// of input j taken before stay valid; input(j) itself is empty afterwards when forwarded.
   template <class T>
-  xt::xarray<T>& forward_input_or_allocate(int j, int i) {
+  TensorView<T> forward_input_or_allocate(int j, int i) {
     Array* donor = donors_ ? donors_[j] : nullptr;
     if (donor && !donor->empty() && donor->dtype() == dtype_of<T>()) {
       outputs_[i] = std::move(*donor);
-      return outputs_[i].mutable_as<T>();
+      return outputs_[i].writable<T>(outputs_[i].view<T>().shape());
     }
     return allocate_output_like<T>(i, j);
   }

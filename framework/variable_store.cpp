@@ -44,7 +44,7 @@ Array buffer_like(const Array& value, Array spare) {
   if (!spare.empty() && spare.unique() && spare.dtype() == value.dtype() && spare.same_shape(value)) return spare;
   std::vector<std::size_t> dims;
   visit_dtype(value.dtype(), [&]<class T>() {
-    const auto& s = value.as<T>().shape();
+    const auto& s = value.view<T>().shape();
     dims.assign(s.begin(), s.end());
   });
   return make_array(value.dtype(), dims);

@@ -27,7 +27,7 @@ std::string list_text(const V& v) {
 
 /// An array's (an input's) dimensions.
 inline Dims dims_of(const Array& a) {
-  return visit_dtype(a.dtype(), [&]<class T>() { return Dims(a.as<T>().shape()); });
+  return visit_dtype(a.dtype(), [&]<class T>() { return Dims(a.view<T>().shape()); });
 }
 template <class T>
 Dims dims_of(const KernelContext& c, int i) {
@@ -96,7 +96,7 @@ inline kernels::Extents shape_from_tensor(const Array& a, const std::string& op)
   return visit_dtype(a.dtype(), [&]<class I>() {
     kernels::Extents dims;
     if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
-      const auto& v = a.as<I>();
+      const auto v = a.view<I>();
       if (v.dimension() != 1) throw InvalidArgumentError("'" + op + "': the shape argument must be a vector");
       for (const I d : v) {
         if (d < 0) throw InvalidArgumentError("'" + op + "': negative dimension in the target shape");

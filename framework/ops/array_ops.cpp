@@ -27,7 +27,7 @@ void gather_rows(const T* src, const Dims& out, const Dims& st, T* dst) {
 template <class T>
 void copy_with_dims(KernelContext& c, const Dims& dims) {
   const auto& x = c.input_as<T>(0);
-  auto& y = c.allocate_output<T>(0, dims);
+  auto y = c.allocate_output<T>(0, dims);
   std::copy(x.data(), x.data() + x.size(), y.data());
 }
 
@@ -58,7 +58,7 @@ Dims reshape_dims(const KernelContext& c, std::size_t n) {
   std::int64_t infer = -1;
   visit_dtype(s.dtype(), [&]<class I>() {
     if constexpr (std::is_integral_v<I> && !std::is_same_v<I, bool>) {
-      const auto& t = s.as<I>();
+      const auto t = s.view<I>();
       if (t.dimension() != 1) fail(": the shape argument must be a vector, got shape " + s.shape().to_string());
       for (std::size_t i = 0; i < t.size(); ++i) {
         const auto v = static_cast<std::int64_t>(t.data()[i]);
@@ -156,8 +156,8 @@ void register_array_ops(OpRegistry& r) {
              },
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
            const auto& s = c.input_as<T>(0).shape();
-           auto& out = c.allocate_output<std::int32_t>(0, {s.size()});
-           for (std::size_t i = 0; i < s.size(); ++i) out(i) = static_cast<std::int32_t>(s[i]);
+           auto out = c.allocate_output<std::int32_t>(0, {s.size()});
+           for (std::size_t i = 0; i < s.size(); ++i) out[i] = static_cast<std::int32_t>(s[i]);
          }),
          .not_differentiable = true});
 
@@ -179,7 +179,7 @@ void register_array_ops(OpRegistry& r) {
            if (kernels::broadcast_shape(sx, target) != target)
              throw InvalidArgumentError("'" + c.op_name() + "': cannot broadcast " +
                                         c.input(0).shape().to_string() + " to the requested shape");
-           auto& y = c.allocate_output<T>(0, target);
+           auto y = c.allocate_output<T>(0, target);
            gather_rows(x.data(), target, kernels::broadcast_strides(sx, target), y.data());
          }),
          .gradient =
@@ -266,7 +266,7 @@ void register_array_ops(OpRegistry& r) {
            for (std::size_t k = 0; k < in.size(); ++k)
              out[k] = in[static_cast<std::size_t>(perm[k])],
              st[k] = in_st[static_cast<std::size_t>(perm[k])];
-           auto& y = c.allocate_output<T>(0, out);
+           auto y = c.allocate_output<T>(0, out);
            gather_rows(x.data(), out, st, y.data());
          }),
          .gradient =

@@ -170,12 +170,12 @@ class FusedBatchNormKernel final : public BnKernel {
       check_param<T>(c, 3, "mean", C);
       check_param<T>(c, 4, "variance", C);
     }
-    auto& y = c.forward_input_or_allocate<T>(0, 0);  // in x's buffer when nothing else reads x
+    auto y = c.forward_input_or_allocate<T>(0, 0);  // in x's buffer when nothing else reads x
     if (a_.is_training) {
-      auto& mean = c.allocate_output<T>(1, {channels});
-      auto& var = c.allocate_output<T>(2, {channels});
-      auto& saved_mean = c.allocate_output<T>(3, {channels});
-      auto& inv = c.allocate_output<T>(4, {channels});
+      auto mean = c.allocate_output<T>(1, {channels});
+      auto var = c.allocate_output<T>(2, {channels});
+      auto saved_mean = c.allocate_output<T>(3, {channels});
+      auto inv = c.allocate_output<T>(4, {channels});
       kernels::fused_batch_norm_forward_training(x.data(), g, b, l, a_.epsilon, y.data(), mean.data(), var.data(),
                                                  inv.data());
       std::copy(mean.data(), mean.data() + channels, saved_mean.data());
@@ -211,9 +211,9 @@ class FusedBatchNormGradKernel final : public BnKernel {
     check_param<T>(c, 2, "scale", C);
     check_param<T>(c, 3, "reserve_space_1", C);
     check_param<T>(c, 4, "reserve_space_2", C);
-    auto& dx = c.forward_input_or_allocate<T>(0, 0);  // in dy's buffer when nothing else reads dy
-    auto& dg = c.allocate_output<T>(1, {static_cast<std::size_t>(C)});
-    auto& db = c.allocate_output<T>(2, {static_cast<std::size_t>(C)});
+    auto dx = c.forward_input_or_allocate<T>(0, 0);  // in dy's buffer when nothing else reads dy
+    auto dg = c.allocate_output<T>(1, {static_cast<std::size_t>(C)});
+    auto db = c.allocate_output<T>(2, {static_cast<std::size_t>(C)});
     const T* g = c.input_as<T>(2).data();
     const T* r1 = c.input_as<T>(3).data();
     const T* r2 = c.input_as<T>(4).data();

@@ -294,7 +294,7 @@ void register_concat_slice_ops(OpRegistry& r) {
          .kernels = kernels_with<SliceAttrs, KILN_ALL_TYPES>([]<class T>(KernelContext& c, const SliceAttrs& a) {
            const Dims full = dims_of(c.input(0)), size = slice_window(c, a, full);
            const T* x = c.input_as<T>(0).data();
-           auto& y = c.allocate_output<T>(0, size);
+           auto y = c.allocate_output<T>(0, size);
            for_each_window_row(full, a.begin, size,
                                [&](std::size_t off, std::size_t w, std::size_t len) {
                                  std::copy(x + off, x + off + len, y.data() + w);
@@ -318,7 +318,7 @@ void register_concat_slice_ops(OpRegistry& r) {
              bad_input(
                  c, "the gradient " + c.input(0).shape().to_string() + " does not match the slice");
            const T* g = c.input_as<T>(0).data();
-           auto& y = c.allocate_output<T>(0, full);
+           auto y = c.allocate_output<T>(0, full);
            std::fill(y.begin(), y.end(), T(0));
            for_each_window_row(full, a.begin, size,
                                [&](std::size_t off, std::size_t w, std::size_t len) {

@@ -104,14 +104,14 @@ void register_constant_ops(OpRegistry& r) {
   r.add({.type = "ZerosLike",
          .shape_fn = like,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           auto& y = c.allocate_output_like<T>(0, 0);
+           auto y = c.allocate_output_like<T>(0, 0);
            std::fill(y.data(), y.data() + y.size(), T(0));
          }),
          .not_differentiable = true});
   r.add({.type = "OnesLike",
          .shape_fn = like,
          .kernels = kernels_for<KILN_ALL_TYPES>([]<class T>(KernelContext& c) {
-           auto& y = c.allocate_output_like<T>(0, 0);
+           auto y = c.allocate_output_like<T>(0, 0);
            std::fill(y.data(), y.data() + y.size(), T(1));
          }),
          .not_differentiable = true});

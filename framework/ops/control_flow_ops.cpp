@@ -97,13 +97,13 @@ class CondGradAddNKernel final : public OpKernel {
       if (c.input_as<T>(term(k)).shape() != c.input_as<T>(term(0)).shape())
         detail::throw_add_n_shapes(c, c.input(term(0)), c.input(term(k)));
     if (values == 0) {
-      auto& out = c.allocate_output_like<T>(0, zeros);
+      auto out = c.allocate_output_like<T>(0, zeros);
       std::fill(out.begin(), out.end(), T(0));
       return;
     }
     const Array& v = c.input(first);
-    const T* v0 = v.as<T>().data();
-    const std::size_t n = v.as<T>().size();
+    const T* v0 = v.view<T>().data();
+    const std::size_t n = v.view<T>().size();
     const auto plus_zero = [](auto a) { return a + T(0); };
     if (values == 1 && zeros >= 0) {  // the cond's case: one branch's gradient + 0
       if (!kernels::any_changed_by_adding_zero(v0, n)) {  // the value itself

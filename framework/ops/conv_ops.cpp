@@ -105,7 +105,7 @@ class Conv2DKernel final : public OpKernel {
   explicit Conv2DKernel(const detail::Node& n) : p_(detail::node_attrs<Conv2DAttrs>(n)) {}
   void compute(KernelContext& c) const override {
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), input_dims4<T>(c, 1, "filter"));
-    auto& y = c.allocate_output<T>(0, extents4(p_.output_dims(g)));
+    auto y = c.allocate_output<T>(0, extents4(p_.output_dims(g)));
     kernels::conv2d_forward(g, c.input_as<T>(0).data(), c.input_as<T>(1).data(), y.data());
   }
 
@@ -122,7 +122,7 @@ class Conv2DBackpropInputKernel final : public OpKernel {
     const Dims4 x = sizes_input<T>(c, 0, "input_sizes");
     const auto g = p_.checked_geometry(c, x, input_dims4<T>(c, 1, "filter"));
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
-    auto& dx = c.allocate_output<T>(0, extents4(x));
+    auto dx = c.allocate_output<T>(0, extents4(x));
     kernels::conv2d_backprop_input(g, c.input_as<T>(1).data(), c.input_as<T>(2).data(), dx.data());
   }
 
@@ -139,7 +139,7 @@ class Conv2DBackpropFilterKernel final : public OpKernel {
     const Dims4 f = sizes_input<T>(c, 1, "filter_sizes");
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"), f);
     p_.expect_out_backprop(c, g, input_dims4<T>(c, 2, "out_backprop"));
-    auto& df = c.allocate_output<T>(0, extents4(f));
+    auto df = c.allocate_output<T>(0, extents4(f));
     kernels::conv2d_backprop_filter(g, c.input_as<T>(0).data(), c.input_as<T>(2).data(), df.data());
   }
 

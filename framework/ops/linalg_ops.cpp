@@ -49,7 +49,8 @@ void register_linalg_ops(OpRegistry& r) {
            throw InvalidArgumentError(
                "'" + c.op_name() + "' (op: 'MatMul'): Matrix size-incompatible: In[0]: " +
                c.input(0).shape().to_string() + ", In[1]: " + c.input(1).shape().to_string());
-         auto& y = c.allocate_output<T>(0, {static_cast<std::size_t>(m), static_cast<std::size_t>(n)});
+         auto y =
+             c.allocate_output<T>(0, {static_cast<std::size_t>(m), static_cast<std::size_t>(n)});
          const auto lda = static_cast<std::int64_t>(a.shape(1)),
                     ldb = static_cast<std::int64_t>(b.shape(1));
          kernels::gemm(o.transpose_a, o.transpose_b, m, n, k, T(1), a.data(),

@@ -39,10 +39,10 @@ void binary_kernel(KernelContext& c, F f) {
   const auto out = kernels::broadcast_shape(sa, sb);
   // In place of an input of the output's shape when the executor allows it: broadcast_binary
   // reads element k of a full-shape input before it writes element k.
-  auto& y = !std::is_same_v<R, T> ? c.allocate_output<R>(0, out)
-            : out == sa           ? c.forward_input_or_allocate<R>(0, 0)
-            : out == sb           ? c.forward_input_or_allocate<R>(1, 0)
-                                  : c.allocate_output<R>(0, out);
+  auto y = !std::is_same_v<R, T> ? c.allocate_output<R>(0, out)
+           : out == sa           ? c.forward_input_or_allocate<R>(0, 0)
+           : out == sb           ? c.forward_input_or_allocate<R>(1, 0)
+                                 : c.allocate_output<R>(0, out);
   kernels::broadcast_binary(a.data(), sa, b.data(), sb, y.data(), out, f);
 }
 
@@ -51,7 +51,7 @@ void unary_kernel(KernelContext& c, F f) {
   const auto& x = c.input_as<T>(0);
   const T* in = x.data();
   const std::size_t n = x.size();
-  auto& y = c.forward_input_or_allocate<T>(0, 0);
+  auto y = c.forward_input_or_allocate<T>(0, 0);
   kernels::map_unary(in, y.data(), n, f);
 }
 
@@ -118,7 +118,7 @@ void select_kernel(KernelContext& c) {
   const auto& y = c.input_as<T>(2);
   const auto sc = dims_of<bool>(c, 0), sx = dims_of<T>(c, 1), sy = dims_of<T>(c, 2);
   const auto out = broadcast3(c, sc, sx, sy);
-  auto& r = c.allocate_output<T>(0, out);
+  auto r = c.allocate_output<T>(0, out);
   const auto stc = kernels::broadcast_strides(sc, out), stx = kernels::broadcast_strides(sx, out),
              sty = kernels::broadcast_strides(sy, out);
   kernels::Extents idx(out.size(), 0);
@@ -257,7 +257,7 @@ void register_math_ops(OpRegistry& r) {
          },
          .kernels = kernels_for<bool>([]<class T>(KernelContext& c) {
            const auto& x = c.input_as<bool>(0);
-           auto& y = c.allocate_output_like<bool>(0, 0);
+           auto y = c.allocate_output_like<bool>(0, 0);
            for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = !x.data()[i];
          }),
          .not_differentiable = true});
@@ -301,7 +301,7 @@ void register_math_ops(OpRegistry& r) {
          .kernels = kernels_with<DType, KILN_ALL_TYPES>([]<class T>(KernelContext& c, DType to) {
            const auto& x = c.input_as<T>(0);
            visit_dtype(to, [&]<class R>() {
-             auto& y = c.allocate_output<R>(0, x.shape());
+             auto y = c.allocate_output<R>(0, x.shape());
              for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = static_cast<R>(x.data()[i]);
            });
          }),
@@ -344,7 +344,7 @@ void register_math_ops(OpRegistry& r) {
            const auto sx = dims_of<T>(c, 0), slo = dims_of<T>(c, 1), shi = dims_of<T>(c, 2);
            const auto out = broadcast3(c, sx, slo, shi), s1 = kernels::broadcast_shape(sx, slo);
            kernels::Scratch<T> lower(std::accumulate(s1.begin(), s1.end(), std::size_t{1}, std::multiplies<>()));
-           auto& y = c.allocate_output<T>(0, out);
+           auto y = c.allocate_output<T>(0, out);
            kernels::broadcast_binary(c.input_as<T>(0).data(), sx, c.input_as<T>(1).data(), slo, lower.data(), s1,
                                      [](auto a, auto b) { return kernels::maximum(a, b); });
            kernels::broadcast_binary(lower.data(), s1, c.input_as<T>(2).data(), shi, y.data(), out,
@@ -364,7 +364,7 @@ void register_math_ops(OpRegistry& r) {
            for (int i = 1; i < c.num_inputs(); ++i)
              if (c.input_as<T>(i).shape() != first.shape()) detail::throw_add_n_shapes(c, c.input(0), c.input(i));
            const T* first_data = first.data();
-           auto& acc = c.forward_input_or_allocate<T>(0, 0);
+           auto acc = c.forward_input_or_allocate<T>(0, 0);
            if (acc.data() != first_data) std::copy(first_data, first_data + acc.size(), acc.data());
            for (int i = 1; i < c.num_inputs(); ++i)
              kernels::map_binary(acc.data(), 1, c.input_as<T>(i).data(), 1, acc.data(), acc.size(),

@@ -64,7 +64,7 @@ std::array<KernelFactory, kNumDTypes> unary_kernels(F f) {
     const auto& x = c.input_as<T>(0);
     const T* in = x.data();
     const std::size_t n = x.size();
-    auto& y = c.forward_input_or_allocate<T>(0, 0);
+    auto y = c.forward_input_or_allocate<T>(0, 0);
     kernels::map_unary(in, y.data(), n, f);
   });
 }
@@ -80,7 +80,7 @@ std::array<KernelFactory, kNumDTypes> binary_kernels(F f) {
                                  c.input(1).shape().to_string());
     const T *pa = a.data(), *pb = b.data();
     const std::size_t n = a.size();
-    auto& y = c.forward_input_or_allocate<T>(0, 0);
+    auto y = c.forward_input_or_allocate<T>(0, 0);
     kernels::map_binary(pa, 1, pb, 1, y.data(), n, f);
   });
 }
@@ -124,7 +124,7 @@ struct Layout {
   std::size_t outer, channels, inner;
 };
 template <class T>
-Layout bias_layout(const KernelContext& c, detail::DataFormat format, const xt::xarray<T>& x) {
+Layout bias_layout(const KernelContext& c, detail::DataFormat format, TensorView<const T> x) {
   if (x.dimension() < 2)
     throw InvalidArgumentError(where_in(c) + "input must be at least 2-D, got shape " +
                                c.input(0).shape().to_string());
@@ -161,7 +161,7 @@ void BiasAddKernel<T>::compute(KernelContext& c) const {
     throw InvalidArgumentError(where_in(c) + "bias of shape " + c.input(1).shape().to_string() +
                                " must match the channel dimension of the input of shape " +
                                c.input(0).shape().to_string());
-  auto& y = c.allocate_output_like<T>(0, 0);
+  auto y = c.allocate_output_like<T>(0, 0);
   const auto add = [](auto p, auto q) { return p + q; };
   for (std::size_t o = 0; o < l.outer; ++o) {
     const std::size_t base = o * l.channels * l.inner;
@@ -184,7 +184,7 @@ class BiasAddGradKernel final : public BiasKernel {
     const Layout l = bias_layout(c, format_, dy);
     kernels::Scratch<double> acc(l.channels);
     kernels::reduce_sum<double>(dy.data(), {l.outer, l.channels, l.inner}, {1, 0, 1}, acc.data());
-    auto& db = c.allocate_output<T>(0, {l.channels});
+    auto db = c.allocate_output<T>(0, {l.channels});
     std::transform(acc.data(), acc.data() + l.channels, db.data(), [](double v) { return static_cast<T>(v); });
   }
 };
@@ -236,7 +236,7 @@ void noise_kernel(KernelContext& c, const NoiseAttrs& attrs) {
   } catch (const ValueError& e) {
     throw InvalidArgumentError(where_in(c) + e.what());
   }
-  auto& u = c.allocate_output<T>(0, d);
+  auto u = c.allocate_output<T>(0, d);
   auto& g = c.rng();
   for (auto& v : u) {
     if constexpr (std::is_same_v<T, float>)

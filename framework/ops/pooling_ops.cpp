@@ -93,9 +93,9 @@ class PoolKernel final : public OpKernel {
   void compute(KernelContext& c) const override {
     const auto g = p_.checked_geometry(c, input_dims4<T>(c, 0, "input"));
     const auto out = extents4(p_.output_dims(g));
-    auto& y = c.allocate_output<T>(0, out);
+    auto y = c.allocate_output<T>(0, out);
     if constexpr (kMax) {
-      auto& argmax = c.allocate_output<i64>(1, out);
+      auto argmax = c.allocate_output<i64>(1, out);
       kernels::max_pool_forward(g, c.input_as<T>(0).data(), y.data(), argmax.data());
     } else {
       kernels::avg_pool_forward(g, c.input_as<T>(0).data(), y.data());
@@ -129,7 +129,7 @@ class MaxPoolGradKernel final : public OpKernel {
     if constexpr (kRelu) p_.expect(c, input_dims4<T>(c, 4, "features"), x, "features");
     const i64* argmax = c.input_as<i64>(3).data();
     const T* grad = c.input_as<T>(2).data();
-    auto& out = c.allocate_output<T>(0, extents4(kGradIsPooled ? x : y));
+    auto out = c.allocate_output<T>(0, extents4(kGradIsPooled ? x : y));
     checked(c, [&] {
       if constexpr (kRelu)
         kernels::max_pool_backward_relu(g, argmax, grad, c.input_as<T>(4).data(), out.data());
@@ -159,7 +159,7 @@ class AvgPoolGradKernel final : public OpKernel {
     const Dims4 x = sizes_input<T>(c, 0, "orig_input_shape");
     const auto g = p_.checked_geometry(c, x);
     p_.expect(c, input_dims4<T>(c, 1, "grad"), p_.output_dims(g), "grad");
-    auto& dx = c.allocate_output<T>(0, extents4(x));
+    auto dx = c.allocate_output<T>(0, extents4(x));
     kernels::avg_pool_backward(g, c.input_as<T>(1).data(), dx.data());
   }
 

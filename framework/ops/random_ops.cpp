@@ -40,7 +40,7 @@ Tensor random_op(const std::string& type, const Shape& shape, double a, double b
 
 template <class T, class Draw>
 void fill_random(KernelContext& c, const RandomAttrs& a, Draw draw) {
-  auto& out = c.allocate_output<T>(0, a.shape.dims());
+  auto out = c.allocate_output<T>(0, a.shape.dims());
   auto& gen = c.rng();
   for (auto& v : out) v = static_cast<T>(draw(gen, a));
 }

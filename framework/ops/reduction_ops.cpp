@@ -77,7 +77,7 @@ void reduce_kernel(KernelContext& c, const ReduceAttrs& a) {
     if (mask[k]) count *= dims[k];
     if (!mask[k] || a.keepdims) out.push_back(mask[k] ? 1 : dims[k]);
   }
-  auto& y = c.allocate_output<T>(0, out);
+  auto y = c.allocate_output<T>(0, out);
   if constexpr (R == Reduction::sum || R == Reduction::mean) {
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
     kernels::Scratch<Acc> acc(y.size());
@@ -221,7 +221,7 @@ void moments_grad(KernelContext& c, const ReduceAttrs& a, int first) {
   for (std::size_t j = 0; j < C; ++j) k.data()[j] = T(2 * double(dvar[j]) / M), k.data()[C + j] = T(dmean[j] / M);
   const T* addend = first >= 1 ? c.input_as<T>(0).data() : nullptr;
   const T* addend_scale = first == 2 ? c.input_as<T>(1).data() : nullptr;
-  auto& dx = first >= 1 ? c.forward_input_or_allocate<T>(0, 0) : c.allocate_output_like<T>(0, first);
+  auto dx = first >= 1 ? c.forward_input_or_allocate<T>(0, 0) : c.allocate_output_like<T>(0, first);
   kernels::channel_affine(x.data(), k.data(), c.input_as<T>(first + 1).data(), k.data() + C, g.layout, dx.data(),
                           addend, addend_scale);
 }
@@ -337,8 +337,8 @@ void register_reduction_ops(OpRegistry& r) {
              },
          .kernels = kernels_with<ReduceAttrs, KILN_FLOAT_TYPES>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
            const MomentsGeometry g = moments_geometry<T>(c, a);
-           auto& mean = c.allocate_output<T>(0, g.stat_dims);
-           auto& variance = c.allocate_output<T>(1, g.stat_dims);
+           auto mean = c.allocate_output<T>(0, g.stat_dims);
+           auto variance = c.allocate_output<T>(1, g.stat_dims);
            kernels::batch_moments(c.input_as<T>(0).data(), g.layout, mean.data(), variance.data());
          }),
          .gradient =
@@ -435,8 +435,8 @@ void register_reduction_ops(OpRegistry& r) {
          .kernels = kernels_with<ReduceAttrs, std::int32_t>([]<class T>(KernelContext& c, const ReduceAttrs& a) {
            const auto& in = c.input_as<std::int32_t>(0);
            const auto mask = runtime_axis_mask(c, a.axes, in.size());
-           auto& s = c.allocate_output_like<std::int32_t>(0, 0);
-           for (std::size_t k = 0; k < s.size(); ++k) s(k) = mask[k] ? 1 : in(k);
+           auto s = c.allocate_output_like<std::int32_t>(0, 0);
+           for (std::size_t k = 0; k < s.size(); ++k) s[k] = mask[k] ? 1 : in[k];
          }),
          .not_differentiable = true,
          .attr_codec = reduce_codec});

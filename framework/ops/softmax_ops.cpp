@@ -90,7 +90,7 @@ void softmax_kernel(KernelContext& c, const AxisAttrs& attrs, bool log) {
   std::size_t outer = 1, inner = 1;
   for (std::size_t d = 0; d < a; ++d) outer *= x.shape()[d];
   for (std::size_t d = a + 1; d < x.dimension(); ++d) inner *= x.shape()[d];
-  auto& y = c.allocate_output_like<T>(0, 0);
+  auto y = c.allocate_output_like<T>(0, 0);
   softmax_lines(x.data(), y.data(), outer, x.shape()[a], inner, log);
 }
 
@@ -161,8 +161,8 @@ void sparse_xent(KernelContext& c) {
       throw InvalidArgumentError(
           where_in(c) + "received a label value of " + std::to_string(t.data()[r]) +
           " which is outside the valid range of [0, " + std::to_string(classes) + ")");
-  auto& loss = c.allocate_output<T>(0, t.shape());
-  auto& back = c.allocate_output_like<T>(1, 0);
+  auto loss = c.allocate_output<T>(0, t.shape());
+  auto back = c.allocate_output_like<T>(1, 0);
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
   for (std::size_t r = 0; r < rows; ++r)
     loss.data()[r] = -back.data()[r * classes + static_cast<std::size_t>(t.data()[r])];
@@ -183,9 +183,9 @@ void dense_xent(KernelContext& c) {
                                c.input(1).shape().to_string());
   const std::size_t classes = x.shape().back(), rows = classes ? x.size() / classes : 0;
   std::vector<std::size_t> loss_shape(x.shape().begin(), x.shape().end() - 1);
-  auto& loss = c.allocate_output<T>(0, loss_shape);
+  auto loss = c.allocate_output<T>(0, loss_shape);
   std::fill(loss.begin(), loss.end(), T(0));
-  auto& back = c.allocate_output_like<T>(1, 0);
+  auto back = c.allocate_output_like<T>(1, 0);
   softmax_lines(x.data(), back.data(), rows, classes, 1, true);
   for (std::size_t r = 0; r < rows; ++r) {
     T* b = back.data() + r * classes;

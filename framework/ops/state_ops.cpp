@@ -37,7 +37,7 @@ void update_variable(KernelContext& c, F f) {
   Array& storage = c.variable_ref(0);
   auto& v = storage.template mutable_as<T>();
   T* p = v.data();
-  const T* from = before.as<T>().data();  // after mutable_as: see above
+  const T* from = before.view<T>().data();  // after mutable_as: see above
   const T* d = delta.data();
   for (std::size_t i = 0; i < v.size(); ++i) p[i] = f(from[i], d[i]);
   c.set_output(0, storage);

@@ -40,7 +40,7 @@ void sum_to_shape(KernelContext& c, Src src, const Dims& sg, const kernels::Exte
   kernels::AxisMask mask(sg.size(), 1);
   for (std::size_t k = lead; k < sg.size(); ++k) mask[k] = target[k - lead] == 1 && sg[k] != 1;
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-  auto& y = c.allocate_output<T>(0, target);
+  auto y = c.allocate_output<T>(0, target);
   kernels::Scratch<Acc> acc(y.size());
   kernels::reduce_sum<Acc>(src, sg, mask, acc.data());
   std::transform(acc.data(), acc.data() + y.size(), y.data(), [](Acc v) { return static_cast<T>(v); });
@@ -61,7 +61,7 @@ void check_broadcasts_to(const Shape& m, const Shape& s, const std::string& what
 
 // m broadcasts to x's shape at run time.
 template <class T>
-bool fits_over(const xt::xarray<T>& m, const xt::xarray<T>& x) {
+bool fits_over(TensorView<const T> m, TensorView<const T> x) {
   const kernels::Extents sx(x.shape().begin(), x.shape().end()), sm(m.shape().begin(), m.shape().end());
   return kernels::broadcastable(sm, sx) && kernels::broadcast_shape(sm, sx) == sx;
 }
@@ -69,7 +69,8 @@ bool fits_over(const xt::xarray<T>& m, const xt::xarray<T>& x) {
 // SumToShape of the values a Src (kernels::BroadcastSource) forms from a, b (a's shape, or null)
 // and m broadcast to a's shape, to the target given by input `target`.
 template <class Src, class T>
-void sum_broadcast_source(KernelContext& c, const xt::xarray<T>& a, const T* b, const xt::xarray<T>& m, int target) {
+void sum_broadcast_source(KernelContext& c, TensorView<const T> a, const T* b,
+                          TensorView<const T> m, int target) {
   const kernels::Extents sa(a.shape().begin(), a.shape().end()), sm(m.shape().begin(), m.shape().end());
   kernels::BroadcastLoops l = kernels::broadcast_loops(sm, sa, sa);
   if (l.dims.empty()) l.dims = {1}, l.st_a = {0};  // one element

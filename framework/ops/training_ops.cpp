@@ -62,9 +62,9 @@ void apply_update(KernelContext& c, F update) {
       throw InvalidArgumentError("Variable " + var + " has shape " + before.shape().to_string() +
                                  " but the gradient has shape " + grad.shape().to_string());
     to[r] = c.variable_ref(static_cast<int>(r)).template mutable_as<T>().data();
-    from[r] = before.as<T>().data();  // after mutable_as: see above
+    from[r] = before.view<T>().data();  // after mutable_as: see above
   }
-  const T* g = grad.as<T>().data();
+  const T* g = grad.view<T>().data();
   // Chunks of at least 2^17 elements: a smaller update finishes before a sleeping worker wakes.
   kernels::update_elements(from, to, g, static_cast<std::size_t>(grad.size()), std::size_t{1} << 17, update);
   c.set_output(0, c.variable_ref(0));

@@ -100,9 +100,9 @@ Dims sizes_at_build(const InferenceContext& c, int i, const Shape& hint, const c
 Dims sizes_at_run_time(const Array& a, const char* what) {
   Dims d;
   if (a.dtype() == int32)
-    for (const auto v : a.as<std::int32_t>()) d.push_back(v);
+    for (const auto v : a.view<std::int32_t>()) d.push_back(v);
   else
-    for (const auto v : a.as<std::int64_t>()) d.push_back(v);
+    for (const auto v : a.view<std::int64_t>()) d.push_back(v);
   if (a.shape().rank() != 1 || d.size() != 4)
     throw ValueError(std::string(what) + " must be a vector of 4 sizes, got shape " +
                      a.shape().to_string());

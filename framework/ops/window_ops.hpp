@@ -95,9 +95,9 @@ Dims4 sizes_input(const KernelContext& c, int i, const char* what) {
     for (std::size_t k = 0; ok && k < 4; ++k) d[k] = static_cast<i64>(v.data()[k]);
   };
   if (a.dtype() == int32)
-    read(a.as<std::int32_t>());
+    read(a.view<std::int32_t>());
   else
-    read(a.as<std::int64_t>());
+    read(a.view<std::int64_t>());
   for (const i64 e : d) ok = ok && e >= 0;
   if (!ok) checked(c, [&] { sizes_at_run_time(a, what); });
   if (const auto e = extents4(d); !array_size_ok(dtype, e)) check_array_size(dtype, e, "'" + c.op_name() + "': " + what);

@@ -569,12 +569,17 @@ struct CountedAttrs {
 void register_counted_scale_op() {
   if (op_registry().find("TestCountedScale")) return;
   op_registry().add({.type = "TestCountedScale",
-                     .shape_fn = [](const InferenceContext& c) { return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}}; },
-                     .kernels = kernels_with<CountedAttrs, float>([]<class T>(KernelContext& c, const CountedAttrs& a) {
-                       auto& y = c.allocate_output_like<T>(0, 0);
-                       const auto& x = c.input_as<T>(0);
-                       for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = x.data()[i] * a.scale;
-                     }),
+                     .shape_fn =
+                         [](const InferenceContext& c) {
+                           return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}};
+                         },
+                     .kernels = kernels_with<CountedAttrs, float>(
+                         []<class T>(KernelContext& c, const CountedAttrs& a) {
+                           auto y = c.allocate_output_like<T>(0, 0);
+                           const auto& x = c.input_as<T>(0);
+                           for (std::size_t i = 0; i < x.size(); ++i)
+                             y.data()[i] = x.data()[i] * a.scale;
+                         }),
                      .not_differentiable = true});
 }
 }  // namespace
@@ -607,7 +612,7 @@ TEST_CASE("executor.exceptions_that_are_not_kiln_errors_get_the_ops_context") {
                              return std::vector<TensorSpec>{{c.dtypes[0], c.shapes[0]}};
                            },
                        .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
-                         if (c.input_as<T>(0)(0) == 1) throw std::bad_alloc();
+                         if (c.input_as<T>(0)[0] == 1) throw std::bad_alloc();
                          throw std::out_of_range("index 7 of 3");
                        }),
                        .not_differentiable = true});

@@ -196,3 +196,66 @@ TEST_CASE("memory_plan.a_run_follows_its_plan_and_a_new_batch_size_gets_a_new_on
   CHECK(again.as<float>() == first.as<float>());
   for (std::size_t r = 0; r < 8; ++r) CHECK(first.as<float>()(r) == small.as<float>()(r));
 }
+
+TEST_CASE("memory_plan.buffers_are_aligned_regions_of_one_arena") {
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 5}, "x");
+  Tensor h = nn::relu(matmul(x, constant(xt::xarray<float>(xt::ones<float>({5, 7})))));
+  Tensor k = cast(h, int64) + cast(h, int64);  // other dtypes and odd byte counts between
+  Tensor y =
+      reduce_sum(nn::sigmoid(matmul(h, constant(xt::xarray<float>(xt::ones<float>({7, 3}))))) +
+                 reduce_sum(cast(k, float32)));
+  Planned p(g, {y}, {{x, xt::xarray<float>(xt::zeros<float>({3, 5}))}});
+  const MemoryPlan& m = p.memory;
+  REQUIRE(m.buffers.size() >= 4);
+  std::size_t end = 0;
+  for (const auto& b : m.buffers) {
+    CHECK(b.offset % MemoryPlan::kAlignment == 0);
+    CHECK(b.offset >= end);  // after the previous region: no two overlap
+    end = b.offset + b.elements * dtype_size(b.dtype);
+  }
+  CHECK(m.arena_bytes == end);
+  CHECK(m.arena_bytes >= m.planned_bytes);
+  CHECK(m.arena_bytes < m.planned_bytes + m.buffers.size() * MemoryPlan::kAlignment);
+}
+
+namespace {
+// Whether its input is a view of the run's arena (a planned value) rather than an owned buffer.
+void register_is_arena_view() {
+  if (op_registry().find("TestIsArenaView")) return;
+  op_registry().add({.type = "TestIsArenaView",
+                     .shape_fn =
+                         [](const InferenceContext&) {
+                           return std::vector<TensorSpec>{{boolean, Shape{}}};
+                         },
+                     .kernels = kernels_for<float>([]<class T>(KernelContext& c) {
+                       c.allocate_output<bool>(0, std::vector<std::size_t>{})() =
+                           c.input(0).is_view();
+                     }),
+                     .not_differentiable = true});
+}
+}  // namespace
+
+TEST_CASE("memory_plan.planned_values_live_in_the_arena_and_the_caller_gets_copies") {
+  register_is_arena_view();
+  Graph g;
+  auto guard = g.as_default();
+  Tensor x = placeholder(float32, {-1, 3}, "x");
+  Tensor a = x * 2.f;  // planned: an op's output read by ops only
+  Tensor in_arena = build_op("TestIsArenaView", {a}).output(0);
+  Tensor passed = identity(a + 1.f);  // fetched, but its value is a planned one passed through
+  Session s;
+  const xt::xarray<float> ones = xt::ones<float>({2, 3});
+  for (int run = 0; run < 3; ++run) {
+    const auto out = s.run({in_arena, passed}, {{x, ones}});
+    CHECK(out[0].scalar<bool>());
+    CHECK(!out[1].is_view());
+    CHECK(out[1].as<float>() == xt::xarray<float>(xt::ones<float>({2, 3}) * 3.f));
+  }
+  // The caller's copy is a snapshot: later runs write the arena again, not it.
+  const Array first = s.run(passed, {{x, ones}});
+  const Array second = s.run(passed, {{x, xt::xarray<float>(ones * 5.f)}});
+  CHECK(first.as<float>() == xt::xarray<float>(xt::ones<float>({2, 3}) * 3.f));
+  CHECK(second.as<float>() == xt::xarray<float>(xt::ones<float>({2, 3}) * 11.f));
+}
