@@ -64,6 +64,11 @@ std::int64_t Array::size() const {
   return n;
 }
 
+void Array::throw_wrong_dtype(DType want) const {
+  check_dtype(want);  // throws: empty, or another dtype
+  throw InternalError("Array: no elements of the dtype it holds");
+}
+
 void Array::throw_view_as() {
   throw InternalError(
       "Array::as: the value is a view of a run's memory, which never leaves the executor "

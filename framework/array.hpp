@@ -102,11 +102,12 @@ class Array {
   /// The elements as T, whether the Array owns them or views an arena; throws like as<T>().
   template <class T>
   TensorView<const T> view() const {
-    check_dtype(dtype_of<T>());
-    if (const auto* v = std::get_if<detail::ArrayView>(data_.get()))
-      return {static_cast<const T*>(v->data), v->dims};
-    const auto& a = std::get<xt::xarray<T>>(*data_);
-    return {a.data(), a.shape()};
+    if (data_) {
+      if (const auto* a = std::get_if<xt::xarray<T>>(data_.get())) return {a->data(), a->shape()};
+      if (const auto* v = std::get_if<detail::ArrayView>(data_.get()); v && v->dtype == dtype_of<T>())
+        return {static_cast<const T*>(v->data), v->dims};
+    }
+    throw_wrong_dtype(dtype_of<T>());
   }
   /// The single element of a size-1 array.
   template <class T>
@@ -132,7 +133,7 @@ class Array {
   /// in place when no other Array shares the buffer (an arena view stays one), else in a copy.
   template <class T, class D>
   TensorView<T> writable(const D& dims) {
-    check_dtype(dtype_of<T>());
+    (void)view<T>();  // the dtype check
     if (!unique())
       data_ = std::make_shared<detail::ArrayStorage>(
           is_view() ? detail::ArrayStorage(owned_copy<T>()) : *data_);
@@ -171,6 +172,7 @@ class Array {
   friend Array arena_array(std::shared_ptr<std::byte> memory, std::size_t offset, DType dtype,
                            std::size_t elements);
   void check_dtype(DType want) const;
+  [[noreturn]] void throw_wrong_dtype(DType want) const;
   [[noreturn]] static void throw_view_as();
   const xt::xarray<float>::shape_type& dims() const;
   template <class T>

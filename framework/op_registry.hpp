@@ -122,8 +122,8 @@ class KernelContext {
   TensorView<T> forward_input_or_allocate(int j, int i) {
     Array* donor = donors_ ? donors_[j] : nullptr;
     if (donor && !donor->empty() && donor->dtype() == dtype_of<T>()) {
-      outputs_[i] = std::move(*donor);
-      return outputs_[i].writable<T>(outputs_[i].view<T>().shape());
+      Array& out = outputs_[i] = std::move(*donor);
+      return out.writable<T>(out.view<T>().shape());  // as it is: its dims are the input's
     }
     return allocate_output_like<T>(i, j);
   }
