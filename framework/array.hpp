@@ -104,7 +104,8 @@ class Array {
   TensorView<const T> view() const {
     if (data_) {
       if (const auto* a = std::get_if<xt::xarray<T>>(data_.get())) return {a->data(), a->shape()};
-      if (const auto* v = std::get_if<detail::ArrayView>(data_.get()); v && v->dtype == dtype_of<T>())
+      if (const auto* v = std::get_if<detail::ArrayView>(data_.get());
+          v && v->dtype == dtype_of<T>())
         return {static_cast<const T*>(v->data), v->dims};
     }
     throw_wrong_dtype(dtype_of<T>());
